@@ -1,0 +1,78 @@
+"""Auth routes: register, login, refresh, logout, me."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_jwt_extended import create_access_token, create_refresh_token, current_user, get_jwt
+
+from ..extensions import limiter
+from ..schemas import (
+    AccessTokenSchema,
+    CredentialsSchema,
+    LoginSchema,
+    MessageSchema,
+    TokenPairSchema,
+    UserEnvelopeSchema,
+    UserSchema,
+)
+from ..services import users
+from . import Blueprint, auth_required
+
+blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Accounts and tokens")
+
+
+def _login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+@blp.route("/register", methods=["POST"])
+@limiter.limit(_login_limit)
+@blp.arguments(CredentialsSchema)
+@blp.response(201, UserEnvelopeSchema)
+def register(credentials):
+    """Create an account."""
+    user = users.register_user(credentials["username"], credentials["password"])
+    return {"user": users.user_view(user)}
+
+
+@blp.route("/login", methods=["POST"])
+@limiter.limit(_login_limit)
+@blp.arguments(LoginSchema)
+@blp.response(200, TokenPairSchema)
+def login(credentials):
+    """Exchange a username and password for an access and a refresh token."""
+    user = users.authenticate(credentials["username"], credentials["password"])
+    return {
+        "access_token": create_access_token(identity=user.id),
+        "refresh_token": create_refresh_token(identity=user.id),
+        "token_type": "Bearer",
+        "expires_in": current_app.config["ACCESS_TOKEN_EXPIRES"],
+    }
+
+
+@blp.route("/refresh", methods=["POST"])
+@auth_required(refresh=True)
+@blp.response(200, AccessTokenSchema)
+def refresh():
+    """Issue a new access token for a refresh token."""
+    return {
+        "access_token": create_access_token(identity=current_user.id),
+        "expires_in": current_app.config["ACCESS_TOKEN_EXPIRES"],
+    }
+
+
+@blp.route("/logout", methods=["POST"])
+@auth_required(verify_type=False)
+@blp.response(200, MessageSchema)
+def logout():
+    """Revoke the token this request carries (access or refresh)."""
+    users.revoke_token(get_jwt())
+    return {"message": "Token revoked."}
+
+
+@blp.route("/me", methods=["GET"])
+@auth_required()
+@blp.response(200, UserSchema)
+def me():
+    """Return the signed-in user."""
+    return users.user_view(current_user)

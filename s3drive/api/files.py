@@ -1,0 +1,193 @@
+"""File routes: presign uploads, confirm them, read records, usage and limits."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify
+from flask_jwt_extended import current_user
+from marshmallow import ValidationError
+
+from ..errors import (
+    BatchTooLarge,
+    IntegrityMismatch,
+    InvalidState,
+    NotFound,
+    ObjectMissing,
+    QuotaExceeded,
+    StorageUnavailable,
+    ValidationFailed,
+)
+from ..policy import TIERS
+from ..schemas import (
+    BatchUploadResultSchema,
+    BatchUploadSchema,
+    ConfirmManyResultSchema,
+    ConfirmManySchema,
+    ConfirmOneResultSchema,
+    ConfirmOneSchema,
+    FileSchema,
+    LimitsSchema,
+    UsageSchema,
+)
+from ..services import confirm as confirm_service
+from ..services import files as file_service
+from ..services import uploads, users
+from ..timeutil import isoformat_z
+from . import Blueprint, auth_required, json_object_body
+
+blp = Blueprint("files", __name__, url_prefix="/api/files", description="Uploads and file records")
+
+_file_schema = FileSchema()
+_batch_schema = BatchUploadSchema()
+
+
+def _ticket_json(ticket: dict) -> dict:
+    # Built by hand, not dumped through marshmallow: a 1,000-file batch is the hot path.
+    return {**ticket, "expires_at": isoformat_z(ticket["expires_at"])}
+
+
+@blp.route("/upload/", methods=["POST"])
+@auth_required()
+@blp.doc(
+    requestBody={
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [{"$ref": "#/components/schemas/FileSpec"}, {"$ref": "#/components/schemas/BatchUpload"}]
+                }
+            }
+        },
+    }
+)
+@blp.response(200, BatchUploadResultSchema, description="Batch form; the single form answers one UploadTicket")
+def upload():
+    """Presign uploads: one FileSpec, or {"files": [FileSpec, ...]} for a batch."""
+    body = json_object_body()
+    if "files" not in body:
+        result = uploads.presign_uploads(current_user.id, [body])
+        if result.failures:
+            raise result.failures[0].error
+        return jsonify(_ticket_json(result.tickets[0]))
+
+    try:
+        specs = _batch_schema.load(body)["files"]
+    except ValidationError as error:
+        raise ValidationFailed(details=error.normalized_messages()) from None
+    max_batch = current_app.config["MAX_BATCH"]
+    if len(specs) > max_batch:
+        raise BatchTooLarge(
+            f"A batch holds at most {max_batch} files; this one has {len(specs)}.",
+            details={"max_batch": max_batch, "requested": len(specs)},
+        )
+    if not specs:
+        raise ValidationFailed("The batch is empty.", details={"files": ["Give at least one file."]})
+
+    result = uploads.presign_uploads(current_user.id, specs)
+    ok, failed = len(result.tickets), len(result.failures)
+    message = f"Generated upload URLs for {ok} files" + (f", {failed} failed." if failed else ".")
+    return jsonify(
+        {
+            "message": message,
+            "successful": [_ticket_json(t) for t in result.tickets],
+            "failed": [
+                {"index": f.index, "file_name": f.file_name, "error": f.error.to_dict()} for f in result.failures
+            ],
+            "total_requested": len(specs),
+            "total_successful": ok,
+            "total_failed": failed,
+        }
+    )
+
+
+_SINGLE_CONFIRM_ERRORS = {
+    "not_found": NotFound,
+    "object_missing": ObjectMissing,
+    "integrity_mismatch": IntegrityMismatch,
+    "quota_exceeded": QuotaExceeded,
+    "invalid_state": InvalidState,
+    "storage_unavailable": StorageUnavailable,
+}
+
+
+@blp.route("/confirm_upload/", methods=["POST"])
+@auth_required()
+@blp.arguments(ConfirmOneSchema)
+@blp.response(200, ConfirmOneResultSchema)
+def confirm_upload(args):
+    """Confirm one upload by id or s3_key: S3 must hold what was declared."""
+    if ("id" in args) == ("s3_key" in args):
+        raise ValidationFailed("Give exactly one of id or s3_key.", details={"id": ["Give id or s3_key."]})
+    if "id" in args:
+        [outcome] = confirm_service.confirm_uploads(current_user.id, ids=[args["id"]])
+    else:
+        [outcome] = confirm_service.confirm_uploads(current_user.id, s3_keys=[args["s3_key"]])
+    if outcome.status != "success":
+        code = outcome.code or "not_found"
+        raise _SINGLE_CONFIRM_ERRORS[code](outcome.message, details={"id": outcome.id} if outcome.id else {})
+    return {
+        "s3_key": outcome.s3_key,
+        "id": outcome.id,
+        "status": "success",
+        "message": outcome.message,
+        "file": outcome.file,
+    }
+
+
+@blp.route("/confirm_uploads/", methods=["POST"])
+@auth_required()
+@blp.arguments(ConfirmManySchema)
+@blp.response(200, ConfirmManyResultSchema)
+def confirm_uploads(args):
+    """Confirm a batch of uploads by ids or s3_keys, concurrently against S3."""
+    if ("ids" in args) == ("s3_keys" in args):
+        raise ValidationFailed("Give exactly one of ids or s3_keys.", details={"ids": ["Give ids or s3_keys."]})
+    values = args.get("ids", args.get("s3_keys"))
+    max_batch = current_app.config["MAX_BATCH"]
+    if len(values) > max_batch:
+        raise BatchTooLarge(f"Confirm at most {max_batch} files at once.", details={"max_batch": max_batch})
+    if not values:
+        raise ValidationFailed("Nothing to confirm.", details={"ids": ["Give at least one."]})
+    if "ids" in args:
+        outcomes = confirm_service.confirm_uploads(current_user.id, ids=values)
+    else:
+        outcomes = confirm_service.confirm_uploads(current_user.id, s3_keys=values)
+    ok = sum(o.status == "success" for o in outcomes)
+    return {
+        "message": "Upload confirmation processed",
+        "results": [{"s3_key": o.s3_key, "id": o.id, "status": o.status, "message": o.message} for o in outcomes],
+        "total_requested": len(outcomes),
+        "total_successful": ok,
+        "total_failed": len(outcomes) - ok,
+    }
+
+
+@blp.route("/usage", methods=["GET"])
+@auth_required()
+@blp.response(200, UsageSchema)
+def usage():
+    """Return the caller's used, reserved and quota bytes."""
+    return users.usage(current_user)
+
+
+@blp.route("/limits", methods=["GET"])
+@blp.response(200, LimitsSchema)
+def limits():
+    """Return the upload limits clients should respect (no auth needed)."""
+    config = current_app.config
+    return {
+        "max_file_size": config["MAX_FILE_SIZE"],
+        "max_batch": config["MAX_BATCH"],
+        "multipart_threshold": config["MULTIPART_THRESHOLD"],
+        "default_part_size": config["DEFAULT_PART_SIZE"],
+        "allowed_content_types": config["ALLOWED_CONTENT_TYPES"],
+        "tiers": list(TIERS),
+        "url_expires_in": config["URL_EXPIRES_IN"],
+    }
+
+
+@blp.route("/<string:file_id>", methods=["GET"])
+@auth_required()
+@blp.response(200, FileSchema)
+def get_file(file_id):
+    """Return one of the caller's files."""
+    return file_service.get_owned_file(current_user.id, file_id)

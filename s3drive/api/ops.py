@@ -1,0 +1,43 @@
+"""Operational routes: liveness and readiness."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from ..errors import DatabaseUnavailable, StorageUnavailable
+from ..extensions import db
+from ..schemas import HealthSchema
+from ..services import get_storage
+from . import Blueprint
+
+blp = Blueprint("ops", __name__, description="Health checks")
+
+
+@blp.route("/healthz", methods=["GET"])
+@blp.response(200, HealthSchema)
+def healthz():
+    """Answer while the process is alive; checks no dependency."""
+    return {"status": "ok"}
+
+
+@blp.route("/readyz", methods=["GET"])
+@blp.response(200, HealthSchema)
+def readyz():
+    """Answer 200 when the database and the bucket answer, else 503 naming the failure."""
+    checks = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as error:  # noqa: BLE001 - any failure means "not ready"
+        db.session.rollback()
+        checks["database"] = f"error: {type(error).__name__}"
+    try:
+        get_storage().check_bucket()
+        checks["storage"] = "ok"
+    except StorageUnavailable as error:
+        checks["storage"] = f"error: {error.message}"
+    if checks["database"] != "ok":
+        raise DatabaseUnavailable("The database does not answer.", details=checks)
+    if checks["storage"] != "ok":
+        raise StorageUnavailable("The storage bucket does not answer.", details=checks)
+    return {"status": "ok", "checks": checks}

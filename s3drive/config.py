@@ -1,0 +1,177 @@
+"""Configuration: defaults, reading S3DRIVE_* variables, and start-up validation."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+GIB = 1024**3
+MIB = 1024**2
+
+# Broad by default: documents, media and archives. Executables are refused by
+# extension in policy.py whatever their declared type.
+DEFAULT_ALLOWED_CONTENT_TYPES = [
+    "image/*",
+    "video/*",
+    "audio/*",
+    "text/*",
+    "font/*",
+    "model/*",
+    "application/pdf",
+    "application/json",
+    "application/xml",
+    "application/rtf",
+    "application/zip",
+    "application/x-zip-compressed",
+    "application/gzip",
+    "application/x-gzip",
+    "application/x-tar",
+    "application/x-bzip2",
+    "application/x-xz",
+    "application/x-7z-compressed",
+    "application/vnd.rar",
+    "application/epub+zip",
+    "application/msword",
+    "application/vnd.ms-*",
+    "application/vnd.openxmlformats-officedocument.*",
+    "application/vnd.oasis.opendocument.*",
+    "application/octet-stream",
+]
+
+# Keys are the names without the S3DRIVE_ prefix, as Flask stores them.
+DEFAULTS: dict[str, Any] = {
+    "DATABASE_URL": None,
+    "S3_BUCKET": None,
+    "S3_ENDPOINT_URL": None,
+    "S3_REGION": "us-east-1",
+    "S3_ADDRESSING_STYLE": "auto",
+    "S3_KEY_PREFIX": "",
+    "S3_MAX_WORKERS": 32,
+    "S3_CONFIRM": "list",
+    "SSE": None,
+    "SSE_KMS_KEY_ID": None,
+    "JWT_SECRET_KEY": None,
+    "ACCESS_TOKEN_EXPIRES": 900,
+    "REFRESH_TOKEN_EXPIRES": 2592000,
+    "URL_EXPIRES_IN": 3600,
+    "MAX_FILE_SIZE": 5 * GIB,
+    "MAX_BATCH": 1000,
+    "MULTIPART_THRESHOLD": 100 * MIB,
+    "DEFAULT_PART_SIZE": 16 * MIB,
+    "DEFAULT_QUOTA_BYTES": 10 * GIB,
+    "ALLOWED_CONTENT_TYPES": DEFAULT_ALLOWED_CONTENT_TYPES,
+    "ALLOW_REGISTRATION": True,
+    "CORS_ORIGINS": [],
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    "CHECK_DATABASE": True,
+    # Set by the dev stack (`s3drive dev`) and by tests: they may run without a
+    # bucket or JWT secret of the operator's.
+    "DEV_STACK": False,
+}
+
+INT_SETTINGS = (
+    "S3_MAX_WORKERS",
+    "ACCESS_TOKEN_EXPIRES",
+    "REFRESH_TOKEN_EXPIRES",
+    "URL_EXPIRES_IN",
+    "MAX_FILE_SIZE",
+    "MAX_BATCH",
+    "MULTIPART_THRESHOLD",
+    "DEFAULT_PART_SIZE",
+    "DEFAULT_QUOTA_BYTES",
+)
+LIST_SETTINGS = ("ALLOWED_CONTENT_TYPES", "CORS_ORIGINS")
+BOOL_SETTINGS = ("ALLOW_REGISTRATION", "CHECK_DATABASE", "DEV_STACK")
+MIN_JWT_SECRET_BYTES = 32
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or unsafe; raised at start-up, never per request."""
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return [str(item).strip() for item in value if str(item).strip()]
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"S3DRIVE_{name} must be true or false, got {value!r}")
+
+
+def _as_int(name: str, value: Any, minimum: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"S3DRIVE_{name} must be an integer, got {value!r}") from None
+    if isinstance(value, bool) or number < minimum:
+        raise ConfigError(f"S3DRIVE_{name} must be an integer >= {minimum}, got {value!r}")
+    return number
+
+
+def normalize(config: dict[str, Any]) -> None:
+    """Coerce settings read from the environment to their types, in place."""
+    for name in INT_SETTINGS:
+        config[name] = _as_int(name, config[name], 0 if name == "DEFAULT_QUOTA_BYTES" else 1)
+    for name in LIST_SETTINGS:
+        config[name] = _as_list(config[name])
+    for name in BOOL_SETTINGS:
+        config[name] = _as_bool(name, config[name])
+    for name in ("S3_BUCKET", "JWT_SECRET_KEY", "S3_ENDPOINT_URL", "SSE", "SSE_KMS_KEY_ID"):
+        if config.get(name) is not None:
+            config[name] = str(config[name]).strip() or None
+    config["S3_KEY_PREFIX"] = str(config.get("S3_KEY_PREFIX") or "")
+    config["S3_REGION"] = str(config["S3_REGION"])
+    config["S3_CONFIRM"] = str(config["S3_CONFIRM"]).lower()
+    config["S3_ADDRESSING_STYLE"] = str(config["S3_ADDRESSING_STYLE"]).lower()
+    config["ALLOWED_CONTENT_TYPES"] = [t.lower() for t in config["ALLOWED_CONTENT_TYPES"]]
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Raise ConfigError naming the variable when a setting is missing or unsafe."""
+    relaxed = config.get("TESTING") or config.get("DEV_STACK")
+    if not config.get("S3_BUCKET") and not relaxed:
+        raise ConfigError("S3DRIVE_S3_BUCKET is required (the bucket uploads go to)")
+    secret = config.get("JWT_SECRET_KEY") or ""
+    if len(secret.encode()) < MIN_JWT_SECRET_BYTES and not relaxed:
+        raise ConfigError(
+            f"S3DRIVE_JWT_SECRET_KEY is required and must be at least {MIN_JWT_SECRET_BYTES} bytes"
+            ' (generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))")'
+        )
+    if config["S3_ADDRESSING_STYLE"] not in ("auto", "path", "virtual"):
+        raise ConfigError("S3DRIVE_S3_ADDRESSING_STYLE must be auto, path or virtual")
+    if config["S3_CONFIRM"] not in ("list", "head"):
+        raise ConfigError("S3DRIVE_S3_CONFIRM must be list or head")
+    if config["SSE"] not in (None, "AES256", "aws:kms"):
+        raise ConfigError("S3DRIVE_SSE must be AES256 or aws:kms")
+    if config["SSE_KMS_KEY_ID"] and config["SSE"] != "aws:kms":
+        raise ConfigError("S3DRIVE_SSE_KMS_KEY_ID needs S3DRIVE_SSE=aws:kms")
+    if not 60 <= config["URL_EXPIRES_IN"] <= 7 * 24 * 3600:
+        raise ConfigError("S3DRIVE_URL_EXPIRES_IN must be between 60 and 604800 seconds (SigV4 limit)")
+    if config["MULTIPART_THRESHOLD"] < 5 * MIB:
+        raise ConfigError("S3DRIVE_MULTIPART_THRESHOLD must be at least 5 MiB (S3's minimum part size)")
+    if config["MAX_FILE_SIZE"] > 5 * 1024 * GIB:
+        raise ConfigError("S3DRIVE_MAX_FILE_SIZE must be at most 5 TiB (S3's object limit)")
+    if config["MAX_BATCH"] > 10000:
+        raise ConfigError("S3DRIVE_MAX_BATCH must be at most 10000")
+    if not config["ALLOWED_CONTENT_TYPES"]:
+        raise ConfigError("S3DRIVE_ALLOWED_CONTENT_TYPES must list at least one type")
+
+
+def database_url(config: dict[str, Any], instance_path: str) -> str:
+    """Return the configured database URL, or the SQLite file in the instance folder."""
+    url = config.get("DATABASE_URL")
+    if url:
+        return str(url)
+    os.makedirs(instance_path, exist_ok=True)
+    return "sqlite:///" + os.path.join(instance_path, "s3drive.sqlite3")

@@ -1,0 +1,50 @@
+"""Unbound Flask extensions, bound to an app in create_app()."""
+
+from flask_cors import CORS
+from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+
+# Named constraints so Alembic migrations are stable across databases.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+db = SQLAlchemy(metadata=metadata)
+migrate = Migrate()
+jwt = JWTManager()
+limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
+cors = CORS()
+
+
+def make_api(app):
+    """Create the flask-smorest Api for one app; its errors use the s3drive envelope."""
+    from flask_smorest import Api
+
+    from .errors import http_error_response
+    from .schemas import ErrorSchema
+
+    class S3DriveApi(Api):
+        ERROR_SCHEMA = ErrorSchema
+
+        def handle_http_exception(self, error):
+            return http_error_response(error)
+
+    api = S3DriveApi(
+        app,
+        spec_kwargs={
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            }
+        },
+    )
+    return api

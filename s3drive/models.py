@@ -1,0 +1,110 @@
+"""SQLAlchemy models: users, files (one row per upload) and revoked tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, String, Text, func
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from .extensions import db
+from .timeutil import utcnow
+
+
+def new_id() -> str:
+    """Return a new random UUID string."""
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator):
+    """Store naive UTC, return aware UTC: SQLite keeps no zone, Postgres does."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class FileStatus:
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    COMPLETE = "complete"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    ABORTED = "aborted"
+    DELETED = "deleted"
+
+    ALL = (PENDING, UPLOADING, COMPLETE, REJECTED, EXPIRED, ABORTED, DELETED)
+    # Statuses whose size is held against the quota until the URL expires.
+    RESERVING = (PENDING, UPLOADING)
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(64), nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    quota_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    used_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    __table_args__ = (Index("uq_users_username_lower", func.lower(username), unique=True),)
+
+
+class File(db.Model):
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    # Files presigned in one request share a key prefix, so one listing confirms them.
+    batch_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    file_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    s3_key: Mapped[str] = mapped_column(String(1024), nullable=False, unique=True)
+    content_type: Mapped[str] = mapped_column(String(255), nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    checksum_sha256: Mapped[str | None] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(32), nullable=False, default="standard")
+    title: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    folder: Mapped[str] = mapped_column(String(1024), nullable=False, default="")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=FileStatus.PENDING)
+    method: Mapped[str] = mapped_column(String(8), nullable=False, default="PUT")
+    upload_id: Mapped[str | None] = mapped_column(String(1024))
+    part_size: Mapped[int | None] = mapped_column(BigInteger)
+    etag: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_files_user_status_created", "user_id", "status", "created_at"),
+        Index("ix_files_status_expires", "status", "expires_at"),
+    )
+
+
+class RevokedToken(db.Model):
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    token_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    # Kept until the token would have expired anyway; a sweeper may drop older rows.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

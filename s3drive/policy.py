@@ -1,0 +1,202 @@
+"""Upload policy as data: names, folders, tags, types, tiers, sizes and key layout."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+MAX_NAME_BYTES = 255
+MAX_FOLDER_LENGTH = 1024
+MAX_TAGS = 50
+MAX_TAG_LENGTH = 64
+
+# Storage tiers clients may ask for, and the S3 storage class each maps to.
+TIERS = {
+    "standard": "STANDARD",
+    "standard_ia": "STANDARD_IA",
+    "intelligent_tiering": "INTELLIGENT_TIERING",
+    "glacier_ir": "GLACIER_IR",
+    "glacier": "GLACIER",
+    "deep_archive": "DEEP_ARCHIVE",
+}
+
+# Executables and scripts Windows or browsers would run on a double-click.
+DENIED_EXTENSIONS = frozenset(
+    "exe dll com bat cmd scr msi msp pif cpl hta jar vbs vbe jse wsf wsh ws ps1 psm1 "
+    "lnk reg sys gadget application appref-ms msc scf apk app deb rpm".split()
+)
+
+# Bidirectional overrides let "txt.exe" display as "exe.txt"; strip them with controls.
+_BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+_MIME_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class PolicyError(ValueError):
+    """A value breaks policy; `code` says which error code the API answers with."""
+
+    def __init__(self, message: str, code: str = "validation_error", field: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+def _strip_controls(text: str) -> str:
+    text = text.translate(_BIDI)
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch == "\u200d")
+
+
+def _truncate_utf8(text: str, limit: int) -> str:
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode("utf-8", "ignore")
+
+
+def sanitize_file_name(raw: str) -> str:
+    """Return a display name: last path part, no controls, at most 255 bytes of UTF-8."""
+    name = unicodedata.normalize("NFC", raw)
+    name = re.split(r"[/\\]", name)[-1]
+    name = _strip_controls(name).strip().strip(".").strip()
+    if not name:
+        raise PolicyError("File name is empty after removing path parts and control characters.", field="file_name")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        stem, dot, ext = name.rpartition(".")
+        if dot and 0 < len(ext.encode("utf-8")) <= 16:
+            room = MAX_NAME_BYTES - len(ext.encode("utf-8")) - 1
+            name = _truncate_utf8(stem, room).rstrip() + "." + ext
+        else:
+            name = _truncate_utf8(name, MAX_NAME_BYTES).rstrip()
+    return name
+
+
+def extension_of(name: str) -> str:
+    """Return the lowercased extension of a file name, or ''."""
+    _, dot, ext = name.rpartition(".")
+    return ext.lower() if dot else ""
+
+
+def key_safe_name(name: str) -> str:
+    """Return an ASCII rendering of a display name for use inside an S3 key."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    ascii_name = _KEY_UNSAFE.sub("_", ascii_name).strip("._") or "file"
+    if len(ascii_name) > 100:
+        ext = extension_of(ascii_name)
+        keep = 100 - len(ext) - 1 if ext and len(ext) <= 16 else 100
+        ascii_name = ascii_name[:keep] + ("." + ext if keep < 100 else "")
+    return ascii_name
+
+
+def normalize_folder(raw: str | None) -> str:
+    """Return a virtual folder path like 'photos/2026'; '' is the root. Refuse '..'."""
+    if raw is None:
+        return ""
+    parts = []
+    for part in re.split(r"[/\\]+", unicodedata.normalize("NFC", raw)):
+        part = _strip_controls(part).strip()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            raise PolicyError("Folder may not contain '..'.", field="folder")
+        if len(part.encode("utf-8")) > MAX_NAME_BYTES:
+            raise PolicyError("Folder names are limited to 255 bytes each.", field="folder")
+        parts.append(part)
+    folder = "/".join(parts)
+    if len(folder) > MAX_FOLDER_LENGTH:
+        raise PolicyError(f"Folder is limited to {MAX_FOLDER_LENGTH} characters.", field="folder")
+    return folder
+
+
+def normalize_tags(raw: list[str] | str | None) -> list[str]:
+    """Return tags trimmed, lowercased and deduplicated in first-seen order."""
+    if raw is None:
+        return []
+    items = raw.split(",") if isinstance(raw, str) else raw
+    tags: list[str] = []
+    for item in items:
+        tag = _strip_controls(item).strip().lower()
+        if not tag or tag in tags:
+            continue
+        if len(tag) > MAX_TAG_LENGTH:
+            raise PolicyError(f"Tags are limited to {MAX_TAG_LENGTH} characters.", field="tags")
+        tags.append(tag)
+    if len(tags) > MAX_TAGS:
+        raise PolicyError(f"At most {MAX_TAGS} tags per file.", field="tags")
+    return tags
+
+
+def normalize_checksum(raw: str | None) -> str | None:
+    """Return a base64 SHA-256 digest, or raise if it is not 32 bytes of base64."""
+    if raw is None or raw == "":
+        return None
+    try:
+        digest = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        digest = b""
+    if len(digest) != 32:
+        raise PolicyError("checksum_sha256 must be the base64 SHA-256 digest (44 characters).", field="checksum_sha256")
+    return base64.b64encode(digest).decode()
+
+
+@lru_cache(maxsize=64)
+def _type_patterns(allowed: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
+    exact = frozenset(t for t in allowed if "*" not in t)
+    return exact, tuple(t for t in allowed if "*" in t)
+
+
+def content_type_allowed(content_type: str, allowed: tuple[str, ...]) -> bool:
+    """Tell whether a MIME type matches the allow-list (wildcards like image/*)."""
+    exact, wildcards = _type_patterns(allowed)
+    return content_type in exact or any(fnmatch.fnmatchcase(content_type, p) for p in wildcards)
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    """The limits one upload is checked against; built once from the app config."""
+
+    max_file_size: int
+    allowed_content_types: tuple[str, ...]
+    multipart_threshold: int
+
+    @classmethod
+    def from_config(cls, config) -> UploadPolicy:
+        """Build the policy from app.config."""
+        return cls(
+            max_file_size=config["MAX_FILE_SIZE"],
+            allowed_content_types=tuple(config["ALLOWED_CONTENT_TYPES"]),
+            multipart_threshold=config["MULTIPART_THRESHOLD"],
+        )
+
+    def check_content_type(self, content_type: str, file_name: str) -> str:
+        """Return the normalized MIME type, or raise content_type_not_allowed."""
+        ctype = content_type.strip().lower()
+        if not _MIME_RE.match(ctype):
+            raise PolicyError("content_type must be a MIME type like image/jpeg.", field="content_type")
+        if extension_of(file_name) in DENIED_EXTENSIONS:
+            raise PolicyError(
+                f"Files with the extension .{extension_of(file_name)} are not allowed.",
+                code="content_type_not_allowed",
+            )
+        if not content_type_allowed(ctype, self.allowed_content_types):
+            raise PolicyError(f"Content type {ctype} is not allowed.", code="content_type_not_allowed")
+        return ctype
+
+    def check_size(self, size: int) -> None:
+        """Raise file_too_large when a file exceeds the per-file limit."""
+        if size > self.max_file_size:
+            raise PolicyError(f"File is {size} bytes; the limit is {self.max_file_size} bytes.", code="file_too_large")
+
+
+def object_key(prefix: str, user_id: str, batch_id: str, file_id: str, file_name: str) -> str:
+    """Return the server-chosen key: owner-scoped, per-batch prefix, never raw input."""
+    return f"{prefix}users/{user_id}/{batch_id}/{file_id}/{key_safe_name(file_name)}"
+
+
+def batch_prefix(prefix: str, user_id: str, batch_id: str) -> str:
+    """Return the key prefix shared by the files of one presign request."""
+    return f"{prefix}users/{user_id}/{batch_id}/"

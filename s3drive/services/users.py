@@ -1,0 +1,147 @@
+"""Users, passwords, token revocation and quota accounting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import current_app
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..errors import Conflict, Forbidden, Unauthorized
+from ..extensions import db
+from ..models import File, FileStatus, RevokedToken, User
+from ..timeutil import utcnow
+
+# Compared against when the user does not exist, so a login for an unknown name
+# costs the same time as one with a wrong password (no user enumeration by timing).
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+
+def find_user(username: str) -> User | None:
+    """Return the user with this name (case-insensitive), or None."""
+    return db.session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+
+
+def create_user(username: str, password: str, *, is_admin: bool = False, quota_bytes: int | None = None) -> User:
+    """Create a user with a hashed password; raise username_taken if the name exists."""
+    if find_user(username) is not None:
+        raise Conflict(f"The username {username!r} is taken.", code="username_taken")
+    user = User(
+        username=username,
+        password_hash=generate_password_hash(password),
+        is_admin=is_admin,
+        quota_bytes=current_app.config["DEFAULT_QUOTA_BYTES"] if quota_bytes is None else quota_bytes,
+    )
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Lost a race with a concurrent registration of the same name.
+        db.session.rollback()
+        raise Conflict(f"The username {username!r} is taken.", code="username_taken") from None
+    return user
+
+
+def register_user(username: str, password: str) -> User:
+    """Register a new user, unless registration is closed."""
+    if not current_app.config["ALLOW_REGISTRATION"]:
+        raise Forbidden("Registration is closed on this server.", code="registration_closed")
+    return create_user(username, password)
+
+
+def authenticate(username: str, password: str) -> User:
+    """Return the user for a correct name and password, else raise unauthorized."""
+    user = find_user(username)
+    valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
+    if user is None or not valid:
+        raise Unauthorized("Wrong username or password.")
+    if not user.is_active:
+        raise Unauthorized("This account is disabled.")
+    return user
+
+
+def revoke_token(payload: dict) -> None:
+    """Persist a token's jti so it is refused from now on, across restarts."""
+    if db.session.get(RevokedToken, payload["jti"]) is not None:
+        return
+    db.session.add(
+        RevokedToken(
+            jti=payload["jti"],
+            user_id=payload.get("sub"),
+            token_type=payload.get("type", "access"),
+            expires_at=datetime.fromtimestamp(payload["exp"], UTC) if "exp" in payload else None,
+        )
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # revoked concurrently: the goal is reached
+
+
+def is_token_revoked(jti: str) -> bool:
+    """Tell whether a token id was revoked."""
+    return db.session.scalar(select(RevokedToken.jti).where(RevokedToken.jti == jti)) is not None
+
+
+def reserved_bytes(user_id: str, now: datetime | None = None) -> int:
+    """Return the bytes held by pending uploads whose URLs have not expired."""
+    now = now or utcnow()
+    total = db.session.scalar(
+        select(func.coalesce(func.sum(File.size), 0)).where(
+            File.user_id == user_id,
+            File.status.in_(FileStatus.RESERVING),
+            File.expires_at > now,
+        )
+    )
+    return int(total or 0)
+
+
+def lock_user(user_id: str) -> User:
+    """Lock the user's row for a quota decision and return it fresh.
+
+    Postgres takes a row lock (SELECT ... FOR UPDATE). SQLite has no row locks:
+    a no-op UPDATE takes the database write lock, which serializes the writers.
+    Either lock is held until the transaction commits or rolls back.
+    """
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.execute(update(User).where(User.id == user_id).values(used_bytes=User.used_bytes))
+        query = select(User).where(User.id == user_id)
+    else:
+        query = select(User).where(User.id == user_id).with_for_update()
+    user = db.session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+    if user is None:
+        raise Unauthorized("This account no longer exists.", code="invalid_token")
+    return user
+
+
+def available_bytes(user: User, now: datetime | None = None) -> int:
+    """Return what the user may still reserve: quota - used - live reservations."""
+    return user.quota_bytes - user.used_bytes - reserved_bytes(user.id, now)
+
+
+def usage(user: User) -> dict:
+    """Return the user's used, reserved and quota bytes and file count."""
+    file_count = db.session.scalar(
+        select(func.count()).select_from(File).where(File.user_id == user.id, File.status == FileStatus.COMPLETE)
+    )
+    return {
+        "used_bytes": user.used_bytes,
+        "reserved_bytes": reserved_bytes(user.id),
+        "quota_bytes": user.quota_bytes,
+        "file_count": int(file_count or 0),
+    }
+
+
+def user_view(user: User) -> dict:
+    """Return the User shape of the API (with live reserved_bytes)."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "is_admin": user.is_admin,
+        "quota_bytes": user.quota_bytes,
+        "used_bytes": user.used_bytes,
+        "reserved_bytes": reserved_bytes(user.id),
+        "created_at": user.created_at,
+    }

@@ -1,0 +1,236 @@
+"""The only module that talks to S3: signing, head/list/delete calls, error mapping."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .errors import StorageUnavailable
+from .signing import S3Presigner, credentials_from_boto3
+
+# S3 error codes that mean "this object is not there".
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+DELETE_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What S3 says about a stored object."""
+
+    key: str
+    size: int
+    etag: str | None
+    content_type: str | None = None
+    checksum_sha256: str | None = None
+    metadata: Mapping[str, str] | None = None
+    # True for HeadObject answers; a listing shows only size and ETag.
+    detailed: bool = False
+
+
+class Storage:
+    """One boto3 client and one bounded thread pool per process, created lazily."""
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.bucket = config["S3_BUCKET"]
+        self.region = config["S3_REGION"]
+        self.endpoint_url = config["S3_ENDPOINT_URL"]
+        self.addressing_style = config["S3_ADDRESSING_STYLE"]
+        self.max_workers = config["S3_MAX_WORKERS"]
+        self._lock = threading.Lock()
+        self._session: boto3.session.Session | None = None
+        self._client = None
+        self._signer: S3Presigner | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- lazily created, shared per process -------------------------------------------
+
+    def _boto_session(self) -> boto3.session.Session:
+        # Sessions are not thread-safe; callers hold self._lock.
+        if self._session is None:
+            self._session = boto3.session.Session(region_name=self.region)
+        return self._session
+
+    @property
+    def client(self):
+        """Return the process-wide boto3 S3 client (thread-safe once built)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._boto_session().client(
+                        "s3",
+                        endpoint_url=self.endpoint_url,
+                        config=Config(
+                            signature_version="s3v4",
+                            s3={"addressing_style": self.addressing_style},
+                            retries={"mode": "standard", "max_attempts": 3},
+                            connect_timeout=5,
+                            read_timeout=30,
+                            max_pool_connections=self.max_workers,
+                            request_checksum_calculation="when_required",
+                            response_checksum_validation="when_required",
+                        ),
+                    )
+        return self._client
+
+    @property
+    def signer(self) -> S3Presigner:
+        """Return the fast SigV4 presigner bound to this bucket."""
+        if self._signer is None:
+            with self._lock:
+                if self._signer is None:
+                    self._signer = S3Presigner(
+                        bucket=self.bucket,
+                        region=self.region,
+                        endpoint_url=self.endpoint_url,
+                        addressing_style=self.addressing_style,
+                        credentials_provider=credentials_from_boto3(self._boto_session()),
+                    )
+        return self._signer
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """Return the bounded per-process pool for concurrent S3 calls."""
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="s3")
+        return self._executor
+
+    def has_credentials(self) -> bool:
+        """Tell whether the AWS credential chain yields credentials."""
+        with self._lock:
+            return self._boto_session().get_credentials() is not None
+
+    def close(self) -> None:
+        """Shut the thread pool down (tests and process exit)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    # -- signing (no network) ---------------------------------------------------------
+
+    def presign_put(self, key: str, headers: Mapping[str, str], expires_in: int) -> str:
+        """Return a PUT URL that only accepts a request carrying exactly these headers."""
+        return self.signer.presign("PUT", key, expires_in=expires_in, headers=headers)
+
+    def presign_get(self, key: str, expires_in: int, query: Mapping[str, str] | None = None) -> str:
+        """Return a GET URL, with response-* overrides such as Content-Disposition."""
+        return self.signer.presign("GET", key, expires_in=expires_in, query=query)
+
+    def presign_post(
+        self, key: str, fields: Mapping[str, str], conditions: list, expires_in: int
+    ) -> tuple[str, dict[str, str]]:
+        """Return a form action and fields for an HTML form POST under a signed policy."""
+        return self.signer.presign_post(key, fields=fields, conditions=conditions, expires_in=expires_in)
+
+    # -- network calls ----------------------------------------------------------------
+
+    def head_object(self, key: str) -> ObjectInfo | None:
+        """Return the object's size, type, checksum and metadata, or None if absent."""
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError as error:
+            if _error_code(error) in _MISSING_CODES:
+                return None
+            raise translate_error(error) from error
+        except BotoCoreError as error:
+            raise translate_error(error) from error
+        return ObjectInfo(
+            key=key,
+            size=response["ContentLength"],
+            etag=_strip_etag(response.get("ETag")),
+            content_type=response.get("ContentType"),
+            checksum_sha256=response.get("ChecksumSHA256"),
+            metadata=response.get("Metadata") or {},
+            detailed=True,
+        )
+
+    def head_many(self, keys: Iterable[str]) -> dict[str, ObjectInfo | None | StorageUnavailable]:
+        """HeadObject many keys concurrently on the pool; failures are returned, not raised."""
+        return self.map_concurrently(self.head_object, list(keys))
+
+    def map_concurrently(self, func: Callable[[str], Any], keys: list[str]) -> dict[str, Any]:
+        """Run func(key) for every key on the pool, returning key -> result or StorageUnavailable."""
+
+        def call(key: str):
+            try:
+                return func(key)
+            except StorageUnavailable as error:
+                return error
+
+        if len(keys) <= 1:
+            return {key: call(key) for key in keys}
+        return dict(zip(keys, self.executor.map(call, keys), strict=True))
+
+    def list_prefix(self, prefix: str) -> dict[str, ObjectInfo]:
+        """Return every object under a prefix (ListObjectsV2, 1,000 keys a page)."""
+        found: dict[str, ObjectInfo] = {}
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}
+            ):
+                for item in page.get("Contents", ()):
+                    found[item["Key"]] = ObjectInfo(
+                        key=item["Key"], size=item["Size"], etag=_strip_etag(item.get("ETag"))
+                    )
+        except (ClientError, BotoCoreError) as error:
+            raise translate_error(error) from error
+        return found
+
+    def delete_objects(self, keys: Iterable[str]) -> tuple[set[str], dict[str, str]]:
+        """Delete keys with DeleteObjects in chunks of 1,000; return (deleted, key -> error)."""
+        keys = list(keys)
+        deleted: set[str] = set()
+        errors: dict[str, str] = {}
+        for start in range(0, len(keys), DELETE_CHUNK):
+            chunk = keys[start : start + DELETE_CHUNK]
+            try:
+                response = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": False},
+                )
+            except (ClientError, BotoCoreError) as error:
+                message = translate_error(error).message
+                errors.update(dict.fromkeys(chunk, message))
+                continue
+            deleted.update(item["Key"] for item in response.get("Deleted", ()))
+            for item in response.get("Errors", ()):
+                errors[item["Key"]] = item.get("Message") or item.get("Code") or "delete failed"
+        return deleted, errors
+
+    def check_bucket(self) -> None:
+        """Raise StorageUnavailable unless the bucket answers HeadBucket."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as error:
+            raise translate_error(error) from error
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _strip_etag(etag: str | None) -> str | None:
+    return etag.strip('"') if etag else etag
+
+
+def translate_error(error: Exception) -> StorageUnavailable:
+    """Map a boto3/botocore failure to the API's storage_unavailable error."""
+    if isinstance(error, ClientError):
+        code = _error_code(error)
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("NoSuchBucket", "404") and "Bucket" in str(error):
+            return StorageUnavailable("The storage bucket does not exist.", details={"s3_error": code})
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+            return StorageUnavailable("Object storage refused the server's credentials.", details={"s3_error": code})
+        return StorageUnavailable(
+            "Object storage failed to answer the request.", details={"s3_error": code, "status": status}
+        )
+    return StorageUnavailable(details={"reason": type(error).__name__})

@@ -1,0 +1,139 @@
+"""Shared fixtures: app on moto's in-process S3, client, users and auth headers.
+
+The database is SQLite unless S3DRIVE_DATABASE_URL names another one (CI runs the
+suite again on PostgreSQL). Its schema is built once per run by the Alembic
+migrations; tables are emptied between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Fake credentials before boto3 reads the environment, so nothing can reach real AWS.
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}.items():
+    os.environ[_name] = _value
+os.environ.pop("AWS_SESSION_TOKEN", None)
+os.environ.pop("AWS_PROFILE", None)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import boto3  # noqa: E402
+from flask_migrate import upgrade  # noqa: E402
+from moto import mock_aws  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from s3drive import create_app  # noqa: E402
+from s3drive.extensions import db  # noqa: E402
+
+BUCKET = "s3drive-test"
+TABLES = ("files", "revoked_tokens", "users")
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    """Return the test database URL, migrated to the latest schema once per run."""
+    url = os.environ.get("S3DRIVE_DATABASE_URL")
+    tmp = None
+    if not url:
+        tmp = tempfile.TemporaryDirectory(prefix="s3drive-test-")
+        url = f"sqlite:///{tmp.name}/test.sqlite3"
+    app = create_app({"TESTING": True, "DATABASE_URL": url})
+    with app.app_context():
+        with db.engine.begin() as connection:
+            for table in (*TABLES, "alembic_version"):
+                connection.execute(
+                    text(
+                        f"DROP TABLE IF EXISTS {table} CASCADE"
+                        if "postgresql" in url
+                        else f"DROP TABLE IF EXISTS {table}"
+                    )
+                )
+        upgrade()
+        db.engine.dispose()
+    yield url
+    if tmp:
+        tmp.cleanup()
+
+
+def make_test_app(database_url: str, **overrides):
+    """Create an app for tests: moto-compatible confirm (head), generous rate limits."""
+    config = {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "S3_BUCKET": BUCKET,
+        "S3_CONFIRM": "head",
+        "LOGIN_RATE_LIMIT": "10000 per minute",
+        "DEFAULT_QUOTA_BYTES": 1024**3,
+    }
+    config.update(overrides)
+    return create_app(config)
+
+
+def empty_tables(app) -> None:
+    """Delete every row, children first."""
+    with app.app_context():
+        with db.engine.begin() as connection:
+            for table in TABLES:
+                connection.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def s3():
+    """Return a boto3 S3 client on moto's in-process mock, with the bucket created."""
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture
+def app_config():
+    """Override this (or parametrize it) to change the app's settings in a module."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, s3, app_config):
+    """Return a fresh app bound to the test database and moto's S3."""
+    app = make_test_app(database_url, **app_config)
+    empty_tables(app)
+    yield app
+    app.extensions["s3drive.storage"].close()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def register_and_login(client, username: str, password: str = "correct horse battery") -> dict:
+    """Register a user, log in, and return the Authorization header."""
+    response = client.post("/api/auth/register", json={"username": username, "password": password})
+    assert response.status_code == 201, response.get_json()
+    response = client.post("/api/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.get_json()
+    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+@pytest.fixture
+def auth(client):
+    """Return auth headers for a fresh user 'alice'."""
+    return register_and_login(client, "alice")
+
+
+@pytest.fixture
+def other_auth(client):
+    """Return auth headers for a second user 'mallory'."""
+    return register_and_login(client, "mallory")
