@@ -114,6 +114,25 @@ def app(database_url, s3, app_config):
 
 
 @pytest.fixture
+def make_app(database_url, s3):
+    """Return a factory of apps with settings of the test's own, on emptied tables."""
+    made = []
+
+    def factory(**overrides):
+        app = make_test_app(database_url, **overrides)
+        empty_tables(app)
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        app.extensions["s3drive.storage"].close()
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

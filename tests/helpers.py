@@ -1,0 +1,36 @@
+"""Small helpers shared by the API tests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import requests
+
+
+def sha256_b64(data: bytes) -> str:
+    """Return the base64 SHA-256 digest S3 expects in x-amz-checksum-sha256."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def spec(name: str = "photo.jpg", data: bytes = b"x" * 10, content_type: str = "image/jpeg", **extra) -> dict:
+    """Return a FileSpec for these bytes."""
+    return {"file_name": name, "content_type": content_type, "file_size": len(data), **extra}
+
+
+def presign(client, auth, *specs: dict):
+    """POST a batch and return the parsed JSON (asserting 200)."""
+    response = client.post("/api/files/upload/", json={"files": list(specs)}, headers=auth)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def put_bytes(ticket: dict, data: bytes, **header_overrides) -> requests.Response:
+    """PUT bytes to a ticket's URL with exactly the ticket's headers (plus overrides)."""
+    headers = {**ticket["headers"], **header_overrides}
+    return requests.put(ticket["presigned_url"], data=data, headers=headers, timeout=30)
+
+
+def post_form(ticket: dict, data: bytes, file_name: str = "upload.bin") -> requests.Response:
+    """Upload bytes with the ticket's POST form fields."""
+    return requests.post(ticket["presigned_url"], data=ticket["fields"], files={"file": (file_name, data)}, timeout=30)
