@@ -27,6 +27,7 @@ from .errors import (
 )
 from .extensions import cors, db, jwt, limiter, make_api, migrate
 from .policy import UploadPolicy
+from .schemas import BatchUploadSchema, FileSpecSchema
 from .storage import Storage
 
 __all__ = ["create_app", "ConfigError"]
@@ -66,6 +67,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     for blueprint in (auth.blp, files.blp, ops.blp):
         api.register_blueprint(blueprint)
+    # The upload route reads one of two bodies by hand; publish both shapes.
+    api.spec.components.schema("FileSpec", schema=FileSpecSchema)
+    api.spec.components.schema("BatchUpload", schema=BatchUploadSchema)
     app.extensions["s3drive.api"] = api
 
     _register_error_handlers(app)
@@ -93,7 +97,8 @@ def _derive_flask_settings(app: Flask) -> None:
     config["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(seconds=config["REFRESH_TOKEN_EXPIRES"])
     config["JWT_TOKEN_LOCATION"] = ["headers"]
     config["RATELIMIT_HEADERS_ENABLED"] = True
-    config.setdefault("MAX_CONTENT_LENGTH", 32 * 1024 * 1024)
+    # A 10,000-file batch is ~2 MiB of JSON; refuse anything far bigger before parsing it.
+    config["MAX_CONTENT_LENGTH"] = config.get("MAX_CONTENT_LENGTH") or 32 * 1024 * 1024
     config["API_TITLE"] = "s3drive"
     config["API_VERSION"] = "1.0"
     config["OPENAPI_VERSION"] = "3.0.3"

@@ -62,6 +62,11 @@ ADDRESSING_STYLES = ("auto", "path", "virtual")
 
 # Headers the signer owns; botocore's CRT signer silently drops them, so reject them early.
 _RESERVED_HEADERS = frozenset({"host", "authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"})
+# Query parameters the signer owns (compared lowercased).
+_AUTH_PARAMS = frozenset(
+    f"x-amz-{name}"
+    for name in ("algorithm", "credential", "date", "expires", "signedheaders", "security-token", "signature")
+)
 # botocore's parameter validation for bucket names (ARNs are not supported here).
 _BUCKET_RE = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
 # RFC 1123 host label and dotted-quad, as botocore's endpoint rules define them.
@@ -104,7 +109,8 @@ def credentials_from_boto3(session: Any) -> Callable[[], Credentials]:
             return state[2]
         with lock:
             if state[0] is None:
-                # Resolved once: a failed lookup re-runs the whole chain (files, IMDS...).
+                # Resolved once and kept: the chain walks files and IMDS, and botocore's
+                # refreshable credentials object renews itself in place.
                 state[0] = session.get_credentials()
                 if state[0] is None:
                     raise RuntimeError("no AWS credentials found by the boto3 credential chain")
@@ -336,6 +342,8 @@ class S3Presigner:
             canonical_headers = plan.template.format(host=self._host)
         auth_tail = f"&X-Amz-SignedHeaders={plan.signed_headers_param}&X-Amz-Expires={expires}{context.token_param}"
         if query:
+            if any(str(name).lower() in _AUTH_PARAMS for name in query):
+                raise ValueError("query must not contain X-Amz-* authentication parameters")
             params = [f"{_uri_encode(str(k))}={_uri_encode(str(v))}" for k, v in query.items()]
             url_query = "&".join(params) + "&" + context.auth_prefix + auth_tail
             canonical_query = _canonical_query(params, context, plan, expires)
@@ -383,9 +391,6 @@ def _canonical_query(params: list[str], context: _Context, plan: _HeaderPlan, ex
     auth.append(f"X-Amz-SignedHeaders={plan.signed_headers_param}")
     if context.token_param:
         auth.append(context.token_param[1:])
-    auth_names = {pair.partition("=")[0] for pair in auth}
-    if any(pair.partition("=")[0] in auth_names for pair in params):
-        raise ValueError("query must not contain X-Amz-* authentication parameters")
     pairs = sorted(pair.partition("=")[::2] for pair in params + auth)
     return "&".join(f"{k}={v}" for k, v in pairs)
 

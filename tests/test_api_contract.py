@@ -1,0 +1,175 @@
+"""The contract's edges: error envelope everywhere, bad input, auth matrix, ops routes."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import presign, spec
+
+from s3drive.extensions import db
+from s3drive.models import File, User
+
+PROTECTED = [
+    ("GET", "/api/auth/me"),
+    ("POST", "/api/auth/refresh"),
+    ("POST", "/api/auth/logout"),
+    ("POST", "/api/files/upload/"),
+    ("POST", "/api/files/confirm_upload/"),
+    ("POST", "/api/files/confirm_uploads/"),
+    ("GET", "/api/files/usage"),
+    ("GET", "/api/files/00000000-0000-0000-0000-000000000000"),
+]
+
+
+def assert_envelope(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code and body["error"]["message"]
+    assert response.headers["X-Request-ID"]
+    return body["error"]
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_every_protected_route_needs_a_token(client, method, path):
+    response = client.open(path, method=method, json={})
+    assert_envelope(response, 401, "unauthorized")
+
+
+def test_other_users_ids_are_not_found(client, auth, other_auth, app):
+    ticket = presign(client, auth, spec())["successful"][0]
+    for route in (f"/api/files/{ticket['id']}",):
+        assert_envelope(client.get(route, headers=other_auth), 404, "not_found")
+    response = client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=other_auth)
+    assert_envelope(response, 404, "not_found")
+    response = client.post("/api/files/confirm_upload/", json={"s3_key": ticket["s3_key"]}, headers=other_auth)
+    assert_envelope(response, 404, "not_found")
+    with app.app_context():
+        assert db.session.get(File, ticket["id"]).status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        ({"data": "{not json", "content_type": "application/json"}, "bad_request"),
+        ({"data": "", "content_type": "application/json"}, "bad_request"),
+        ({"json": [1, 2]}, "bad_request"),
+        ({"json": "a string"}, "bad_request"),
+        ({"json": None}, "bad_request"),
+        ({"data": "file_name=x", "content_type": "application/x-www-form-urlencoded"}, "bad_request"),
+        ({"data": "[" * 100000 + "]" * 100000, "content_type": "application/json"}, "bad_request"),
+        ({"data": b"\xff\xfe\x00garbage", "content_type": "application/json"}, "bad_request"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/files/upload/", "/api/files/confirm_uploads/", "/api/auth/login"])
+def test_malformed_bodies_are_bad_requests(client, auth, app, path, kwargs, code):
+    response = client.post(path, headers=auth, **kwargs)
+    assert_envelope(response, 400, code)
+    with app.app_context():
+        assert db.session.query(File).count() == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": 5, "password": "password1"},
+        {"username": "alice", "password": ["x"]},
+        {"username": "al", "password": "password1"},
+        {"username": "a" * 65, "password": "password1"},
+        {"username": "alice\u0000", "password": "password1"},
+        {"username": "../alice", "password": "password1"},
+        {"password": "password1"},
+    ],
+)
+def test_register_wrong_types_are_validation_errors(client, app, body):
+    error = assert_envelope(client.post("/api/auth/register", json=body), 422, "validation_error")
+    assert error["details"]
+    with app.app_context():
+        assert db.session.query(User).count() == 0
+
+
+def test_huge_body_is_refused(client, auth):
+    response = client.post(
+        "/api/files/upload/",
+        data=b"{" + b" " * (33 * 1024 * 1024) + b"}",
+        headers=auth,
+        content_type="application/json",
+    )
+    assert_envelope(response, 413, "batch_too_large")
+
+
+def test_unknown_route_and_method(client, auth):
+    assert_envelope(client.get("/api/nope", headers=auth), 404, "not_found")
+    response = client.delete("/api/files/usage", headers=auth)
+    assert_envelope(response, 405, "method_not_allowed")
+
+
+def test_unexpected_exception_is_a_generic_500(client, auth, monkeypatch):
+    from s3drive.services import users
+
+    def boom(user):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(users, "usage", boom)
+    response = client.get("/api/files/usage", headers={**auth, "X-Request-ID": "req-123"})
+    error = assert_envelope(response, 500, "internal_error")
+    assert "secret" not in response.get_data(as_text=True)
+    assert error["details"] == {"request_id": "req-123"}
+    assert response.headers["X-Request-ID"] == "req-123"
+
+
+def test_database_down_is_503(client, auth, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from s3drive.services import users
+
+    def down(user):
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(users, "usage", down)
+    response = client.get("/api/files/usage", headers=auth)
+    assert_envelope(response, 503, "database_unavailable")
+    assert response.headers["Retry-After"]
+
+
+def test_request_id_is_generated_or_echoed(client):
+    generated = client.get("/healthz").headers["X-Request-ID"]
+    assert len(generated) >= 16
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-1"}).headers["X-Request-ID"] == "abc-1"
+    # A hostile id is replaced, not reflected.
+    assert client.get("/healthz", headers={"X-Request-ID": "a\tb<script>"}).headers["X-Request-ID"] != "a\tb<script>"
+
+
+def test_healthz_and_readyz(client, make_app):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["checks"] == {"database": "ok", "storage": "ok"}
+    missing_bucket = make_app(S3_BUCKET="no-such-bucket").test_client().get("/readyz")
+    error = assert_envelope(missing_bucket, 503, "storage_unavailable")
+    assert error["details"]["database"] == "ok"
+
+
+def test_readyz_names_the_database_when_it_is_down(make_app):
+    app = make_app()
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {}
+    with app.app_context():
+        db.engine.dispose()
+    from unittest import mock
+
+    with mock.patch.object(db.session, "execute", side_effect=RuntimeError("db gone")):
+        response = app.test_client().get("/readyz")
+    error = assert_envelope(response, 503, "database_unavailable")
+    assert error["details"]["database"].startswith("error")
+
+
+def test_openapi_document_and_docs(client):
+    spec_doc = client.get("/openapi.json").get_json()
+    assert spec_doc["openapi"].startswith("3.")
+    paths = spec_doc["paths"]
+    for path in ("/api/auth/login", "/api/files/upload/", "/api/files/confirm_uploads/", "/api/files/{file_id}"):
+        assert path in paths
+    assert "bearerAuth" in spec_doc["components"]["securitySchemes"]
+    assert "FileSpec" in spec_doc["components"]["schemas"]
+    assert paths["/api/files/usage"]["get"]["security"] == [{"bearerAuth": []}]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and b"swagger" in docs.data.lower()
