@@ -39,6 +39,7 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Create the app: defaults, then S3DRIVE_* variables, then `config`; validate; wire up."""
     app = Flask(__name__, instance_relative_config=True)
+    app.json.sort_keys = False  # keep schema order; sorting big batch answers costs time
     app.config.update(settings.DEFAULTS)
     app.config.from_prefixed_env("S3DRIVE")
     app.config.update(config or {})

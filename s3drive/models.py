@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime
 
@@ -18,6 +19,12 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def new_ids(count: int) -> list[str]:
+    """Return `count` random UUID strings from one read of the OS random source."""
+    raw = os.urandom(16 * count)
+    return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * count, 16)]
+
+
 class UTCDateTime(TypeDecorator):
     """Store naive UTC, return aware UTC: SQLite keeps no zone, Postgres does."""
 
@@ -26,7 +33,8 @@ class UTCDateTime(TypeDecorator):
 
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(UTC)
+            if value.tzinfo is not UTC:
+                value = value.astimezone(UTC)
             if dialect.name == "sqlite":
                 value = value.replace(tzinfo=None)
         return value
@@ -89,7 +97,6 @@ class File(db.Model):
     part_size: Mapped[int | None] = mapped_column(BigInteger)
     etag: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

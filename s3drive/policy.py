@@ -47,6 +47,8 @@ class PolicyError(ValueError):
 
 
 def _strip_controls(text: str) -> str:
+    if text.isascii() and text.isprintable():
+        return text  # the common case, without a per-character walk
     text = text.translate(_BIDI)
     return "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch == "\u200d")
 

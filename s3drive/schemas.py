@@ -108,6 +108,38 @@ class FileSpecSchema(BaseSchema):
     method = fields.String(load_default="PUT", validate=validate.OneOf(["PUT", "POST"]))
 
 
+_TIER_NAMES = frozenset(TIERS)
+# (field, max length, default when missing or null) of the optional string fields.
+_OPTIONAL_STRINGS = (("checksum_sha256", 128), ("title", 200), ("description", 2000), ("folder", 4096))
+
+
+def load_file_spec_fast(raw: dict) -> dict | None:
+    """Return what FileSpecSchema().load(raw) returns, or None to let marshmallow decide.
+
+    A 1,000-file batch spends ~25 ms in marshmallow alone; this plain-Python pass
+    accepts only input marshmallow accepts too (tests/test_schemas.py holds them
+    equal over random input) and hands everything else, errors included, to it.
+    """
+    name, ctype, size = raw.get("file_name"), raw.get("content_type"), raw.get("file_size")
+    if not (type(name) is str and 0 < len(name) <= 4096 and type(ctype) is str and 0 < len(ctype) <= 255):
+        return None
+    if type(size) is not int or size < 0:
+        return None
+    spec = {"file_name": name, "content_type": ctype, "file_size": size}
+    for field_name, limit in _OPTIONAL_STRINGS:
+        value = raw.get(field_name)
+        if value is not None and (type(value) is not str or len(value) > limit):
+            return None
+        spec[field_name] = value
+    tier, method, tags = raw.get("tier", "standard"), raw.get("method", "PUT"), raw.get("tags")
+    if type(tier) is not str or tier not in _TIER_NAMES or method not in ("PUT", "POST"):
+        return None
+    if tags is not None and type(tags) is not str and not (type(tags) is list and all(type(t) is str for t in tags)):
+        return None
+    spec.update(tier=tier, method=method, tags=tags)
+    return spec
+
+
 class BatchUploadSchema(BaseSchema):
     files = fields.List(fields.Raw(), required=True, metadata={"items": FileSpecSchema})
 

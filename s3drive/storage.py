@@ -120,6 +120,12 @@ class Storage:
         """Return a PUT URL that only accepts a request carrying exactly these headers."""
         return self.signer.presign("PUT", key, expires_in=expires_in, headers=headers)
 
+    def presign_put_many(self, requests: list[tuple[str, Mapping[str, str]]], expires_in: int) -> list[str]:
+        """Return PUT URLs for (key, headers) pairs, signed with one timestamp."""
+        return self.signer.presign_many(
+            "PUT", [(key, headers, None) for key, headers in requests], expires_in=expires_in
+        )
+
     def presign_get(self, key: str, expires_in: int, query: Mapping[str, str] | None = None) -> str:
         """Return a GET URL, with response-* overrides such as Content-Disposition."""
         return self.signer.presign("GET", key, expires_in=expires_in, query=query)
