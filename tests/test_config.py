@@ -1,0 +1,110 @@
+"""Start-up validation: one clear line naming the variable, before serving anything."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from s3drive import ConfigError, create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "s" * 40
+
+
+def start_wsgi(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Import wsgi.py in a fresh process with exactly these S3DRIVE_* settings."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("S3DRIVE_")}
+    return subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"S3DRIVE_JWT_SECRET_KEY": SECRET}, "S3DRIVE_S3_BUCKET"),
+        ({"S3DRIVE_S3_BUCKET": "b"}, "S3DRIVE_JWT_SECRET_KEY"),
+        ({"S3DRIVE_S3_BUCKET": "b", "S3DRIVE_JWT_SECRET_KEY": "short"}, "S3DRIVE_JWT_SECRET_KEY"),
+        (
+            {
+                "S3DRIVE_S3_BUCKET": "b",
+                "S3DRIVE_JWT_SECRET_KEY": SECRET,
+                "S3DRIVE_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            },
+            "S3DRIVE_DATABASE_URL",
+        ),
+    ],
+)
+def test_start_up_refuses_with_one_line(env, variable, tmp_path):
+    result = start_wsgi(env)
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0], result.stderr
+
+
+def test_start_up_succeeds_with_required_settings(tmp_path):
+    env = {
+        "S3DRIVE_S3_BUCKET": "b",
+        "S3DRIVE_JWT_SECRET_KEY": SECRET,
+        "S3DRIVE_DATABASE_URL": f"sqlite:///{tmp_path}/ok.sqlite3",
+    }
+    result = start_wsgi(env)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "variable"),
+    [
+        ({"S3_CONFIRM": "maybe"}, "S3DRIVE_S3_CONFIRM"),
+        ({"S3_ADDRESSING_STYLE": "sideways"}, "S3DRIVE_S3_ADDRESSING_STYLE"),
+        ({"SSE": "rot13"}, "S3DRIVE_SSE"),
+        ({"SSE_KMS_KEY_ID": "k"}, "S3DRIVE_SSE_KMS_KEY_ID"),
+        ({"MAX_BATCH": "lots"}, "S3DRIVE_MAX_BATCH"),
+        ({"MAX_BATCH": 0}, "S3DRIVE_MAX_BATCH"),
+        ({"URL_EXPIRES_IN": 10 * 24 * 3600}, "S3DRIVE_URL_EXPIRES_IN"),
+        ({"ALLOW_REGISTRATION": "perhaps"}, "S3DRIVE_ALLOW_REGISTRATION"),
+        ({"MULTIPART_THRESHOLD": 1024}, "S3DRIVE_MULTIPART_THRESHOLD"),
+    ],
+)
+def test_invalid_settings_are_named(override, variable):
+    with pytest.raises(ConfigError, match=variable):
+        create_app({"TESTING": True, **override})
+
+
+def test_environment_values_are_typed(monkeypatch, tmp_path):
+    monkeypatch.setenv("S3DRIVE_MAX_BATCH", "250")
+    monkeypatch.setenv("S3DRIVE_ALLOWED_CONTENT_TYPES", "image/*, Application/PDF")
+    monkeypatch.setenv("S3DRIVE_ALLOW_REGISTRATION", "false")
+    monkeypatch.setenv("S3DRIVE_CORS_ORIGINS", "https://a.example,https://b.example")
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path}/t.sqlite3"})
+    assert app.config["MAX_BATCH"] == 250
+    assert app.config["ALLOWED_CONTENT_TYPES"] == ["image/*", "application/pdf"]
+    assert app.config["ALLOW_REGISTRATION"] is False
+    assert app.config["CORS_ORIGINS"] == ["https://a.example", "https://b.example"]
+
+
+def test_cors_preflight_for_configured_origin(make_app):
+    app = make_app(CORS_ORIGINS="https://app.example")
+    client = app.test_client()
+    preflight = client.options(
+        "/api/files/upload/",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    other = client.options(
+        "/api/files/upload/", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert "Access-Control-Allow-Origin" not in other.headers
