@@ -35,6 +35,7 @@ DENIED_EXTENSIONS = frozenset(
 _BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
 _MIME_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_KEY_SAFE = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class PolicyError(ValueError):
@@ -63,7 +64,8 @@ def _truncate_utf8(text: str, limit: int) -> str:
 def sanitize_file_name(raw: str) -> str:
     """Return a display name: last path part, no controls, at most 255 bytes of UTF-8."""
     name = unicodedata.normalize("NFC", raw)
-    name = re.split(r"[/\\]", name)[-1]
+    if "/" in name or "\\" in name:
+        name = re.split(r"[/\\]", name)[-1]
     name = _strip_controls(name).strip().strip(".").strip()
     if not name:
         raise PolicyError("File name is empty after removing path parts and control characters.", field="file_name")
@@ -85,6 +87,8 @@ def extension_of(name: str) -> str:
 
 def key_safe_name(name: str) -> str:
     """Return an ASCII rendering of a display name for use inside an S3 key."""
+    if len(name) <= 100 and _KEY_SAFE.fullmatch(name) and name[0] not in "._" and name[-1] not in "._":
+        return name  # already safe: the usual "IMG_0001.jpg" skips the Unicode work below
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     ascii_name = _KEY_UNSAFE.sub("_", ascii_name).strip("._") or "file"
     if len(ascii_name) > 100:

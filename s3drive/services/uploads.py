@@ -8,7 +8,6 @@ from typing import Any
 
 from flask import current_app
 from marshmallow import ValidationError
-from sqlalchemy import insert
 
 from ..errors import (
     AppError,
@@ -17,6 +16,7 @@ from ..errors import (
     QuotaExceeded,
     ValidationFailed,
 )
+from ..bulk import bulk_insert
 from ..extensions import db
 from ..models import File, FileStatus, new_ids
 from ..policy import (
@@ -146,8 +146,7 @@ def presign_uploads(user_id: str, raw_specs: list[Any]) -> PresignResult:
                 }
             )
         if rows:
-            # Core insert: one executemany, without the ORM's per-row bookkeeping.
-            db.session.execute(insert(File.__table__), rows)
+            bulk_insert(File.__table__, rows)
         # Commit releases the quota lock before the (CPU-only) signing below.
         db.session.commit()
 

@@ -1,0 +1,66 @@
+"""Bulk INSERT for the presign hot path: 1,000 rows in one round trip, without per-row ORM work."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import JSON, Table
+
+from .extensions import db
+
+_MARKERS = {"qmark": "?", "numeric": "?", "format": "%s", "pyformat": "%s"}
+
+
+def bulk_insert(table: Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT rows that all have the same keys, inside the session's transaction.
+
+    SQLAlchemy's executemany spends ~10 µs a row building parameters, which is most
+    of a 1,000-file batch. PostgreSQL gets COPY (half the time of executemany there);
+    other databases get one executemany of plain tuples, each value passed through
+    its column type's own bind processor, processed once when rows share it (the
+    batch's timestamps).
+    """
+    if not rows:
+        return
+    connection = db.session.connection()
+    names = list(rows[0])
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+        _copy_rows(connection, table, names, rows)
+    else:
+        _executemany_rows(connection, table, names, rows)
+
+
+def _copy_rows(connection, table: Table, names: list[str], rows: list[dict[str, Any]]) -> None:
+    quote = connection.dialect.identifier_preparer.quote
+    json_columns = {name for name in names if isinstance(table.c[name].type, JSON)}
+    statement = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
+    raw = connection.connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[n]) if n in json_columns else row[n] for n in names])
+
+
+def _executemany_rows(connection, table: Table, names: list[str], rows: list[dict[str, Any]]) -> None:
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    marker = _MARKERS[dialect.paramstyle]
+    statement = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join([marker] * len(names))})"
+    )
+    processors = [table.c[name].type.bind_processor(dialect) for name in names]
+    last_in: list[Any] = [object()] * len(names)
+    last_out: list[Any] = [None] * len(names)
+    params = []
+    for row in rows:
+        values = []
+        for i, name in enumerate(names):
+            value = row[name]
+            if value is not None and processors[i] is not None:
+                if value is not last_in[i]:
+                    last_in[i], last_out[i] = value, processors[i](value)
+                value = last_out[i]
+            values.append(value)
+        params.append(tuple(values))
+    connection.exec_driver_sql(statement, params)
