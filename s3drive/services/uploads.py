@@ -9,6 +9,7 @@ from typing import Any
 from flask import current_app
 from marshmallow import ValidationError
 
+from ..bulk import bulk_insert
 from ..errors import (
     AppError,
     ContentTypeNotAllowed,
@@ -16,7 +17,6 @@ from ..errors import (
     QuotaExceeded,
     ValidationFailed,
 )
-from ..bulk import bulk_insert
 from ..extensions import db
 from ..models import File, FileStatus, new_ids
 from ..policy import (
