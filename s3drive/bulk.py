@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Table
@@ -49,18 +50,23 @@ def _executemany_rows(connection, table: Table, names: list[str], rows: list[dic
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
         f"VALUES ({', '.join([marker] * len(names))})"
     )
-    processors = [table.c[name].type.bind_processor(dialect) for name in names]
-    last_in: list[Any] = [object()] * len(names)
-    last_out: list[Any] = [None] * len(names)
+    # Most columns need no processing: take them all in C, then fix up the few that do.
+    take = itemgetter(*names)
+    processors = [
+        (i, processor)
+        for i, name in enumerate(names)
+        if (processor := table.c[name].type.bind_processor(dialect)) is not None
+    ]
+    memo: dict[int, tuple[Any, Any]] = {}
     params = []
     for row in rows:
-        values = []
-        for i, name in enumerate(names):
-            value = row[name]
-            if value is not None and processors[i] is not None:
-                if value is not last_in[i]:
-                    last_in[i], last_out[i] = value, processors[i](value)
-                value = last_out[i]
-            values.append(value)
+        values = list(take(row))
+        for i, processor in processors:
+            value = values[i]
+            if value is not None:
+                seen = memo.get(i)
+                if seen is None or seen[0] is not value:
+                    seen = memo[i] = (value, processor(value))
+                values[i] = seen[1]
         params.append(tuple(values))
     connection.exec_driver_sql(statement, params)

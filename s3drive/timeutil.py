@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
 def utcnow() -> datetime:
@@ -10,6 +11,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@lru_cache(maxsize=1024)  # a batch repeats one expiry a thousand times; strftime is slow
 def isoformat_z(value: datetime) -> str:
     """Format a datetime as ISO 8601 UTC with a Z suffix, to the second."""
     if value.tzinfo is not None:
