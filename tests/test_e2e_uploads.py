@@ -725,6 +725,7 @@ MOTO_CASES = (
     "checksum_other",
     "checksum_omitted",
     "metadata_other",
+    "metadata_missing",
     "post_over_range",
 )
 
@@ -741,6 +742,8 @@ def _moto_attempt(case: str, ticket: dict, data: bytes) -> requests.Response:
         return send(ticket, data[:-1] + b"?", headers=headers)
     if case == "metadata_other":
         return send(ticket, data, headers={**headers, "x-amz-meta-file-id": str(uuid.uuid4())})
+    if case == "metadata_missing":
+        return send(ticket, data, headers={k: v for k, v in headers.items() if k != "x-amz-meta-file-id"})
     return _attempt(case, ticket, data)
 
 

@@ -135,8 +135,8 @@ def judge(record: File, info: ObjectInfo | None | StorageUnavailable) -> tuple[s
             problems.append(f"content type is {info.content_type}, declared {record.content_type}")
         if record.checksum_sha256 and info.checksum_sha256 != record.checksum_sha256:
             problems.append("SHA-256 checksum differs from the declared one")
-        if (info.metadata or {}).get("file-id", record.id) != record.id:
-            problems.append("object metadata names another upload")
+        if (info.metadata or {}).get("file-id") != record.id:
+            problems.append("object metadata does not name this upload")
     if problems:
         return "mismatch", "Uploaded object differs from the declaration: " + "; ".join(problems) + ".", info
     return "success", "Upload confirmed", info
