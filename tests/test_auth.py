@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import jwt as pyjwt
+import pytest
 from conftest import make_test_app, register_and_login
 from flask_jwt_extended import create_access_token
 
@@ -137,6 +138,8 @@ def test_login_rate_limited(make_app):
     client = app.test_client()
     statuses = [client.post("/api/auth/login", json={"username": "x", "password": "y"}).status_code for _ in range(4)]
     assert statuses == [401, 401, 401, 429]
+    # The counter lives in Redis, where other gunicorn workers see it.
+    assert redis.Redis(host="127.0.0.1", port=6379, db=15).keys(f"{settings['RATELIMIT_KEY_PREFIX']}*")
     response = client.post("/api/auth/login", json={"username": "x", "password": "y"})
     assert error_code(response) == "rate_limited"
     assert int(response.headers["Retry-After"]) > 0
@@ -153,3 +156,24 @@ def test_create_user_cli(app):
     assert result.exit_code != 0 and "taken" in result.output
     result = runner.invoke(args=["create-user", "x", "--password", "short"])
     assert result.exit_code != 0
+
+
+def test_rate_limit_is_shared_through_redis(make_app):
+    """Two processes (two apps) on one Redis share a client's login budget."""
+    import uuid
+
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+    except redis.ConnectionError:
+        pytest.fail("this test needs the machine's Redis on 127.0.0.1:6379")
+    settings = {
+        "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/15",
+        "RATELIMIT_KEY_PREFIX": f"s3drive-test-{uuid.uuid4().hex}",
+        "LOGIN_RATE_LIMIT": "3 per minute",
+    }
+    first, second = make_app(**settings).test_client(), make_app(**settings).test_client()
+    bad = {"username": "x", "password": "wrong-password"}
+    statuses = [client.post("/api/auth/login", json=bad).status_code for client in (first, second, first, second)]
+    assert statuses == [401, 401, 401, 429]
