@@ -173,3 +173,23 @@ def test_openapi_document_and_docs(client):
     assert paths["/api/files/usage"]["get"]["security"] == [{"bearerAuth": []}]
     docs = client.get("/docs")
     assert docs.status_code == 200 and b"swagger" in docs.data.lower()
+
+
+def test_database_failing_mid_batch_writes_nothing(client, auth, app, monkeypatch):
+    """The commit of a presign batch fails: 503, and no row of the batch survives."""
+    from sqlalchemy.exc import OperationalError
+
+    from s3drive.services import uploads
+
+    real_commit = uploads.db.session.commit
+
+    def failing_commit():
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(uploads.db.session, "commit", failing_commit)
+    response = client.post("/api/files/upload/", json={"files": [spec(f"{i}.jpg") for i in range(50)]}, headers=auth)
+    monkeypatch.setattr(uploads.db.session, "commit", real_commit)
+    assert_envelope(response, 503, "database_unavailable")
+    with app.app_context():
+        assert db.session.query(File).count() == 0
+    assert client.get("/api/files/usage", headers=auth).get_json()["reserved_bytes"] == 0
