@@ -64,10 +64,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["s3drive.policy"] = UploadPolicy.from_config(app.config)
 
     api = make_api(app)
-    from .api import admin, auth, files, listing, manage, multipart, ops  # noqa: PLC0415
+    from .api import admin, auth, files, listing, manage, multipart, ops, uppy  # noqa: PLC0415
 
     # multipart before files: its routes must win over /api/files/<file_id>.
-    for blueprint in (auth.blp, multipart.blp, listing.blp, files.blp, manage.blp, admin.blp, ops.blp):
+    for blueprint in (auth.blp, multipart.blp, listing.blp, files.blp, manage.blp, admin.blp, uppy.blp, ops.blp):
         api.register_blueprint(blueprint)
     # The upload route reads one of two bodies by hand; publish both shapes.
     api.spec.components.schema("FileSpec", schema=FileSpecSchema)
