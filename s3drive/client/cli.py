@@ -1,0 +1,383 @@
+"""The s3drive-client command line: login, upload, ls, download, rm, usage, logout.
+
+Exit codes: 0 success, 1 an error (API, network, local file; one line `error: <code>: <message>`),
+2 a usage error, 130 interrupted (Ctrl-C; an interrupted multipart upload resumes on rerun).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import config
+from .api import Api, RetryPolicy
+from .download import Downloader
+from .errors import ClientError
+from .progress import TransferProgress
+from .upload import FileOutcome, Uploader, UploadOptions, collect_files
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+TIERS = ("standard", "standard_ia", "intelligent_tiering", "glacier_ir", "glacier", "deep_archive")
+SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+# Piped output is not cut to 80 columns: ids and names stay whole for scripts.
+PIPE_WIDTH = 200
+
+
+class UsageError(Exception):
+    """The command line itself is wrong (exit 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but errors become UsageError so main() prints them its way."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+# -- small helpers --------------------------------------------------------------------------
+
+
+def human_size(count: int | float) -> str:
+    """Return a byte count in binary units: 0 B, 1.5 KiB, 12.0 MiB."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def parse_size(text: str) -> int:
+    """Parse "16M", "512k", "1.5G" or "1048576" (binary units) into bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtb]?)(?:i?b)?\s*", text.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 16M, 512K, 1G)")
+    number = float(match.group(1)) * SIZE_UNITS[match.group(2)]
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte: {text!r}")
+    return int(number)
+
+
+def positive_int(text: str) -> int:
+    """Parse an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def stdout_console() -> Console:
+    """Return a console on stdout, wide when piped."""
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPE_WIDTH)
+
+
+def stderr_console() -> Console:
+    """Return the console progress bars and per-file lines go to."""
+    return Console(stderr=True)
+
+
+def print_json(value) -> None:
+    """Print a JSON document on stdout (for scripts: `--json`)."""
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def logged_in_api(args: argparse.Namespace) -> Api:
+    """Return an API client with the stored credentials; refreshed tokens are stored again."""
+    credentials = config.load_credentials()
+    return Api(
+        credentials.url,
+        credentials,
+        policy=retry_policy(args),
+        timeout=args.timeout,
+        on_refresh=config.save_credentials,
+    )
+
+
+def retry_policy(args: argparse.Namespace) -> RetryPolicy:
+    """Return the retry policy the global options ask for."""
+    return RetryPolicy(retries=args.retries)
+
+
+def chunks(items: list, size: int) -> Iterator[list]:
+    """Yield items in lists of at most size."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    """Log in and store the tokens (mode 0600) in the config dir."""
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        try:
+            password = getpass.getpass(f"Password for {args.username}: ")
+        except EOFError:
+            password = ""
+    if not password:
+        raise UsageError("no password given (type it at the prompt, or pipe it with --password-stdin)")
+    api = Api(args.url, policy=retry_policy(args), timeout=args.timeout)
+    path = config.save_credentials(api.login(args.username, password))
+    print(f"Logged in to {api.base_url} as {args.username} (credentials in {path})")
+    return EXIT_OK
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    """Revoke the stored tokens and forget them."""
+    api = logged_in_api(args)
+    try:
+        api.logout()
+    finally:
+        config.delete_credentials()
+    print("Logged out.")
+    return EXIT_OK
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    """Upload files and directories."""
+    files = collect_files(args.paths, args.folder, keep_structure=not args.flat)
+    if not files:
+        raise ClientError("nothing_to_upload", "No files found in the paths given.")
+    api = logged_in_api(args)
+    limits = api.limits()
+    options = UploadOptions(
+        tier=args.tier,
+        tags=args.tag or [],
+        concurrency=args.concurrency,
+        part_size=args.part_size,
+        limit_rate=args.limit_rate,
+        policy=retry_policy(args),
+    )
+    total = sum(f.size for f in files)
+    with TransferProgress(stderr_console(), total, len(files), label="upload") as progress:
+        outcomes = Uploader(api, limits, options, progress).run(files)
+    return report_uploads(outcomes, as_json=args.json)
+
+
+def report_uploads(outcomes: list[FileOutcome], *, as_json: bool) -> int:
+    """Print what the upload did; return the exit code (1 if any file failed)."""
+    failed = [o for o in outcomes if o.status != "complete"]
+    sent = sum(o.bytes_sent for o in outcomes)
+    resumed = sum(o.resumed_bytes for o in outcomes)
+    if as_json:
+        print_json({"files": [o.to_json() for o in outcomes], "bytes_sent": sent, "resumed_bytes": resumed})
+    else:
+        done = len(outcomes) - len(failed)
+        size = sum(o.file.size for o in outcomes if o.status == "complete")
+        line = f"{done} of {len(outcomes)} files uploaded ({human_size(size)}), {human_size(sent)} sent"
+        print(line + (f", {human_size(resumed)} resumed" if resumed else ""))
+    if not failed:
+        return EXIT_OK
+    if len(failed) == 1:
+        error, shown = failed[0].error, failed[0].file.shown
+        raise ClientError(error.code, error.message if shown in error.message else f"{shown}: {error.message}")
+    raise ClientError("upload_failed", f"{len(failed)} of {len(outcomes)} files failed (listed above).")
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """List files as a table (or JSON), following next_cursor with --all."""
+    api = logged_in_api(args)
+    params = {
+        "status": args.status,
+        "folder": args.folder,
+        "q": args.query,
+        "tag": args.tag,
+        "sort": args.sort,
+        "limit": args.limit,
+        "cursor": args.cursor,
+    }
+    items: list[dict] = []
+    while True:
+        page = api.list_files(params)
+        items.extend(page.get("items", []))
+        cursor = page.get("next_cursor")
+        if not (args.all and cursor):
+            break
+        params["cursor"] = cursor
+    if args.json:
+        print_json({"items": items, "next_cursor": cursor})
+        return EXIT_OK
+    console = stdout_console()
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name, options in (
+        ("ID", {"no_wrap": True}),
+        ("NAME", {"overflow": "fold"}),
+        ("FOLDER", {"overflow": "fold"}),
+        ("SIZE", {"justify": "right", "no_wrap": True}),
+        ("TIER", {"no_wrap": True}),
+        ("STATUS", {"no_wrap": True}),
+        ("CREATED", {"no_wrap": True}),
+    ):
+        table.add_column(name, **options)
+    for item in items:
+        table.add_row(
+            str(item.get("id")),
+            str(item.get("file_name")),
+            str(item.get("folder") or ""),
+            human_size(int(item.get("size") or 0)),
+            str(item.get("tier") or ""),
+            str(item.get("status") or ""),
+            str(item.get("created_at") or ""),
+        )
+    console.print(table, highlight=False, markup=False)
+    summary = f"{len(items)} files"
+    if cursor:
+        summary += f"; more with --all or --cursor {cursor}"
+    Console(stderr=True).print(summary, highlight=False, markup=False)
+    return EXIT_OK
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    """Download files by id into a directory."""
+    api = logged_in_api(args)
+    directory = Path(args.output).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    records = [(file_id, api.get_file(file_id)) for file_id in dict.fromkeys(args.ids)]
+    total = sum(int(record.get("size") or 0) for _, record in records)
+    with TransferProgress(stderr_console(), total, len(records), label="download") as progress:
+        downloader = Downloader(api, directory, progress, retry_policy(args))
+        try:
+            for file_id, record in records:
+                done = downloader.download(file_id, record)
+                progress.log(f"downloaded {file_id} -> {done.path} ({human_size(done.size)})")
+        except BaseException:
+            downloader.cancel.set()
+            raise
+    return EXIT_OK
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    """Delete files by id (one batch call per max_batch ids)."""
+    api = logged_in_api(args)
+    ids = list(dict.fromkeys(args.ids))
+    batch = int(api.limits().get("max_batch") or 1000)
+    failures: list[tuple[str, str, str]] = []
+    for group in chunks(ids, batch):
+        answer = api.delete_files(group)
+        for file_id in answer.get("deleted", []):
+            print(f"deleted {file_id}")
+        for failure in answer.get("failed", []):
+            error = failure.get("error")
+            code, message = (
+                (error.get("code", "error"), error.get("message", "")) if isinstance(error, dict) else ("error", error)
+            )
+            failures.append((str(failure.get("id")), str(code), str(message)))
+    for file_id, code, message in failures[:-1]:
+        print(f"error: {code}: {message} ({file_id})", file=sys.stderr)
+    if failures:
+        file_id, code, message = failures[-1]
+        raise ClientError(code, f"{message} ({file_id})")
+    return EXIT_OK
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Show used, reserved and quota bytes."""
+    usage = logged_in_api(args).usage()
+    if args.json:
+        print_json(usage)
+        return EXIT_OK
+    used, reserved, quota = (int(usage.get(k) or 0) for k in ("used_bytes", "reserved_bytes", "quota_bytes"))
+    share = f" ({100 * used / quota:.1f}%)" if quota else ""
+    print(
+        f"used {human_size(used)} of {human_size(quota)}{share}, reserved {human_size(reserved)}, "
+        f"{usage.get('file_count', 0)} files"
+    )
+    return EXIT_OK
+
+
+# -- parser and entry point -----------------------------------------------------------------
+
+
+def build_parser() -> Parser:
+    """Return the argument parser of every command."""
+    parser = Parser(prog="s3drive-client", description="Command-line client of an s3drive server.")
+    parser.add_argument("--retries", type=int, default=4, help="retries on network errors and 5xx (default 4)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an API answer (default 60)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    login = commands.add_parser("login", help="log in and store the tokens")
+    login.add_argument("url", help="the server, e.g. http://127.0.0.1:5000")
+    login.add_argument("username")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    login.set_defaults(handler=cmd_login)
+
+    logout = commands.add_parser("logout", help="revoke and forget the stored tokens")
+    logout.set_defaults(handler=cmd_logout)
+
+    upload = commands.add_parser("upload", help="upload files and directories (recursively)")
+    upload.add_argument("paths", nargs="+", metavar="PATH")
+    upload.add_argument("--folder", help="virtual folder to upload into (directories keep their structure below it)")
+    upload.add_argument("--flat", action="store_true", help="put every file straight into --folder")
+    upload.add_argument("--tier", choices=TIERS, help="storage tier (default: the server's, standard)")
+    upload.add_argument("--tag", action="append", help="tag the files (repeatable)")
+    upload.add_argument("--concurrency", type=positive_int, default=4, help="files at once; parts at once (default 4)")
+    upload.add_argument("--part-size", type=parse_size, help="multipart part size, e.g. 16M (min 5M)")
+    upload.add_argument("--limit-rate", type=parse_size, help="cap upload bandwidth, bytes per second, e.g. 10M")
+    upload.add_argument("--json", action="store_true", help="print the result as JSON")
+    upload.set_defaults(handler=cmd_upload)
+
+    ls = commands.add_parser("ls", help="list files")
+    ls.add_argument("--status", help="complete (default), pending, uploading, rejected, expired, aborted, deleted")
+    ls.add_argument("--folder", help="only this folder")
+    ls.add_argument("-q", "--query", help="match the name or title")
+    ls.add_argument("--tag", help="only files with this tag")
+    ls.add_argument(
+        "--sort", help="created_at, file_name or size; - first for descending: --sort=-size (default -created_at)"
+    )
+    ls.add_argument("--limit", type=positive_int, help="files per page (default 50, max 1000)")
+    ls.add_argument("--cursor", help="continue from a next_cursor")
+    ls.add_argument("--all", action="store_true", help="follow next_cursor to the end")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ls.set_defaults(handler=cmd_ls)
+
+    download = commands.add_parser("download", help="download files by id")
+    download.add_argument("ids", nargs="+", metavar="ID")
+    download.add_argument("-o", "--output", default=".", metavar="DIR", help="directory to write into (default .)")
+    download.set_defaults(handler=cmd_download)
+
+    rm = commands.add_parser("rm", help="delete files by id")
+    rm.add_argument("ids", nargs="+", metavar="ID")
+    rm.set_defaults(handler=cmd_rm)
+
+    usage = commands.add_parser("usage", help="show used bytes and quota")
+    usage.add_argument("--json", action="store_true", help="print JSON")
+    usage.set_defaults(handler=cmd_usage)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the client; return the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        if args.retries < 0:
+            raise UsageError("--retries must be 0 or more")
+        return args.handler(args)
+    except UsageError as error:
+        print(f"error: usage: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ClientError as error:
+        print(f"error: {error.code}: {error.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as error:  # a local file or directory could not be read or written
+        print(f"error: local_error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted: stopped by Ctrl-C (run the same upload again to resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE

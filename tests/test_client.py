@@ -1,0 +1,855 @@
+"""The CLI client (s3drive-client) end to end: the real app over HTTP, S3 on MiniStack.
+
+MiniStack runs with AUTH=true, so every PUT the client sends must carry exactly the signed
+headers (type, length, checksum, metadata, storage class) or it is refused. The app runs
+in a werkzeug thread with a 5 MiB multipart threshold and 5 MiB parts, so a 12 MiB file
+goes multipart in 3 parts. HOME points at tmp_path: the client's config dir (tokens,
+resume state) lives there.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from conftest import empty_tables, make_test_app
+from s3servers import ministack_server
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from s3drive import signing
+from s3drive.client import cli, config, upload
+from s3drive.client.api import Api, RetryPolicy
+from s3drive.client.download import free_path, safe_file_name
+from s3drive.client.errors import ClientError as ClientSideError
+from s3drive.extensions import db
+
+pytestmark = pytest.mark.e2e
+
+MIB = 1024 * 1024
+PASSWORD = "correct horse battery"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIG_SIZE = 12 * MIB  # 3 parts of 5 MiB (5 + 5 + 2)
+MAX_BATCH = 3  # small, so that 4 small files take two presign calls
+
+
+def payload(seed: int, size: int) -> bytes:
+    """Return size bytes that differ from one seed to another (and within the file)."""
+    block = hashlib.sha256(str(seed).encode()).digest() * 2048  # 64 KiB
+    return (block * (size // len(block) + 1))[:size]
+
+
+def sha256_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+# -- the served app -----------------------------------------------------------------------
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        pass
+
+
+class RequestLog:
+    """WSGI middleware that records (method, path) of every API request."""
+
+    def __init__(self, app):
+        self.app = app
+        self.calls: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self._lock:
+            self.calls.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
+        return self.app(environ, start_response)
+
+    def count(self, method: str, path: str) -> int:
+        return sum(call == (method, path) for call in self.calls)
+
+
+@dataclass
+class Stack:
+    """The app served over HTTP, its S3 (MiniStack) and a direct S3 client."""
+
+    app: object
+    base_url: str
+    s3: object
+    bucket: str
+    log: RequestLog
+    server: object = None
+    thread: threading.Thread | None = None
+
+    def head(self, key: str) -> dict | None:
+        try:
+            return self.s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def read(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+
+@pytest.fixture(scope="module")
+def stack(database_url, tmp_path_factory) -> Iterator[Stack]:
+    """Serve one app (5 MiB multipart threshold and parts) against one MiniStack for the module."""
+    bucket = f"s3drive-client-{uuid.uuid4().hex[:10]}"
+    with ministack_server(tmp_path_factory.mktemp("ministack")) as s3_url:
+        app = make_test_app(
+            database_url,
+            S3_BUCKET=bucket,
+            S3_ENDPOINT_URL=s3_url,
+            S3_ADDRESSING_STYLE="path",
+            S3_CONFIRM="list",
+            MULTIPART_THRESHOLD=5 * MIB,
+            DEFAULT_PART_SIZE=5 * MIB,
+            MAX_BATCH=MAX_BATCH,
+        )
+        log = RequestLog(app.wsgi_app)
+        app.wsgi_app = log
+        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+        thread = threading.Thread(target=server.serve_forever, name="s3drive-client-tests", daemon=True)
+        thread.start()
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
+        s3.create_bucket(Bucket=bucket)
+        try:
+            yield Stack(app, f"http://127.0.0.1:{server.server_port}", s3, bucket, log, server, thread)
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=10)
+            app.extensions["s3drive.storage"].close()
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+
+
+@pytest.fixture
+def live(stack) -> Stack:
+    """The module's stack with empty tables and a fresh request log."""
+    empty_tables(stack.app)
+    stack.log.calls.clear()
+    return stack
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """Point HOME (and so platformdirs' config dir) at tmp_path; return the client's config dir."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv(config.CONFIG_DIR_ENV, raising=False)
+    assert config.config_dir() == home / ".config" / "s3drive"
+    return config.config_dir()
+
+
+# -- running the client -------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def last_error(self) -> str:
+        lines = [line for line in self.err.splitlines() if line.startswith("error: ")]
+        return lines[-1] if lines else ""
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@dataclass
+class Runner:
+    """Runs `s3drive-client ...` in this process (main(argv)), capturing its output."""
+
+    capsys: object
+    monkeypatch: object
+    history: list[Result] = field(default_factory=list)
+
+    def __call__(self, *args: str, stdin: str = "") -> Result:
+        self.capsys.readouterr()
+        self.monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = cli.main([str(arg) for arg in args])
+        out, err = self.capsys.readouterr()
+        result = Result(code, out, err)
+        self.history.append(result)
+        return result
+
+
+@pytest.fixture
+def run(capsys, monkeypatch, home) -> Runner:
+    return Runner(capsys, monkeypatch)
+
+
+def register(base_url: str, username: str, password: str = PASSWORD) -> None:
+    response = requests.post(
+        f"{base_url}/api/auth/register", json={"username": username, "password": password}, timeout=30
+    )
+    assert response.status_code == 201, response.text
+
+
+@pytest.fixture
+def user(live, run) -> str:
+    """Register a user and log the client in; return the username."""
+    username = f"cli-{uuid.uuid4().hex[:8]}"
+    register(live.base_url, username)
+    result = run("login", live.base_url, username, "--password-stdin", stdin=PASSWORD + "\n")
+    assert result.code == 0, result.err
+    return username
+
+
+def api_for(live: Stack) -> Api:
+    """An API client with the client's stored credentials, for checking records."""
+    return Api(live.base_url, config.load_credentials())
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    """Create a small directory tree of files; return {relative path: bytes}."""
+    files = {
+        "docs/readme.txt": payload(1, 1500),
+        "docs/notes/todo.md": payload(2, 777),
+        "docs/notes/empty.txt": b"",
+        "docs/data.json": payload(3, 4096),
+    }
+    for relative, data in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def state_files(home: Path) -> list[Path]:
+    return sorted((home / "uploads").glob("*.json")) if (home / "uploads").exists() else []
+
+
+# -- login and tokens ---------------------------------------------------------------------
+
+
+def test_login_stores_tokens_mode_0600_and_they_work(live, run, home):
+    username = f"cli-{uuid.uuid4().hex[:8]}"
+    register(live.base_url, username)
+    result = run("login", live.base_url, username, "--password-stdin", stdin=PASSWORD + "\n")
+    assert result.code == 0, result.err
+    assert f"as {username}" in result.out
+
+    path = home / "credentials.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    stored = json.loads(path.read_text())
+    assert stored["url"] == live.base_url
+    assert stored["username"] == username
+    me = requests.get(
+        f"{live.base_url}/api/auth/me", headers={"Authorization": f"Bearer {stored['access_token']}"}, timeout=30
+    )
+    assert me.status_code == 200 and me.json()["username"] == username
+
+    usage = run("usage")
+    assert usage.code == 0, usage.err
+    assert usage.out.startswith("used 0 B of 1.0 GiB")
+
+    # Logging in again rewrites the file, still 0600; logout revokes the token and forgets it.
+    assert run("login", live.base_url, username, "--password-stdin", stdin=PASSWORD).code == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    access = json.loads(path.read_text())["access_token"]
+    assert run("logout").code == 0
+    assert not path.exists()
+    revoked = requests.get(f"{live.base_url}/api/auth/me", headers={"Authorization": f"Bearer {access}"}, timeout=30)
+    assert revoked.status_code == 401
+    assert revoked.json()["error"]["code"] == "token_revoked"
+
+
+def test_wrong_password_and_no_password(live, run, home):
+    username = f"cli-{uuid.uuid4().hex[:8]}"
+    register(live.base_url, username)
+    result = run("login", live.base_url, username, "--password-stdin", stdin="wrong password\n")
+    assert result.code == 1
+    assert result.last_error.startswith("error: unauthorized: ")
+    assert len(result.err.strip().splitlines()) == 1
+    assert not (home / "credentials.json").exists()
+
+    empty = run("login", live.base_url, username, "--password-stdin", stdin="")
+    assert empty.code == 2
+    assert empty.last_error.startswith("error: usage: no password")
+
+
+def _token(live: Stack, user_id: str, kind: str, seconds: int) -> str:
+    from flask_jwt_extended import create_access_token, create_refresh_token
+
+    with live.app.app_context():
+        create = create_access_token if kind == "access" else create_refresh_token
+        return create(identity=user_id, expires_delta=timedelta(seconds=seconds))
+
+
+def test_expired_access_token_is_refreshed_and_stored(live, run, user, home):
+    path = home / "credentials.json"
+    stored = json.loads(path.read_text())
+    me = requests.get(
+        f"{live.base_url}/api/auth/me", headers={"Authorization": f"Bearer {stored['access_token']}"}, timeout=30
+    )
+    user_id = me.json()["id"]
+    expired = _token(live, user_id, "access", -60)
+    path.write_text(json.dumps({**stored, "access_token": expired}))
+
+    result = run("usage", "--json")
+    assert result.code == 0, result.err
+    assert result.json()["quota_bytes"] == 1024**3
+    assert live.log.count("POST", "/api/auth/refresh") == 1
+    renewed = json.loads(path.read_text())
+    assert renewed["access_token"] not in (expired, stored["access_token"])
+    assert renewed["refresh_token"] == stored["refresh_token"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    # With the refresh token expired too, the client says to log in again.
+    path.write_text(json.dumps({**stored, "access_token": expired, "refresh_token": _token(live, user_id, "r", -60)}))
+    again = run("usage")
+    assert again.code == 1
+    assert again.last_error.startswith("error: token_expired: ")
+    assert "login" in again.last_error
+
+
+# -- uploads ------------------------------------------------------------------------------
+
+
+def test_upload_directory_and_files_batches_checksums_folders_tier(live, run, user, tmp_path):
+    files = make_tree(tmp_path / "src")
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(payload(4, 2048))
+
+    result = run(
+        "upload", tmp_path / "src" / "docs", photo, "--folder", "backup/2026", "--tier", "standard_ia", "--json"
+    )
+    assert result.code == 0, result.err
+    summary = result.json()
+    outcomes = {Path(item["path"]).name: item for item in summary["files"]}
+    assert set(outcomes) == {"readme.txt", "todo.md", "empty.txt", "data.json", "photo.png"}
+    assert all(item["status"] == "complete" and item["multipart"] is False for item in outcomes.values())
+    assert summary["bytes_sent"] == sum(map(len, files.values())) + 2048
+
+    # 5 small files, max_batch 3: two presign calls and two confirm calls, nothing else.
+    assert live.log.count("POST", "/api/files/upload/") == 2
+    assert live.log.count("POST", "/api/files/confirm_uploads/") == 2
+    assert live.log.count("GET", "/api/files/limits") == 1
+
+    api = api_for(live)
+    expected = {
+        "readme.txt": (files["docs/readme.txt"], "backup/2026/docs", "text/plain"),
+        "todo.md": (files["docs/notes/todo.md"], "backup/2026/docs/notes", "text/markdown"),
+        "empty.txt": (b"", "backup/2026/docs/notes", "text/plain"),
+        "data.json": (files["docs/data.json"], "backup/2026/docs", "application/json"),
+        "photo.png": (photo.read_bytes(), "backup/2026", "image/png"),
+    }
+    for name, (data, folder, content_type) in expected.items():
+        record = api.get_file(outcomes[name]["id"])
+        assert record["status"] == "complete"
+        assert record["file_name"] == name
+        assert record["folder"] == folder
+        assert record["size"] == len(data)
+        assert record["tier"] == "standard_ia"
+        assert record["content_type"] == content_type
+        assert record["checksum_sha256"] == sha256_b64(data)
+        head = live.head(record["s3_key"])
+        assert head["ChecksumSHA256"] == sha256_b64(data)
+        assert head.get("StorageClass") == "STANDARD_IA"
+        assert live.read(record["s3_key"]) == data
+    usage = api.usage()
+    assert usage["used_bytes"] == sum(len(data) for data, _, _ in expected.values())
+    assert usage["reserved_bytes"] == 0
+
+
+def test_upload_flat_tags_and_human_output(live, run, user, tmp_path):
+    make_tree(tmp_path / "src")
+    result = run("upload", tmp_path / "src" / "docs", "--flat", "--folder", "inbox", "--tag", "Work", "--tag", "cli")
+    assert result.code == 0, result.err
+    assert result.out.strip() == "4 of 4 files uploaded (6.2 KiB), 6.2 KiB sent"
+    assert result.err.count("uploaded ") == 4
+    api = api_for(live)
+    records = [api.get_file(line.rsplit("-> ", 1)[1]) for line in result.err.splitlines() if " -> " in line]
+    assert {r["folder"] for r in records} == {"inbox"}
+    assert all(r["tags"] == ["work", "cli"] for r in records)
+
+
+def test_multipart_upload_is_byte_identical(live, run, user, tmp_path, home):
+    big = tmp_path / "movie.mp4"
+    data = payload(5, BIG_SIZE)
+    big.write_bytes(data)
+    small = tmp_path / "poster.jpg"
+    small.write_bytes(payload(6, 3000))
+
+    result = run("upload", big, small, "--concurrency", "3", "--json")
+    assert result.code == 0, result.err
+    by_name = {Path(item["path"]).name: item for item in result.json()["files"]}
+    assert by_name["movie.mp4"]["multipart"] is True
+    assert by_name["poster.jpg"]["multipart"] is False
+    assert by_name["movie.mp4"]["bytes_sent"] == BIG_SIZE
+    assert by_name["movie.mp4"]["resumed_bytes"] == 0
+
+    api = api_for(live)
+    record = api.get_file(by_name["movie.mp4"]["id"])
+    assert record["status"] == "complete"
+    assert record["size"] == BIG_SIZE
+    assert record["content_type"] == "video/mp4"
+    assert live.read(record["s3_key"]) == data
+    assert live.head(record["s3_key"])["ETag"].strip('"').endswith("-3")  # 3 parts
+    assert live.read(api.get_file(by_name["poster.jpg"]["id"])["s3_key"]) == small.read_bytes()
+    assert state_files(home) == []  # removed once complete
+
+
+class _Interrupt:
+    """Raise KeyboardInterrupt in the main thread (as Ctrl-C would) after `after` parts are recorded."""
+
+    def __init__(self, monkeypatch, after: int):
+        self.after = after
+        self.recorded = 0
+        original = upload.Uploader.record_part
+
+        def record_part(uploader, *args, **kwargs):
+            original(uploader, *args, **kwargs)
+            self.recorded += 1
+            if self.recorded >= self.after:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(upload.Uploader, "record_part", record_part)
+        self.undo = lambda: monkeypatch.setattr(upload.Uploader, "record_part", original)
+
+
+def test_interrupted_multipart_upload_resumes_sending_only_missing_parts(live, run, user, tmp_path, home, monkeypatch):
+    big = tmp_path / "big.bin"
+    data = payload(7, BIG_SIZE)
+    big.write_bytes(data)
+
+    interrupt = _Interrupt(monkeypatch, after=1)
+    first = run("upload", big, "--concurrency", "1", "--json")
+    assert first.code == 130
+    assert first.last_error.startswith("error: interrupted: ")
+    assert first.out == ""  # no summary for an interrupted run
+    [state_path] = state_files(home)
+    assert stat.S_IMODE(state_path.stat().st_mode) == 0o600
+    state = json.loads(state_path.read_text())
+    assert state["part_size"] == 5 * MIB and state["part_count"] == 3
+    assert len(state["parts"]) >= 1
+    status = api_for(live).multipart_status(state["id"])
+    assert status["status"] == "uploading"
+    held = {p["part_number"] for p in status["parts"]}
+    assert held and held < {1, 2, 3}
+
+    interrupt.undo()
+    second = run("upload", big, "--concurrency", "2", "--json")
+    assert second.code == 0, second.err
+    [outcome] = second.json()["files"]
+    assert outcome["id"] == state["id"]  # the same upload, resumed
+    assert outcome["resumed_bytes"] == sum(min(5 * MIB, BIG_SIZE - (n - 1) * 5 * MIB) for n in held)
+    assert outcome["bytes_sent"] == BIG_SIZE - outcome["resumed_bytes"]
+    assert outcome["bytes_sent"] < BIG_SIZE
+    record = api_for(live).get_file(state["id"])
+    assert record["status"] == "complete"
+    assert live.read(record["s3_key"]) == data
+    assert state_files(home) == []
+
+
+def test_sigint_to_a_running_upload_then_resume(live, run, user, tmp_path, home):
+    big = tmp_path / "clip.mov"
+    data = payload(8, BIG_SIZE)
+    big.write_bytes(data)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    # 4 MiB/s: the first 5 MiB part lands after ~1.3 s, the file would take ~3 s.
+    command = [sys.executable, "-m", "s3drive.client", "upload", str(big), "--concurrency", "1", "--limit-rate", "4M"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            states = state_files(home)
+            if states and json.loads(states[0].read_text() or "{}").get("parts"):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("error: interrupted: ")
+    [state_path] = state_files(home)
+    done = len(json.loads(state_path.read_text())["parts"])
+    assert 1 <= done < 3
+
+    second = run("upload", big, "--json")
+    assert second.code == 0, second.err
+    [outcome] = second.json()["files"]
+    assert outcome["resumed_bytes"] >= 5 * MIB
+    assert outcome["bytes_sent"] <= BIG_SIZE - 5 * MIB
+    assert live.read(api_for(live).get_file(outcome["id"])["s3_key"]) == data
+
+
+# -- retries and re-signing ---------------------------------------------------------------
+
+
+class _PastClock:
+    """signing.time, but two hours late: URLs signed with it are born expired."""
+
+    def time(self) -> float:
+        return time.time() - 2 * 3600
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+def _expire_first_call(monkeypatch, method: str) -> list[dict]:
+    """Make the signer issue expired URLs until Api.<method> has returned once; record its answers."""
+    monkeypatch.setattr(signing, "time", _PastClock())
+    original = getattr(Api, method)
+    answers: list[dict] = []
+
+    def wrapper(self, *args, **kwargs):
+        answer = original(self, *args, **kwargs)
+        if not answers:
+            monkeypatch.setattr(signing, "time", time)
+        answers.append(answer)
+        return answer
+
+    monkeypatch.setattr(Api, method, wrapper)
+    return answers
+
+
+def test_expired_put_url_is_signed_again(live, run, user, tmp_path, monkeypatch):
+    path = tmp_path / "late.txt"
+    data = payload(9, 5000)
+    path.write_bytes(data)
+    answers = _expire_first_call(monkeypatch, "presign")
+
+    result = run("upload", path, "--json")
+    assert result.code == 0, result.err
+    [outcome] = result.json()["files"]
+    [first] = answers[0]["successful"]
+    assert outcome["id"] != first["id"]  # a fresh ticket, hence a fresh record
+    api = api_for(live)
+    record = api.get_file(outcome["id"])
+    assert record["status"] == "complete"
+    assert live.read(record["s3_key"]) == data
+    assert api.get_file(first["id"])["status"] == "pending"  # refused by S3, left to expire
+    assert live.head(first["s3_key"]) is None
+
+
+def test_expired_part_urls_are_signed_again(live, run, user, tmp_path, monkeypatch):
+    big = tmp_path / "late.bin"
+    data = payload(10, BIG_SIZE)
+    big.write_bytes(data)
+    _expire_first_call(monkeypatch, "sign_parts")
+
+    result = run("upload", big, "--json")
+    assert result.code == 0, result.err
+    [outcome] = result.json()["files"]
+    assert live.read(api_for(live).get_file(outcome["id"])["s3_key"]) == data
+    # One call for the first window, then one re-sign per refused part.
+    sign_path = f"/api/files/multipart/{outcome['id']}/sign"
+    assert live.log.count("POST", sign_path) == 1 + 3
+
+
+class _FlakyS3:
+    """A requests session whose first PUT fails with a network error and second with a 503."""
+
+    def __init__(self):
+        self.real = requests.Session()
+        self.calls = 0
+
+    def put(self, url, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            list(kwargs["data"])  # the body was (partly) sent before the connection broke
+            raise requests.ConnectionError("connection reset by peer")
+        if self.calls == 2:
+            response = requests.Response()
+            response.status_code, response.url, response._content = 503, url, b"<Code>SlowDown</Code>"
+            response._content_consumed = True
+            return response
+        return self.real.put(url, **kwargs)
+
+
+def test_network_errors_and_5xx_are_retried_with_backoff(live, run, user, tmp_path, monkeypatch):
+    path = tmp_path / "flaky.txt"
+    data = payload(11, 10_000)
+    path.write_bytes(data)
+    flaky = _FlakyS3()
+    monkeypatch.setattr(upload.Uploader, "_s3", lambda self: flaky)
+    delays: list[float] = []
+    original_delay = RetryPolicy.delay
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt, response=None: delays.append(attempt) or 0.01)
+
+    result = run("upload", path, "--json")
+    assert result.code == 0, result.err
+    assert flaky.calls == 3
+    assert delays == [0, 1]
+    [outcome] = result.json()["files"]
+    assert outcome["bytes_sent"] == 2 * len(data)  # the broken attempt's bytes were sent too
+    assert live.read(api_for(live).get_file(outcome["id"])["s3_key"]) == data
+
+    # The backoff itself doubles (with jitter) and stops at max_delay.
+    policy = RetryPolicy(backoff=1.0, max_delay=5.0)
+    for attempt, upper in ((0, 1.0), (1, 2.0), (2, 4.0), (5, 5.0)):
+        assert upper / 2 <= original_delay(policy, attempt) <= upper
+
+
+def test_retries_give_up_with_one_line_error(live, run, user, tmp_path, monkeypatch):
+    path = tmp_path / "never.txt"
+    path.write_bytes(b"never arrives")
+
+    class Down:
+        def put(self, url, **kwargs):
+            raise requests.ConnectionError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(upload.Uploader, "_s3", lambda self: Down())
+    result = run("--retries", "1", "upload", path)
+    assert result.code == 1
+    assert result.last_error.startswith("error: network_error: upload of ")
+    assert result.last_error.endswith("connection refused")
+
+
+def test_one_failed_file_does_not_stop_the_others(live, run, user, tmp_path, monkeypatch):
+    good, bad = tmp_path / "good.txt", tmp_path / "bad.txt"
+    good.write_bytes(payload(12, 3000))
+    bad.write_bytes(payload(13, 3000))
+    real = requests.Session()
+
+    class RefusesBad:
+        def put(self, url, **kwargs):
+            if "/bad.txt?" in url:
+                response = requests.Response()
+                response.status_code, response.url, response._content = 400, url, b"<Code>InvalidRequest</Code>"
+                response._content_consumed = True
+                return response
+            return real.put(url, **kwargs)
+
+    monkeypatch.setattr(upload.Uploader, "_s3", lambda self: RefusesBad())
+    result = run("upload", bad, good, "--json")
+    assert result.code == 1
+    assert result.last_error == f"error: storage_error: upload of {bad}: S3 answered 400 InvalidRequest"
+    outcomes = {Path(item["path"]).name: item for item in result.json()["files"]}
+    assert outcomes["bad.txt"]["status"] == "failed"
+    assert outcomes["bad.txt"]["error"]["code"] == "storage_error"
+    assert outcomes["good.txt"]["status"] == "complete"
+    assert live.read(api_for(live).get_file(outcomes["good.txt"]["id"])["s3_key"]) == good.read_bytes()
+
+
+# -- listing, download, delete, usage -----------------------------------------------------
+
+
+def _upload_tree(run, tmp_path) -> dict[str, str]:
+    """Upload a few files with folders and tags; return {file name: id}."""
+    for index, (name, folder, tag) in enumerate(
+        (("alpha.txt", "work", "red"), ("beta.txt", "work", "blue"), ("gamma.csv", "home", "red"))
+    ):
+        path = tmp_path / "up" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(payload(20 + index, 1000 * (index + 1)))
+        result = run("upload", path, "--folder", folder, "--tag", tag, "--json")
+        assert result.code == 0, result.err
+    listing = run("ls", "--json", "--limit", "1000")
+    assert listing.code == 0, listing.err
+    return {item["file_name"]: item["id"] for item in listing.json()["items"]}
+
+
+def test_ls_filters_table_and_pagination(live, run, user, tmp_path):
+    ids = _upload_tree(run, tmp_path)
+    assert set(ids) == {"alpha.txt", "beta.txt", "gamma.csv"}
+
+    def names(*args: str) -> list[str]:
+        result = run("ls", "--json", *args)
+        assert result.code == 0, result.err
+        return sorted(item["file_name"] for item in result.json()["items"])
+
+    assert names("--folder", "work") == ["alpha.txt", "beta.txt"]
+    assert names("-q", "GAMMA") == ["gamma.csv"]
+    assert names("--tag", "red") == ["alpha.txt", "gamma.csv"]
+    assert names("--status", "pending") == []
+    by_size = run("ls", "--json", "--sort=-size")  # argparse needs = before a leading -
+    assert [item["file_name"] for item in by_size.json()["items"]] == ["gamma.csv", "beta.txt", "alpha.txt"]
+
+    page = run("ls", "--limit", "2", "--sort", "file_name")
+    assert page.code == 0, page.err
+    assert "alpha.txt" in page.out and "beta.txt" in page.out and "gamma.csv" not in page.out
+    assert "more with --all or --cursor" in page.err
+    assert page.out.splitlines()[0].split() == ["ID", "NAME", "FOLDER", "SIZE", "TIER", "STATUS", "CREATED"]
+    assert ids["alpha.txt"] in page.out
+
+    everything = run("ls", "--limit", "1", "--all", "--json")
+    assert sorted(item["file_name"] for item in everything.json()["items"]) == sorted(ids)
+    assert everything.json()["next_cursor"] is None
+    assert live.log.count("GET", "/api/files/") >= 1 + 3
+
+    bad = run("ls", "--sort", "nonsense")
+    assert bad.code == 1
+    assert bad.last_error.startswith("error: validation_error: ")
+
+
+def test_download_streams_exact_bytes_into_dir(live, run, user, tmp_path):
+    ids = _upload_tree(run, tmp_path)
+    out = tmp_path / "out"
+    result = run("download", ids["alpha.txt"], ids["gamma.csv"], "-o", out)
+    assert result.code == 0, result.err
+    assert (out / "alpha.txt").read_bytes() == (tmp_path / "up" / "alpha.txt").read_bytes()
+    assert (out / "gamma.csv").read_bytes() == (tmp_path / "up" / "gamma.csv").read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["alpha.txt", "gamma.csv"]  # no temp files left
+
+    # Never overwrites: a second download gets a new name.
+    again = run("download", ids["alpha.txt"], "-o", out)
+    assert again.code == 0, again.err
+    assert (out / "alpha (1).txt").read_bytes() == (out / "alpha.txt").read_bytes()
+
+    missing = run("download", str(uuid.uuid4()), "-o", out)
+    assert missing.code == 1
+    assert missing.last_error.startswith("error: not_found: ")
+
+
+def test_download_multipart_file(live, run, user, tmp_path):
+    big = tmp_path / "big.bin"
+    data = payload(30, BIG_SIZE)
+    big.write_bytes(data)
+    uploaded = run("upload", big, "--json")
+    assert uploaded.code == 0, uploaded.err
+    [outcome] = uploaded.json()["files"]
+    result = run("download", outcome["id"], "-o", tmp_path / "dl")
+    assert result.code == 0, result.err
+    assert (tmp_path / "dl" / "big.bin").read_bytes() == data
+
+
+def test_rm_deletes_in_batches_and_reports_failures(live, run, user, tmp_path):
+    ids = _upload_tree(run, tmp_path)
+    api = api_for(live)
+    keys = {name: api.get_file(file_id)["s3_key"] for name, file_id in ids.items()}
+
+    result = run("rm", ids["alpha.txt"], ids["beta.txt"])
+    assert result.code == 0, result.err
+    assert result.out.split() == ["deleted", ids["alpha.txt"], "deleted", ids["beta.txt"]]
+    assert live.log.count("POST", "/api/files/delete") == 1
+    assert live.head(keys["alpha.txt"]) is None and live.head(keys["beta.txt"]) is None
+    assert live.head(keys["gamma.csv"]) is not None
+    assert api.usage()["used_bytes"] == 3000
+    listing = run("ls", "--json")
+    assert [item["file_name"] for item in listing.json()["items"]] == ["gamma.csv"]
+
+    unknown = str(uuid.uuid4())
+    partial = run("rm", ids["gamma.csv"], unknown)
+    assert partial.code == 1
+    assert partial.out.split() == ["deleted", ids["gamma.csv"]]
+    assert partial.last_error.startswith("error: not_found: ")
+    assert partial.last_error.endswith(f"({unknown})")
+
+    # More ids than max_batch: one call per batch.
+    live.log.calls.clear()
+    many = run("rm", *[str(uuid.uuid4()) for _ in range(MAX_BATCH + 1)])
+    assert many.code == 1
+    assert live.log.count("POST", "/api/files/delete") == 2
+
+
+def test_usage_reports_used_bytes(live, run, user, tmp_path):
+    path = tmp_path / "one.txt"
+    path.write_bytes(payload(40, 2048))
+    assert run("upload", path).code == 0
+    result = run("usage")
+    assert result.code == 0, result.err
+    assert result.out.strip() == "used 2.0 KiB of 1.0 GiB (0.0%), reserved 0 B, 1 files"
+    assert run("usage", "--json").json()["used_bytes"] == 2048
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def test_error_exit_codes_and_messages(live, run, home, tmp_path):
+    # Not logged in yet.
+    result = run("usage")
+    assert (result.code, result.last_error.split(":")[1].strip()) == (1, "not_logged_in")
+
+    # Server down: nothing listens on that port.
+    with __import__("socket").socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    down = run("--retries", "0", "login", f"http://127.0.0.1:{port}", "someone", "--password-stdin", stdin="x" * 8)
+    assert down.code == 1
+    assert down.last_error == f"error: network_error: cannot reach http://127.0.0.1:{port}: connection refused"
+
+    username = f"cli-{uuid.uuid4().hex[:8]}"
+    register(live.base_url, username)
+    assert run("login", live.base_url, username, "--password-stdin", stdin=PASSWORD).code == 0
+
+    # A missing local file: nothing is presigned.
+    live.log.calls.clear()
+    missing = run("upload", tmp_path / "nope.txt")
+    assert missing.code == 1
+    assert missing.last_error == f"error: file_not_found: No such file or directory: {tmp_path / 'nope.txt'}"
+    assert live.log.calls == []
+
+    # A file the policy refuses: the server's code and message, exit 1.
+    exe = tmp_path / "setup.exe"
+    exe.write_bytes(b"MZ")
+    refused = run("upload", exe)
+    assert refused.code == 1
+    assert refused.last_error.startswith("error: content_type_not_allowed: ")
+
+    # Usage errors exit 2.
+    for argv in (
+        ("upload",),
+        ("upload", exe, "--tier", "cold"),
+        ("frobnicate",),
+        ("upload", exe, "--concurrency", "0"),
+    ):
+        usage = run(*argv)
+        assert usage.code == 2, argv
+        assert usage.last_error.startswith("error: usage: ")
+
+
+def test_download_names_cannot_escape_the_directory(tmp_path):
+    for hostile in ("../../etc/passwd", "..\\..\\boot.ini", "/abs/path.txt", "a/b/c.txt", "..", ".", "", "x\x00\n.txt"):
+        name = safe_file_name(hostile, "fallback-id")
+        assert "/" not in name and "\\" not in name and name not in ("", ".", "..")
+        path = free_path(tmp_path, name)
+        assert path.resolve().parent == tmp_path.resolve()
+    assert safe_file_name("../../etc/passwd", "id") == "passwd"
+    assert safe_file_name("..", "id") == "id"
+    assert safe_file_name("x\x00\n.txt", "id") == "x.txt"
+    assert len(safe_file_name("é" * 300, "id").encode()) <= 255
+
+
+def test_collect_files_keeps_structure_and_refuses_missing(tmp_path):
+    make_tree(tmp_path)
+    files = upload.collect_files([str(tmp_path / "docs")], "base")
+    assert sorted((f.folder, f.name) for f in files) == [
+        ("base/docs", "data.json"),
+        ("base/docs", "readme.txt"),
+        ("base/docs/notes", "empty.txt"),
+        ("base/docs/notes", "todo.md"),
+    ]
+    assert {f.folder for f in upload.collect_files([str(tmp_path / "docs")], None, keep_structure=False)} == {None}
+    with pytest.raises(ClientSideError) as caught:
+        upload.collect_files([str(tmp_path / "missing")])
+    assert caught.value.code == "file_not_found"
