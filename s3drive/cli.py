@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import sys
+import time
+from datetime import timedelta
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, NoAppException, with_appcontext
 
 from .errors import AppError
+from .timeutil import isoformat_z, utcnow
 
 
 def register_cli(app: Flask) -> None:
     """Attach the s3drive commands to the app's CLI."""
     app.cli.add_command(create_user_command)
+    app.cli.add_command(sweep_command)
 
 
 @click.command("create-user")
@@ -37,6 +41,57 @@ def create_user_command(username: str, password: str, admin: bool, quota: int | 
     except AppError as error:
         raise click.ClickException(error.message) from None
     click.echo(f"Created user {user.username} ({user.id}){' as admin' if admin else ''}.")
+
+
+@click.command("sweep")
+@click.option(
+    "--limit", type=click.IntRange(min=1, max=10_000), default=1000, show_default=True, help="Rows per batch."
+)
+@click.option(
+    "--grace",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Seconds after a URL expired before its upload is settled (default: S3DRIVE_SWEEP_GRACE_SECONDS or 900).",
+)
+@click.option(
+    "--loop",
+    "interval",
+    type=click.FloatRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="Keep running, sweeping every SECONDS (for a `sweeper:` process).",
+)
+@with_appcontext
+def sweep_command(limit: int, grace: int | None, interval: float | None) -> None:
+    """Settle expired uploads, abort stale multipart uploads, purge dead objects and old revocations."""
+    grace_period = None if grace is None else timedelta(seconds=grace)
+    while True:
+        try:
+            _sweep_once(limit, grace_period)
+        except Exception as error:
+            if interval is None:
+                if isinstance(error, AppError):
+                    raise click.ClickException(f"sweep failed: {error.message}") from None
+                raise
+            # A long-running sweeper outlives a database or S3 outage: log it, try again later.
+            current_app.logger.exception("sweep failed")
+        if interval is None:
+            return
+        time.sleep(interval)
+
+
+def _sweep_once(limit: int, grace: timedelta | None) -> None:
+    from .extensions import db  # noqa: PLC0415
+    from .services.sweeper import sweep_until_done  # noqa: PLC0415
+
+    try:
+        counts = sweep_until_done(limit=limit, grace=grace)
+    except Exception:
+        db.session.rollback()
+        raise
+    finally:
+        db.session.remove()
+    click.echo(f"{isoformat_z(utcnow())} sweep " + " ".join(f"{name}={value}" for name, value in counts.items()))
 
 
 @click.command(

@@ -100,7 +100,7 @@ def test_huge_body_is_refused(client, auth):
 
 def test_unknown_route_and_method(client, auth):
     assert_envelope(client.get("/api/nope", headers=auth), 404, "not_found")
-    response = client.delete("/api/files/usage", headers=auth)
+    response = client.put("/api/auth/me", headers=auth)
     assert_envelope(response, 405, "method_not_allowed")
 
 

@@ -1,0 +1,162 @@
+"""Administration: server statistics, the user list with usage, and changing users."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+
+from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
+from ..extensions import db
+from ..models import File, FileStatus, User
+from ..timeutil import utcnow
+from .users import lock_user
+
+IN_CHUNK = 500
+
+
+def stats(now: datetime | None = None) -> dict[str, Any]:
+    """Return user counts, file counts and bytes by status, and total used/reserved/quota bytes."""
+    now = now or utcnow()
+    users = {"total": 0, "active": 0, "disabled": 0, "admins": 0}
+    for is_active, is_admin, count in db.session.execute(
+        select(User.is_active, User.is_admin, func.count()).group_by(User.is_active, User.is_admin)
+    ):
+        users["total"] += count
+        users["active" if is_active else "disabled"] += count
+        users["admins"] += count if is_admin and is_active else 0
+    files = {status: {"count": 0, "bytes": 0} for status in FileStatus.ALL}
+    for status, count, size in db.session.execute(
+        select(File.status, func.count(), func.coalesce(func.sum(File.size), 0)).group_by(File.status)
+    ):
+        files[status] = {"count": int(count), "bytes": int(size)}
+    used, quota = db.session.execute(
+        select(func.coalesce(func.sum(User.used_bytes), 0), func.coalesce(func.sum(User.quota_bytes), 0))
+    ).one()
+    live, lapsed = _reservations(now)
+    return {
+        "users": users,
+        "files": files,
+        "used_bytes": int(used),
+        "reserved_bytes": live,
+        "quota_bytes": int(quota),
+        "lapsed_reservations": lapsed,
+    }
+
+
+def _reservations(now: datetime) -> tuple[int, int]:
+    # Bytes still held by live upload URLs, and how many uploads lapsed without confirm (sweeper's work).
+    held = File.status.in_(FileStatus.RESERVING)
+    live = db.session.scalar(select(func.coalesce(func.sum(File.size), 0)).where(held, File.expires_at > now))
+    lapsed = db.session.scalar(select(func.count()).select_from(File).where(held, File.expires_at <= now))
+    return int(live or 0), int(lapsed or 0)
+
+
+def list_users(limit: int = 50, cursor: str | None = None, q: str | None = None) -> tuple[list[dict], str | None]:
+    """Return a page of users, oldest first, with usage, and the cursor of the next page."""
+    query = select(User).order_by(User.created_at, User.id).limit(limit + 1)
+    if q:
+        query = query.where(func.lower(User.username).contains(q.lower(), autoescape=True))
+    if cursor:
+        created_at, user_id = decode_cursor(cursor)
+        query = query.where(or_(User.created_at > created_at, and_(User.created_at == created_at, User.id > user_id)))
+    page = list(db.session.scalars(query))
+    has_more = len(page) > limit
+    page = page[:limit]
+    views = with_usage(page)
+    next_cursor = encode_cursor(page[-1]) if has_more else None
+    return views, next_cursor
+
+
+def encode_cursor(user: User) -> str:
+    """Return the opaque cursor that continues after this user."""
+    raw = f"{user.created_at.isoformat()}|{user.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Return (created_at, id) from a cursor, or raise validation_error."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, user_id = raw.split("|", 1)
+        created_at = datetime.fromisoformat(stamp)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed("The cursor is not valid.", details={"cursor": ["Not a valid cursor."]}) from None
+    if created_at.tzinfo is None or not user_id or len(user_id) > 64:
+        raise ValidationFailed("The cursor is not valid.", details={"cursor": ["Not a valid cursor."]})
+    return created_at, user_id
+
+
+def with_usage(users: list[User], now: datetime | None = None) -> list[dict]:
+    """Return the admin view of users, with reserved bytes and file counts read in two queries."""
+    now = now or utcnow()
+    ids = [user.id for user in users]
+    reserved: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        reserved.update(
+            (uid, total)
+            for uid, total in db.session.execute(
+                select(File.user_id, func.sum(File.size))
+                .where(File.user_id.in_(chunk), File.status.in_(FileStatus.RESERVING), File.expires_at > now)
+                .group_by(File.user_id)
+            )
+        )
+        counts.update(
+            (uid, count)
+            for uid, count in db.session.execute(
+                select(File.user_id, func.count())
+                .where(File.user_id.in_(chunk), File.status == FileStatus.COMPLETE)
+                .group_by(File.user_id)
+            )
+        )
+    return [admin_view(user, int(reserved.get(user.id, 0)), int(counts.get(user.id, 0))) for user in users]
+
+
+def admin_view(user: User, reserved_bytes: int, file_count: int) -> dict:
+    """Return the admin's view of one user."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "is_admin": user.is_admin,
+        "is_active": user.is_active,
+        "quota_bytes": user.quota_bytes,
+        "used_bytes": user.used_bytes,
+        "reserved_bytes": reserved_bytes,
+        "file_count": file_count,
+        "created_at": user.created_at,
+    }
+
+
+def get_user(user_id: str) -> dict:
+    """Return one user's admin view, or not_found."""
+    user = db.session.get(User, user_id) if len(user_id) <= 64 else None
+    if user is None:
+        raise NotFound("No such user.")
+    return with_usage([user])[0]
+
+
+def update_user(acting_id: str, user_id: str, changes: dict[str, Any]) -> dict:
+    """Change a user's quota, active or admin flag; an admin may not demote or disable themselves."""
+    if len(user_id) > 64 or db.session.get(User, user_id) is None:
+        raise NotFound("No such user.")
+    if user_id == acting_id and (changes.get("is_admin") is False or changes.get("is_active") is False):
+        # Keeps at least one admin: the one making the change.
+        raise Conflict("You cannot remove your own admin rights or disable your own account.")
+    # Lock both rows in id order: two admins demoting each other at once are serialized,
+    # and the second finds it is no longer an admin. The target's lock also orders a quota
+    # change against that user's concurrent presigns.
+    locked = {uid: lock_user(uid) for uid in sorted({acting_id, user_id})}
+    acting, user = locked[acting_id], locked[user_id]
+    if not (acting.is_admin and acting.is_active):
+        db.session.rollback()
+        raise Forbidden("Only administrators may do this.")
+    for name in ("quota_bytes", "is_active", "is_admin"):
+        if name in changes:
+            setattr(user, name, changes[name])
+    db.session.commit()
+    return with_usage([user])[0]

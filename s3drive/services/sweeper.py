@@ -1,0 +1,262 @@
+"""The sweeper: settle uploads whose URLs expired, abort stale multipart uploads, purge dead objects.
+
+Every step works on a bounded batch and changes a row only under a condition on
+its current status (UPDATE ... WHERE status = 'pending'), so two sweepers, or a
+sweeper and a user's confirm, never process one upload twice.
+
+Quota needs no release here: a pending or uploading record holds quota only while
+its expires_at lies ahead (services.users.reserved_bytes), so expiring it only
+changes its status.
+
+A rejected or expired record whose expires_at is set may still have an object in
+S3 (a delete that failed, or a PUT to a URL that was still valid). The purge step
+deletes those keys once the URL is dead and then clears expires_at, which marks
+the record as purged, so each dead record costs one entry of one DeleteObjects.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import delete, select, update
+
+from ..errors import StorageUnavailable
+from ..extensions import db
+from ..models import File, FileStatus, RevokedToken
+from ..timeutil import utcnow
+from . import get_storage
+from .confirm import inspect_objects, judge
+from .users import available_bytes, lock_user
+
+BATCH = 1000
+IN_CHUNK = 500
+# An upload that started just before its URL expired may still be running: S3
+# checks the signature when the request starts. 15 minutes lets a 100 MiB PUT
+# finish over a 1 Mbit/s link. Settable with S3DRIVE_SWEEP_GRACE_SECONDS.
+DEFAULT_GRACE_SECONDS = 900
+# Dead records whose keys the purge step clears from S3.
+DEAD = (FileStatus.REJECTED, FileStatus.EXPIRED)
+COUNTS = (
+    "confirmed",
+    "expired",
+    "rejected",
+    "multipart_aborted",
+    "keys_purged",
+    "revoked_tokens_deleted",
+    "errors",
+)
+
+
+def grace_period() -> timedelta:
+    """Return how long after its URL expired an upload is left alone."""
+    return timedelta(seconds=int(current_app.config.get("SWEEP_GRACE_SECONDS", DEFAULT_GRACE_SECONDS)))
+
+
+def sweep(now: datetime | None = None, limit: int = BATCH, grace: timedelta | None = None) -> dict[str, Any]:
+    """Run one bounded pass of every step; return counts and whether work remains (`more`)."""
+    now = now or utcnow()
+    cutoff = now - (grace_period() if grace is None else grace)
+    counts: dict[str, Any] = dict.fromkeys(COUNTS, 0)
+    more = False
+    for step in (settle_expired_uploads, abort_stale_multipart, purge_dead_objects, delete_expired_revocations):
+        seen = step(counts, now=now, cutoff=cutoff, limit=limit)
+        more = more or seen >= limit
+    counts["more"] = more
+    return counts
+
+
+def sweep_until_done(
+    now: datetime | None = None, limit: int = BATCH, grace: timedelta | None = None, max_passes: int = 1000
+) -> dict[str, Any]:
+    """Repeat sweep() while work remains and a pass makes progress; return the summed counts."""
+    total: dict[str, Any] = dict.fromkeys(COUNTS, 0)
+    for _ in range(max_passes):
+        counts = sweep(now=now, limit=limit, grace=grace)
+        for name in COUNTS:
+            total[name] += counts[name]
+        progress = sum(counts[name] for name in COUNTS if name != "errors")
+        total["more"] = counts["more"]
+        # A pass that only met S3 errors would meet them again at once.
+        if not counts["more"] or progress == 0:
+            break
+    return total
+
+
+# -- step 1: pending uploads whose URL expired --------------------------------------------
+
+
+def settle_expired_uploads(counts: dict, *, now: datetime, cutoff: datetime, limit: int) -> int:
+    """Confirm expired uploads that did arrive (if they fit the quota); expire or reject the rest."""
+    candidates = db.session.execute(
+        select(
+            File.id,
+            File.user_id,
+            File.batch_id,
+            File.s3_key,
+            File.size,
+            File.content_type,
+            File.checksum_sha256,
+            File.created_at,
+        )
+        .where(File.status == FileStatus.PENDING, File.expires_at < cutoff)
+        .order_by(File.expires_at)
+        .limit(limit)
+    ).all()
+    db.session.commit()  # don't hold a transaction open across the S3 calls
+    if not candidates:
+        return 0
+    observed = inspect_objects(candidates)  # rows carry every attribute it and judge() read
+    arrived: dict[str, list] = defaultdict(list)
+    to_expire: list[str] = []
+    to_reject: list[str] = []
+    for row in candidates:
+        status, _, info = judge(row, observed.get(row.s3_key))
+        if status == "success":
+            arrived[row.user_id].append((row, info))
+        elif status == "missing":
+            to_expire.append(row.id)
+        elif status == "mismatch":
+            to_reject.append(row.id)
+        else:
+            counts["errors"] += 1  # S3 did not answer; the next pass tries again
+    for user_id in sorted(arrived):
+        over_quota = _confirm_arrived(counts, user_id, arrived[user_id], now)
+        to_expire.extend(over_quota)
+    counts["expired"] += _mark(to_expire, FileStatus.PENDING, FileStatus.EXPIRED)
+    counts["rejected"] += _mark(to_reject, FileStatus.PENDING, FileStatus.REJECTED)
+    db.session.commit()
+    return len(candidates)
+
+
+def _confirm_arrived(counts: dict, user_id: str, arrived: list, now: datetime) -> list[str]:
+    """Confirm one user's arrived uploads under the quota lock; return the ids that do not fit."""
+    user = lock_user(user_id)
+    # The lapsed reservations no longer count, so the bytes must fit the quota again (as confirm does).
+    available = available_bytes(user, now)
+    over_quota = []
+    for row, info in sorted(arrived, key=lambda item: item[0].created_at):
+        if row.size > available:
+            over_quota.append(row.id)
+            continue
+        confirmed = db.session.execute(
+            update(File)
+            .where(File.id == row.id, File.status == FileStatus.PENDING)
+            .values(status=FileStatus.COMPLETE, confirmed_at=now, etag=info.etag if info else None)
+            .returning(File.id)
+            .execution_options(synchronize_session=False)
+        ).first()
+        if confirmed is not None:  # else a concurrent confirm or sweeper settled it first
+            user.used_bytes += row.size
+            available -= row.size
+            counts["confirmed"] += 1
+    db.session.commit()  # releases this user's lock before the next user's
+    return over_quota
+
+
+def _mark(ids: list[str], from_status: str, to_status: str) -> int:
+    """Move records that are still in from_status to to_status; return how many moved."""
+    moved = 0
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        result = db.session.execute(
+            update(File)
+            .where(File.id.in_(chunk), File.status == from_status)
+            .values(status=to_status)
+            .returning(File.id)
+            .execution_options(synchronize_session=False)
+        )
+        moved += len(result.all())
+    return moved
+
+
+# -- step 2: multipart uploads past their expiry ------------------------------------------
+
+
+def abort_stale_multipart(counts: dict, *, now: datetime, cutoff: datetime, limit: int) -> int:
+    """Abort multipart uploads past their expiry in S3 and mark their records expired."""
+    candidates = db.session.execute(
+        select(File.id, File.s3_key, File.upload_id)
+        .where(File.status == FileStatus.UPLOADING, File.expires_at < cutoff, File.upload_id.is_not(None))
+        .order_by(File.expires_at)
+        .limit(limit)
+    ).all()
+    db.session.commit()
+    if not candidates:
+        return 0
+    storage = get_storage()
+    # Abort first: if S3 fails, the record stays `uploading` and the next pass retries.
+    results = storage.map_concurrently(
+        lambda task: storage.abort_multipart(task[1], task[2]),
+        [(row.id, row.s3_key, row.upload_id) for row in candidates],
+    )
+    aborted = [task[0] for task, result in results.items() if not isinstance(result, StorageUnavailable)]
+    counts["errors"] += len(candidates) - len(aborted)
+    # The expiry is re-checked: a part-signing call may have extended it meanwhile.
+    moved = 0
+    for start in range(0, len(aborted), IN_CHUNK):
+        result = db.session.execute(
+            update(File)
+            .where(
+                File.id.in_(aborted[start : start + IN_CHUNK]),
+                File.status == FileStatus.UPLOADING,
+                File.expires_at < cutoff,
+            )
+            .values(status=FileStatus.EXPIRED)
+            .returning(File.id)
+            .execution_options(synchronize_session=False)
+        )
+        moved += len(result.all())
+    db.session.commit()
+    counts["multipart_aborted"] += moved
+    return len(candidates)
+
+
+# -- step 3: objects left behind by dead records -----------------------------------------
+
+
+def purge_dead_objects(counts: dict, *, now: datetime, cutoff: datetime, limit: int) -> int:
+    """Delete the keys of rejected and expired records from S3, then mark the records purged."""
+    candidates = db.session.execute(
+        select(File.id, File.s3_key)
+        .where(File.status.in_(DEAD), File.expires_at.is_not(None), File.expires_at < cutoff)
+        .order_by(File.expires_at)
+        .limit(limit)
+    ).all()
+    db.session.commit()
+    if not candidates:
+        return 0
+    deleted, errors = get_storage().delete_objects(row.s3_key for row in candidates)
+    for key, error in errors.items():
+        current_app.logger.warning("sweeper could not delete %s: %s", key, error)
+    counts["errors"] += len(errors)
+    purged = [row.id for row in candidates if row.s3_key in deleted]
+    moved = 0
+    for start in range(0, len(purged), IN_CHUNK):
+        result = db.session.execute(
+            update(File)
+            .where(File.id.in_(purged[start : start + IN_CHUNK]), File.status.in_(DEAD), File.expires_at.is_not(None))
+            .values(expires_at=None)
+            .returning(File.id)
+            .execution_options(synchronize_session=False)
+        )
+        moved += len(result.all())
+    db.session.commit()
+    counts["keys_purged"] += moved
+    return len(candidates)
+
+
+# -- step 4: revocations of tokens that expired anyway ------------------------------------
+
+
+def delete_expired_revocations(counts: dict, *, now: datetime, cutoff: datetime, limit: int) -> int:
+    """Delete revoked-token rows whose tokens have expired (with the grace, for clock skew)."""
+    doomed = select(RevokedToken.jti).where(RevokedToken.expires_at < cutoff).limit(limit).scalar_subquery()
+    result = db.session.execute(
+        delete(RevokedToken).where(RevokedToken.jti.in_(doomed)).execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    counts["revoked_tokens_deleted"] += result.rowcount
+    return result.rowcount
