@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BATCH": 1000,
     "MULTIPART_THRESHOLD": 100 * MIB,
     "DEFAULT_PART_SIZE": 16 * MIB,
+    # A multipart upload holds its quota reservation this long (signing parts extends it).
+    "MULTIPART_EXPIRES_IN": 24 * 3600,
     "DEFAULT_QUOTA_BYTES": 10 * GIB,
     "ALLOWED_CONTENT_TYPES": DEFAULT_ALLOWED_CONTENT_TYPES,
     "ALLOW_REGISTRATION": True,
@@ -65,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_STORAGE_URI": "memory://",
     "LOGIN_RATE_LIMIT": "10 per minute",
     "CHECK_DATABASE": True,
+    # How long after a URL expired the sweeper waits before settling its upload.
+    "SWEEP_GRACE_SECONDS": 900,
     # Set by the dev stack (`s3drive dev`) and by tests: they may run without a
     # bucket or JWT secret of the operator's.
     "DEV_STACK": False,
@@ -79,7 +83,9 @@ INT_SETTINGS = (
     "MAX_BATCH",
     "MULTIPART_THRESHOLD",
     "DEFAULT_PART_SIZE",
+    "MULTIPART_EXPIRES_IN",
     "DEFAULT_QUOTA_BYTES",
+    "SWEEP_GRACE_SECONDS",
 )
 LIST_SETTINGS = ("ALLOWED_CONTENT_TYPES", "CORS_ORIGINS")
 BOOL_SETTINGS = ("ALLOW_REGISTRATION", "CHECK_DATABASE", "DEV_STACK")
@@ -122,7 +128,7 @@ def _as_int(name: str, value: Any, minimum: int) -> int:
 def normalize(config: dict[str, Any]) -> None:
     """Coerce settings read from the environment to their types, in place."""
     for name in INT_SETTINGS:
-        config[name] = _as_int(name, config[name], 0 if name == "DEFAULT_QUOTA_BYTES" else 1)
+        config[name] = _as_int(name, config[name], 0 if name in ("DEFAULT_QUOTA_BYTES", "SWEEP_GRACE_SECONDS") else 1)
     for name in LIST_SETTINGS:
         config[name] = _as_list(config[name])
     for name in BOOL_SETTINGS:
@@ -160,6 +166,12 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError("S3DRIVE_URL_EXPIRES_IN must be between 60 and 604800 seconds (SigV4 limit)")
     if config["MULTIPART_THRESHOLD"] < 5 * MIB:
         raise ConfigError("S3DRIVE_MULTIPART_THRESHOLD must be at least 5 MiB (S3's minimum part size)")
+    if config["MULTIPART_THRESHOLD"] > 5 * GIB:
+        raise ConfigError("S3DRIVE_MULTIPART_THRESHOLD must be at most 5 GiB (S3's single PUT limit)")
+    if not 5 * MIB <= config["DEFAULT_PART_SIZE"] <= 5 * GIB:
+        raise ConfigError("S3DRIVE_DEFAULT_PART_SIZE must be between 5 MiB and 5 GiB (S3's part size limits)")
+    if not 60 <= config["MULTIPART_EXPIRES_IN"] <= 30 * 24 * 3600:
+        raise ConfigError("S3DRIVE_MULTIPART_EXPIRES_IN must be between 60 and 2592000 seconds (30 days)")
     if config["MAX_FILE_SIZE"] > 5 * 1024 * GIB:
         raise ConfigError("S3DRIVE_MAX_FILE_SIZE must be at most 5 TiB (S3's object limit)")
     if config["MAX_BATCH"] > 10000:
