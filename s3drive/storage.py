@@ -18,6 +18,10 @@ from .signing import S3Presigner, credentials_from_boto3
 # S3 error codes that mean "this object is not there".
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 DELETE_CHUNK = 1000
+# CopyObject takes sources up to 5 GiB; larger objects are copied part by part (UploadPartCopy).
+MULTIPART_COPY_THRESHOLD = 5 * 1024**3
+MULTIPART_COPY_PART_SIZE = 256 * 1024**2
+MAX_PARTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,33 @@ class ObjectInfo:
     metadata: Mapping[str, str] | None = None
     # True for HeadObject answers; a listing shows only size and ETag.
     detailed: bool = False
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """One stored part of a multipart upload, as ListParts reports it (ETag unquoted)."""
+
+    part_number: int
+    size: int
+    etag: str
+
+
+# S3 error codes of multipart calls that say something about the upload itself, not an outage.
+_MULTIPART_REFUSALS = {"NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "InvalidRequest"}
+
+
+class MultipartRefused(Exception):
+    """S3 refused a multipart call because of the upload's state or parts; `code` is S3's error code."""
+
+    def __init__(self, code: str, message: str = ""):
+        super().__init__(message or code)
+        self.code = code
+        self.message = message or code
+
+    @property
+    def size_differs(self) -> bool:
+        """Tell whether S3 refused because the parts' total differs from MpuObjectSize."""
+        return self.code == "InvalidRequest" and "mp-object-size" in self.message.lower()
 
 
 class Storage:
@@ -136,6 +167,19 @@ class Storage:
         """Return a form action and fields for an HTML form POST under a signed policy."""
         return self.signer.presign_post(key, fields=fields, conditions=conditions, expires_in=expires_in)
 
+    def presign_upload_parts(
+        self, key: str, upload_id: str, parts: list[tuple[int, int]], expires_in: int
+    ) -> list[str]:
+        """Return UploadPart URLs for (part number, exact size) pairs; each signs its Content-Length."""
+        return self.signer.presign_many(
+            "PUT",
+            [
+                (key, {"Content-Length": str(size)}, {"partNumber": str(number), "uploadId": upload_id})
+                for number, size in parts
+            ],
+            expires_in=expires_in,
+        )
+
     # -- network calls ----------------------------------------------------------------
 
     def head_object(self, key: str) -> ObjectInfo | None:
@@ -190,6 +234,71 @@ class Storage:
             raise translate_error(error) from error
         return found
 
+    def create_multipart_upload(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str],
+        storage_class: str | None = None,
+        sse: str | None = None,
+        sse_kms_key_id: str | None = None,
+    ) -> str:
+        """Start a multipart upload (CreateMultipartUpload) and return its upload id."""
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ContentType": content_type,
+            "Metadata": dict(metadata),
+        }
+        if storage_class and storage_class != "STANDARD":
+            params["StorageClass"] = storage_class
+        if sse:
+            params["ServerSideEncryption"] = sse
+            if sse_kms_key_id:
+                params["SSEKMSKeyId"] = sse_kms_key_id
+        try:
+            return self.client.create_multipart_upload(**params)["UploadId"]
+        except (ClientError, BotoCoreError) as error:
+            raise translate_error(error) from error
+
+    def list_parts(self, key: str, upload_id: str, page_size: int = 1000) -> list[PartInfo]:
+        """Return every stored part of an upload (ListParts, page by page); MultipartRefused if it is gone."""
+        parts: list[PartInfo] = []
+        try:
+            for page in self.client.get_paginator("list_parts").paginate(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PaginationConfig={"PageSize": page_size}
+            ):
+                parts.extend(
+                    PartInfo(part_number=item["PartNumber"], size=item["Size"], etag=_strip_etag(item["ETag"]))
+                    for item in page.get("Parts", ())
+                )
+        except (ClientError, BotoCoreError) as error:
+            raise _multipart_error(error) from error
+        return parts
+
+    def complete_multipart_upload(
+        self, key: str, upload_id: str, parts: list[tuple[int, str]], expected_size: int | None = None
+    ) -> str | None:
+        """Complete an upload from (part number, ETag) pairs and return the object's ETag.
+
+        With expected_size, S3 itself refuses a completion whose parts add up to another
+        size (MpuObjectSize); stores that ignore the header are checked by the caller.
+        """
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "MultipartUpload": {"Parts": [{"PartNumber": number, "ETag": f'"{etag}"'} for number, etag in parts]},
+        }
+        if expected_size is not None:
+            params["MpuObjectSize"] = expected_size
+        try:
+            response = self.client.complete_multipart_upload(**params)
+        except (ClientError, BotoCoreError) as error:
+            raise _multipart_error(error) from error
+        return _strip_etag(response.get("ETag"))
+
     def delete_objects(self, keys: Iterable[str]) -> tuple[set[str], dict[str, str]]:
         """Delete keys with DeleteObjects in chunks of 1,000; return (deleted, key -> error)."""
         keys = list(keys)
@@ -211,6 +320,112 @@ class Storage:
                 errors[item["Key"]] = item.get("Message") or item.get("Code") or "delete failed"
         return deleted, errors
 
+    def copy_object(
+        self,
+        source_key: str,
+        dest_key: str,
+        size: int,
+        *,
+        storage_class: str,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        sse: str | None = None,
+        sse_kms_key_id: str | None = None,
+        multipart_threshold: int | None = None,
+        part_size: int | None = None,
+    ) -> str | None:
+        """Copy an object server-side (in place too) and return the copy's ETag.
+
+        metadata=None keeps the source's content type and metadata; otherwise both are
+        replaced. Objects above the threshold are copied in ranges (UploadPartCopy) run
+        concurrently on the pool.
+        """
+        threshold = MULTIPART_COPY_THRESHOLD if multipart_threshold is None else multipart_threshold
+        target = {"Bucket": self.bucket, "Key": dest_key, "StorageClass": storage_class}
+        if sse:
+            target["ServerSideEncryption"] = sse
+            if sse_kms_key_id:
+                target["SSEKMSKeyId"] = sse_kms_key_id
+        try:
+            if size > threshold:
+                part_size = MULTIPART_COPY_PART_SIZE if part_size is None else part_size
+                return self._copy_in_parts(source_key, size, part_size, target, content_type, metadata)
+            if metadata is None:
+                target["MetadataDirective"] = "COPY"
+            else:
+                target.update(MetadataDirective="REPLACE", Metadata=dict(metadata))
+                if content_type:
+                    target["ContentType"] = content_type
+            response = self.client.copy_object(CopySource={"Bucket": self.bucket, "Key": source_key}, **target)
+        except (ClientError, BotoCoreError) as error:
+            raise translate_error(error) from error
+        return _strip_etag(response.get("CopyObjectResult", {}).get("ETag"))
+
+    def _copy_in_parts(
+        self,
+        source_key: str,
+        size: int,
+        part_size: int,
+        target: dict[str, Any],
+        content_type: str | None,
+        metadata: Mapping[str, str] | None,
+    ) -> str | None:
+        if metadata is None:
+            # CreateMultipartUpload has no COPY directive: carry the source's over by hand.
+            head = self.client.head_object(Bucket=self.bucket, Key=source_key)
+            content_type, metadata = head.get("ContentType"), head.get("Metadata") or {}
+        create = {**target, "Metadata": dict(metadata)}
+        if content_type:
+            create["ContentType"] = content_type
+        upload_id = self.client.create_multipart_upload(**create)["UploadId"]
+        source = {"Bucket": self.bucket, "Key": source_key}
+
+        def copy_part(part: tuple[int, int, int]) -> dict[str, Any]:
+            number, first, last = part
+            response = self.client.upload_part_copy(
+                Bucket=self.bucket,
+                Key=target["Key"],
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource=source,
+                CopySourceRange=f"bytes={first}-{last}",
+            )
+            return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
+
+        futures = [self.executor.submit(copy_part, part) for part in copy_part_ranges(size, part_size)]
+        try:
+            parts = [future.result() for future in futures]
+            response = self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=target["Key"], UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            for future in futures:
+                future.cancel()  # queued parts are never sent
+            for future in futures:
+                if not future.cancelled():
+                    future.exception()  # parts in flight finish before the abort, or they would linger
+            self._abort_quietly(target["Key"], upload_id)
+            raise
+        return _strip_etag(response.get("ETag"))
+
+    def _abort_quietly(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except (ClientError, BotoCoreError):
+            pass  # the bucket's lifecycle rule for incomplete uploads cleans up what is left
+
+    def abort_multipart(self, key: str, upload_id: str) -> bool:
+        """Abort a multipart upload; return False if S3 no longer knows it (already gone)."""
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError as error:
+            if _error_code(error) in ("NoSuchUpload", "404"):
+                return False
+            raise translate_error(error) from error
+        except BotoCoreError as error:
+            raise translate_error(error) from error
+        return True
+
     def check_bucket(self) -> None:
         """Raise StorageUnavailable unless the bucket answers HeadBucket."""
         try:
@@ -219,12 +434,28 @@ class Storage:
             raise translate_error(error) from error
 
 
+def copy_part_ranges(size: int, part_size: int) -> list[tuple[int, int, int]]:
+    """Return (part number, first byte, last byte) for a copy in parts of at least part_size."""
+    part_size = max(part_size, -(-size // MAX_PARTS))  # S3 allows at most 10,000 parts
+    return [
+        (number, first, min(first + part_size, size) - 1)
+        for number, first in enumerate(range(0, size, part_size), start=1)
+    ]
+
+
 def _error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def _strip_etag(etag: str | None) -> str | None:
     return etag.strip('"') if etag else etag
+
+
+def _multipart_error(error: Exception) -> Exception:
+    """Return MultipartRefused for S3's verdicts on the upload itself, StorageUnavailable otherwise."""
+    if isinstance(error, ClientError) and _error_code(error) in _MULTIPART_REFUSALS:
+        return MultipartRefused(_error_code(error), str(error.response.get("Error", {}).get("Message") or ""))
+    return translate_error(error)
 
 
 def translate_error(error: Exception) -> StorageUnavailable:
