@@ -1,13 +1,15 @@
-"""Presigning batches of uploads: validate, reserve quota, insert, sign."""
+"""Presigning batches of uploads: validate, reserve quota, insert, sign; start multipart uploads."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from marshmallow import ValidationError
+from sqlalchemy import delete, update
 
 from ..bulk import bulk_insert
 from ..errors import (
@@ -15,6 +17,7 @@ from ..errors import (
     ContentTypeNotAllowed,
     FileTooLarge,
     QuotaExceeded,
+    StorageUnavailable,
     ValidationFailed,
 )
 from ..extensions import db
@@ -33,6 +36,12 @@ from ..schemas import FileSpecSchema, load_file_spec_fast
 from ..timeutil import utcnow
 from . import get_policy, get_storage
 from .users import available_bytes, lock_user
+
+MIB = 1024**2
+# S3's multipart rules: parts of 5 MiB to 5 GiB (the last may be smaller), at most 10,000 of them.
+MIN_PART_SIZE = 5 * MIB
+MAX_PART_SIZE = 5 * 1024**3
+MAX_PARTS = 10_000
 
 _file_spec_schema = FileSpecSchema()
 _POLICY_ERRORS = {
@@ -97,15 +106,23 @@ def _raw_name(raw: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def presign_uploads(user_id: str, raw_specs: list[Any]) -> PresignResult:
-    """Presign a batch: one transaction, quota reserved atomically, partial success."""
+def presign_uploads(user_id: str, raw_specs: list[Any], *, multipart: bool = False) -> PresignResult:
+    """Presign a batch: one transaction, quota reserved atomically, partial success.
+
+    Files above the multipart threshold (every file with multipart=True) get multipart
+    tickets; their CreateMultipartUpload calls run concurrently while the rest are signed.
+    """
     config = current_app.config
     policy = get_policy()
+    threshold = -1 if multipart else policy.multipart_threshold
     result = PresignResult()
     accepted: list[tuple[int, dict[str, Any]]] = []
     for index, raw in enumerate(raw_specs):
         try:
-            accepted.append((index, load_file_spec(raw, policy)))
+            spec = load_file_spec(raw, policy)
+            if spec["size"] > threshold:
+                spec = multipart_spec(spec, raw.get("part_size"))
+            accepted.append((index, spec))
         except AppError as error:
             result.failures.append(UploadFailure(index, _raw_name(raw), error))
 
@@ -115,6 +132,8 @@ def presign_uploads(user_id: str, raw_specs: list[Any]) -> PresignResult:
     batch_id = ids.pop()
     prefix = config["S3_KEY_PREFIX"]
     rows: list[dict[str, Any]] = []
+    # (request index, position among the successful tickets, row) of each multipart upload.
+    multipart_rows: list[tuple[int, int, dict[str, Any]]] = []
     if accepted:
         user = lock_user(user_id)
         available = available_bytes(user, now)
@@ -133,26 +152,160 @@ def presign_uploads(user_id: str, raw_specs: list[Any]) -> PresignResult:
                 continue
             available -= spec["size"]
             file_id = ids.pop()
-            rows.append(
-                {
-                    **spec,
-                    "id": file_id,
-                    "user_id": user_id,
-                    "batch_id": batch_id,
-                    "s3_key": object_key(prefix, user_id, batch_id, file_id, spec["file_name"]),
-                    "status": FileStatus.PENDING,
-                    "created_at": now,
-                    "expires_at": expires_at,
-                }
-            )
+            row = {
+                **spec,
+                "id": file_id,
+                "user_id": user_id,
+                "batch_id": batch_id,
+                "s3_key": object_key(prefix, user_id, batch_id, file_id, spec["file_name"]),
+                "status": FileStatus.PENDING,
+                "created_at": now,
+                "expires_at": expires_at,
+            }
+            if "part_size" in spec:
+                row.update(status=FileStatus.UPLOADING, expires_at=multipart_expiry(now), upload_id=None)
+                multipart_rows.append((index, len(rows) + len(multipart_rows), row))
+            else:
+                rows.append(row)
         if rows:
             bulk_insert(File.__table__, rows)
-        # Commit releases the quota lock before the (CPU-only) signing below.
+        if multipart_rows:
+            bulk_insert(File.__table__, [row for _, _, row in multipart_rows])
+        # Commit releases the quota lock before the S3 calls and the (CPU-only) signing below.
         db.session.commit()
 
+    if not multipart_rows:
+        result.failures.sort(key=lambda failure: failure.index)
+        result.tickets = sign_tickets(rows)
+        return result
+    started = start_multipart_uploads([row for _, _, row in multipart_rows])
+    tickets = sign_tickets(rows)  # while S3 answers the CreateMultipartUpload calls
+    placed = finish_multipart_uploads(multipart_rows, started, result.failures)
     result.failures.sort(key=lambda failure: failure.index)
-    result.tickets = sign_tickets(rows)
+    result.tickets = _merge_tickets(tickets, placed)
     return result
+
+
+def _merge_tickets(tickets: list[dict[str, Any]], placed: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Put multipart tickets back at their positions among the others (request order)."""
+    merged: list[dict[str, Any]] = []
+    others = iter(tickets)
+    for position, ticket in placed:
+        while len(merged) < position:
+            merged.append(next(others))
+        merged.append(ticket)
+    merged.extend(others)
+    return merged
+
+
+# -- multipart uploads ----------------------------------------------------------------------
+
+
+def part_count(size: int, part_size: int) -> int:
+    """Return how many parts a file of `size` bytes has (an empty file has one, empty, part)."""
+    return max(1, -(-size // part_size))
+
+
+def part_length(size: int, part_size: int, number: int) -> int:
+    """Return the exact byte length of part `number` (1-based): part_size, or the rest for the last."""
+    return min(part_size, size - (number - 1) * part_size) if size else 0
+
+
+def choose_part_size(size: int, requested: Any = None) -> int:
+    """Return the part size: the requested one if S3 allows it, else the default grown to fit 10,000 parts."""
+    smallest = -(-size // MAX_PARTS)  # below this a file needs more than 10,000 parts
+    if requested is None:
+        default = current_app.config["DEFAULT_PART_SIZE"]
+        # Grown in whole MiB, so clients see a round number.
+        return max(default, -(-smallest // MIB) * MIB)
+    if type(requested) is not int:
+        raise ValidationFailed(details={"part_size": ["Not a valid integer."]})
+    if not MIN_PART_SIZE <= requested <= MAX_PART_SIZE:
+        raise ValidationFailed(
+            f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes.",
+            details={"part_size": [f"Must be between {MIN_PART_SIZE} and {MAX_PART_SIZE}."]},
+        )
+    if requested < smallest:
+        raise ValidationFailed(
+            f"A file of {size} bytes needs parts of at least {smallest} bytes (at most {MAX_PARTS} parts).",
+            details={"part_size": [f"Must be at least {smallest} for this file size."]},
+        )
+    return requested
+
+
+def multipart_spec(spec: dict[str, Any], requested_part_size: Any = None) -> dict[str, Any]:
+    """Return a validated upload spec turned into a multipart one (with its part_size)."""
+    if spec["checksum_sha256"]:
+        # S3 keeps SHA-256 only per part for multipart objects: a whole-file digest cannot be verified.
+        raise ValidationFailed(
+            "checksum_sha256 cannot be verified for multipart uploads; leave it out for large files.",
+            details={"checksum_sha256": ["Not supported for multipart uploads."]},
+        )
+    return {**spec, "method": "PUT", "part_size": choose_part_size(spec["size"], requested_part_size)}
+
+
+def multipart_expiry(now: datetime) -> datetime:
+    """Return when a multipart upload started now stops holding its quota reservation."""
+    return now + timedelta(seconds=current_app.config["MULTIPART_EXPIRES_IN"])
+
+
+def start_multipart_uploads(rows: list[dict[str, Any]]) -> list[Future]:
+    """Submit one CreateMultipartUpload per row to the S3 pool; return the futures of the upload ids."""
+    storage = get_storage()
+    config = current_app.config
+    return [
+        storage.executor.submit(
+            storage.create_multipart_upload,
+            row["s3_key"],
+            content_type=row["content_type"],
+            metadata={"file-id": row["id"]},
+            storage_class=TIERS[row["tier"]],
+            sse=config["SSE"],
+            sse_kms_key_id=config["SSE_KMS_KEY_ID"],
+        )
+        for row in rows
+    ]
+
+
+def finish_multipart_uploads(
+    multipart_rows: list[tuple[int, int, dict[str, Any]]], started: list[Future], failures: list[UploadFailure]
+) -> list[tuple[int, dict[str, Any]]]:
+    """Record the upload ids S3 returned; drop the rows S3 refused (adding failures); return placed tickets."""
+    placed: list[tuple[int, dict[str, Any]]] = []
+    updates: list[dict[str, Any]] = []
+    refused: list[str] = []
+    for (index, position, row), future in zip(multipart_rows, started, strict=True):
+        try:
+            row["upload_id"] = future.result()
+        except StorageUnavailable as error:
+            failures.append(UploadFailure(index, row["file_name"], error))
+            refused.append(row["id"])
+            continue
+        updates.append({"id": row["id"], "upload_id": row["upload_id"]})
+        placed.append((position - len(refused), multipart_ticket(row)))
+    if updates:
+        db.session.execute(update(File), updates)
+    if refused:
+        # The client never saw these ids; their reservations go with them.
+        db.session.execute(delete(File).where(File.id.in_(refused)))
+    db.session.commit()
+    return placed
+
+
+def multipart_ticket(row: dict[str, Any]) -> dict[str, Any]:
+    """Return the multipart ticket of a started upload (its parts are signed by the multipart routes)."""
+    return {
+        "id": row["id"],
+        "file_name": row["file_name"],
+        "s3_key": row["s3_key"],
+        "status": row["status"],
+        "multipart": True,
+        "upload_id": row["upload_id"],
+        "part_size": row["part_size"],
+        "part_count": part_count(row["size"], row["part_size"]),
+        "file_size": row["size"],
+        "expires_at": row["expires_at"],
+    }
 
 
 def upload_headers(row: dict[str, Any]) -> dict[str, str]:
