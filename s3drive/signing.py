@@ -161,8 +161,13 @@ def _quote_key(key: str) -> str:
     return key.encode().decode("latin-1").translate(_KEY_BYTE_TABLE)
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def _uri_encode(value: str) -> str:
     """Encode a query key or value the way SigV4 canonicalises it (RFC 3986 unreserved kept)."""
+    if _UNRESERVED.fullmatch(value):
+        return value  # part numbers, upload ids: nothing to encode, skip quote()'s work
     return quote(value, safe="-_.~")
 
 
