@@ -1,7 +1,305 @@
-"""Uppy drop-in: Companion-compatible S3 routes under /uppy and /uppy/<token>."""
+"""Uppy drop-in: Companion-compatible S3 routes under /uppy and /uppy/<token>.
+
+Every Companion route is served twice: under /uppy, authenticated by an `Authorization:
+Bearer` header (Uppy 5 `endpoint` + `headers`), and under /uppy/<token>, authenticated by
+the token of `POST /api/uppy/session` (Uppy 6 `companionEndpoint`, which sends no headers).
+Errors on these routes have Companion's shape, `{"error": "..."}`, with our statuses;
+`POST /api/uppy/session` keeps the API's envelope. See services/uppy.py for how uploads
+without a declared size and Uppy's own part sizes are handled.
+"""
 
 from __future__ import annotations
 
+from flask import current_app, g, jsonify, request
+from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
+from flask_jwt_extended.exceptions import JWTExtendedException, NoAuthorizationError, RevokedTokenError
+from jwt.exceptions import ExpiredSignatureError, PyJWTError
+from marshmallow import fields, validate
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from webargs.fields import DelimitedList
+from werkzeug.exceptions import HTTPException
+
+from ..errors import (
+    AppError,
+    DatabaseUnavailable,
+    Unauthorized,
+    error_response,
+    http_error_response,
+    log_internal_error,
+)
+from ..extensions import db
+from ..schemas import BaseSchema, Timestamp
+from ..services import multipart as multipart_service
+from ..services import uppy
+from ..services.uploads import MAX_PARTS
 from . import Blueprint
 
 blp = Blueprint("uppy", __name__, url_prefix="", description="Uppy Companion-compatible S3 routes")
+
+# Each Companion route under both prefixes; the second passes the session token to the view.
+PREFIXES = (("", "/uppy"), ("_session", "/uppy/<string:token>"))
+
+
+def companion_route(rule: str, endpoint: str, methods: list[str]):
+    """Register a view under /uppy<rule> and /uppy/<token><rule>."""
+
+    def decorator(view):
+        for suffix, prefix in PREFIXES:
+            blp.route(prefix + rule, endpoint=endpoint + suffix, methods=methods)(view)
+        return view
+
+    return decorator
+
+
+# -- schemas -------------------------------------------------------------------------------
+
+
+class SessionSchema(BaseSchema):
+    companion_endpoint = fields.String(metadata={"description": "Give it to Uppy 6 as `companionEndpoint`."})
+    expires_at = Timestamp()
+
+
+class ParamsQuerySchema(BaseSchema):
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    type = fields.String(load_default=None, validate=validate.Length(max=255))
+
+
+class ParamsSchema(BaseSchema):
+    method = fields.String()
+    url = fields.String()
+    form_fields = fields.Dict(keys=fields.String(), values=fields.String(), data_key="fields")
+    expires = fields.Integer(metadata={"description": "Seconds the form stays valid."})
+
+
+class CreateUploadSchema(BaseSchema):
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    type = fields.String(load_default=None, validate=validate.Length(max=255))
+    metadata = fields.Dict(load_default=dict, metadata={"description": "Uppy meta; `size` declares the size."})
+
+
+class CreatedUploadSchema(BaseSchema):
+    key = fields.String()
+    uploadId = fields.String()  # noqa: N815 - Companion's field names
+    bucket = fields.String()
+
+
+class KeyQuerySchema(BaseSchema):
+    key = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class BatchQuerySchema(KeyQuerySchema):
+    partNumbers = DelimitedList(  # noqa: N815
+        fields.Integer(validate=validate.Range(min=1, max=MAX_PARTS)),
+        required=True,
+        validate=validate.Length(min=1, max=multipart_service.MAX_SIGN_BATCH),
+    )
+
+
+class CompanionStoredPartSchema(BaseSchema):
+    PartNumber = fields.Integer()  # noqa: N815
+    ETag = fields.String()  # noqa: N815
+    Size = fields.Integer()  # noqa: N815
+
+
+class CompanionSignedPartSchema(BaseSchema):
+    url = fields.String()
+    expires = fields.Integer()
+
+
+class CompanionSignedBatchSchema(BaseSchema):
+    presignedUrls = fields.Dict(keys=fields.String(), values=fields.String())  # noqa: N815
+
+
+class CompanionPartSchema(BaseSchema):
+    PartNumber = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_PARTS))  # noqa: N815
+    ETag = fields.String(  # noqa: N815
+        required=True, validate=validate.Length(min=1, max=multipart_service.MAX_ETAG_LENGTH + 2)
+    )
+
+
+class CompleteUploadSchema(BaseSchema):
+    parts = fields.List(
+        fields.Nested(CompanionPartSchema), required=True, validate=validate.Length(min=1, max=MAX_PARTS)
+    )
+
+
+class CompletedUploadSchema(BaseSchema):
+    location = fields.String()
+    key = fields.String()
+    bucket = fields.String()
+
+
+# -- auth ----------------------------------------------------------------------------------
+
+
+def caller_id(token: str | None) -> str:
+    """Return the id of the user behind the request: the session token's, or the Bearer header's."""
+    if token is not None:
+        return uppy.session_user(token).id
+    try:
+        verify_jwt_in_request()
+    except NoAuthorizationError:
+        raise Unauthorized(
+            "Send Authorization: Bearer <access token>, or use the companion_endpoint of POST /api/uppy/session."
+        ) from None
+    except ExpiredSignatureError:
+        raise Unauthorized("The token has expired; refresh it or log in again.", code="token_expired") from None
+    except RevokedTokenError:
+        raise Unauthorized("The token has been revoked; log in again.", code="token_revoked") from None
+    except (JWTExtendedException, PyJWTError) as error:
+        raise Unauthorized(f"The token is invalid: {error}.", code="invalid_token") from None
+    return current_user.id
+
+
+# -- routes --------------------------------------------------------------------------------
+
+
+@blp.route("/api/uppy/session", methods=["POST"])
+@blp.doc(security=[{"bearerAuth": []}])
+@blp.response(200, SessionSchema)
+def session():
+    """Start an Uppy session: a short-lived Companion endpoint scoped to the caller, for Uppy 6."""
+    # caller_id, not auth_required: this blueprint's error handlers see every JWT failure.
+    token, expires_at = uppy.issue_session(caller_id(None), get_jwt().get("jti"))
+    return {"companion_endpoint": f"{request.url_root.rstrip('/')}/uppy/{token}", "expires_at": expires_at}
+
+
+@companion_route("/s3/params", "params", ["GET"])
+@blp.arguments(ParamsQuerySchema, location="query")
+@blp.response(200, ParamsSchema)
+def params(args, token=None):
+    """Presign a POST form for one file (declare its size as metadata[size]); policy and quota as native."""
+    user_id = caller_id(token)
+    metadata = {key[9:-1]: value for key, value in request.args.items() if key.startswith("metadata[")}
+    # Built by hand, not dumped through marshmallow: the hot path.
+    return jsonify(uppy.upload_params(user_id, args["filename"], args["type"], metadata))
+
+
+@companion_route("/s3/multipart", "create_multipart", ["POST"])
+@blp.arguments(CreateUploadSchema)
+@blp.response(200, CreatedUploadSchema)
+def create_multipart(args, token=None):
+    """Start a multipart upload; a size declared in metadata is reserved, else checked at complete."""
+    record = uppy.create_upload(caller_id(token), args["filename"], args["type"], args["metadata"])
+    return {"key": record.s3_key, "uploadId": record.upload_id, "bucket": uppy.bucket_name()}
+
+
+@companion_route("/s3/multipart/<string:upload_id>", "list_parts", ["GET"])
+@blp.arguments(KeyQuerySchema, location="query")
+@blp.response(200, CompanionStoredPartSchema(many=True))
+def list_parts(args, upload_id, token=None):
+    """List the parts S3 holds (resume after a reload)."""
+    parts = uppy.list_upload_parts(caller_id(token), upload_id, args["key"])
+    return [{"PartNumber": p.part_number, "ETag": p.etag, "Size": p.size} for p in parts]
+
+
+@companion_route("/s3/multipart/<string:upload_id>/batch", "sign_batch", ["GET"])
+@blp.arguments(BatchQuerySchema, location="query")
+@blp.response(200, CompanionSignedBatchSchema)
+def sign_batch(args, upload_id, token=None):
+    """Sign UploadPart URLs for up to 1,000 part numbers."""
+    urls = uppy.sign_part_urls(caller_id(token), upload_id, args["key"], args["partNumbers"])
+    return jsonify({"presignedUrls": {str(number): url for number, url in urls.items()}})
+
+
+@companion_route("/s3/multipart/<string:upload_id>/<int:part_number>", "sign_part", ["GET"])
+@blp.arguments(KeyQuerySchema, location="query")
+@blp.response(200, CompanionSignedPartSchema)
+def sign_part(args, upload_id, part_number, token=None):
+    """Sign the UploadPart URL of one part."""
+    urls = uppy.sign_part_urls(caller_id(token), upload_id, args["key"], [part_number])
+    return jsonify({"url": urls[part_number], "expires": current_app.config["URL_EXPIRES_IN"]})
+
+
+@companion_route("/s3/multipart/<string:upload_id>/complete", "complete_multipart", ["POST"])
+@blp.arguments(KeyQuerySchema, location="query")
+@blp.arguments(CompleteUploadSchema)
+@blp.response(200, CompletedUploadSchema)
+def complete_multipart(args, body, upload_id, token=None):
+    """Complete the upload from Uppy's ETags (quoted or not); the size is verified."""
+    parts = [{"part_number": part["PartNumber"], "etag": part["ETag"]} for part in body["parts"]]
+    record = uppy.complete_upload(caller_id(token), upload_id, args["key"], parts)
+    return {"location": uppy.object_location(record.s3_key), "key": record.s3_key, "bucket": uppy.bucket_name()}
+
+
+@companion_route("/s3/multipart/<string:upload_id>", "abort_multipart", ["DELETE"])
+@blp.arguments(KeyQuerySchema, location="query")
+@blp.response(200, BaseSchema)
+def abort_multipart(args, upload_id, token=None):
+    """Abort the upload in S3 and release its quota reservation."""
+    uppy.abort_upload(caller_id(token), upload_id, args["key"])
+    return {}
+
+
+# -- errors: Companion's shape on the Companion routes -------------------------------------
+
+
+def _error(status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None):
+    """Render an error as Companion does ({"error": message}) on /uppy routes, else in the envelope."""
+    if not request.path.startswith("/uppy"):
+        return error_response(status, code, message, details, headers)
+    # Companion has no details field: name the invalid fields in the sentence.
+    invalid = "; ".join(f"{name}: {' '.join(map(str, texts))}" for name, texts in _flat(details or {}))
+    if invalid:
+        message = f"{message} ({invalid})"
+    # Uppy 5's client shows `message` to the user for 4xx answers; Companion's own field is `error`.
+    response = jsonify({"error": message, "message": message})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+@blp.errorhandler(AppError)
+def handle_app_error(error: AppError):
+    """Render a domain error (after rolling the session back)."""
+    db.session.rollback()
+    return _error(error.status, error.code, error.message, error.details, error.headers)
+
+
+@blp.errorhandler(HTTPException)
+def handle_http_error(error: HTTPException):
+    """Render a werkzeug/webargs error (bad query or body, 405 ...)."""
+    envelope = http_error_response(error)
+    if not request.path.startswith("/uppy"):
+        return envelope
+    body = envelope.get_json()["error"]
+    headers = {name: envelope.headers[name] for name in ("Retry-After", "Allow") if name in envelope.headers}
+    return _error(envelope.status_code, body["code"], body["message"], body["details"], headers)
+
+
+@blp.errorhandler(JWTExtendedException)
+@blp.errorhandler(PyJWTError)
+def handle_jwt_error(error: Exception):
+    """Render a token failure that escaped caller_id as 401."""
+    return _error(401, "invalid_token", f"The token is invalid: {error}.")
+
+
+@blp.errorhandler(OperationalError)
+def handle_database_down(error: OperationalError):
+    """Render a database outage as 503 database_unavailable."""
+    db.session.rollback()
+    current_app.logger.error("database error (request_id=%s): %s", g.get("request_id", "-"), error)
+    down = DatabaseUnavailable()
+    return _error(down.status, down.code, down.message, headers=down.headers)
+
+
+@blp.errorhandler(Exception)
+def handle_unexpected(error: Exception):
+    """Log a bug with the request id and answer a generic 500."""
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:
+        pass
+    log_internal_error(error)
+    message = "An unexpected error occurred; quote the request id when reporting it."
+    return _error(500, "internal_error", message, {"request_id": g.get("request_id")})
+
+
+def _flat(details: dict):
+    """Yield (field, messages) pairs from validation details (nested by webargs); skip other details."""
+    for name, messages in details.items():
+        if isinstance(messages, dict):
+            for inner, inner_messages in _flat(messages):
+                yield f"{name}.{inner}", inner_messages
+        elif isinstance(messages, list) and all(isinstance(text, str) for text in messages):
+            yield name, messages

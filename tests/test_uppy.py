@@ -1,0 +1,516 @@
+"""Uppy drop-in: the Companion-compatible routes on moto's in-process S3, with real bytes.
+
+Each flow is driven the way `@uppy/aws-s3` drives it (query strings, JSON bodies and the
+Companion answer shapes), under /uppy with a Bearer header and under /uppy/<token>; the
+bytes go to the signed URLs with `requests`, then S3 and the records are checked.
+tests/test_uppy_browser.py runs stock Uppy 5 and 6 in Chromium against MiniStack.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from urllib.parse import quote
+
+import pytest
+import requests
+from conftest import BUCKET, register_and_login
+
+from s3drive.extensions import db
+from s3drive.models import File, FileStatus
+from s3drive.services import uppy as uppy_service
+
+MIB = 1024**2
+PART = 5 * MIB
+
+
+def blob(size: int, seed: int = 0) -> bytes:
+    """Return `size` bytes that differ per position and seed."""
+    block = hashlib.sha256(str(seed).encode()).digest() * (MIB // 32)
+    return (block * (size // len(block) + 1))[:size]
+
+
+@pytest.fixture(params=["header", "session"])
+def companion(request, client, auth):
+    """Return (base path, headers) for the Companion routes, in both authentication styles."""
+    if request.param == "header":
+        return "/uppy", auth
+    response = client.post("/api/uppy/session", headers=auth)
+    assert response.status_code == 200, response.get_json()
+    endpoint = response.get_json()["companion_endpoint"]
+    assert endpoint.startswith("http://localhost/uppy/")
+    return endpoint.removeprefix("http://localhost"), {}
+
+
+def params(client, base, headers, filename="photo.jpg", type_="image/jpeg", **metadata):
+    query = "&".join(
+        [f"filename={quote(filename)}", f"type={quote(type_)}"]
+        + [f"metadata[{quote(k)}]={quote(str(v))}" for k, v in metadata.items()]
+    )
+    return client.get(f"{base}/s3/params?{query}", headers=headers)
+
+
+def create(client, base, headers, filename="movie.mp4", type_="video/mp4", **metadata):
+    body = {"filename": filename, "type": type_, "metadata": metadata}
+    return client.post(f"{base}/s3/multipart", json=body, headers=headers)
+
+
+def sign_part(client, base, headers, created, number):
+    url = f"{base}/s3/multipart/{quote(created['uploadId'])}/{number}?key={quote(created['key'])}"
+    return client.get(url, headers=headers)
+
+
+def sign_batch(client, base, headers, created, numbers):
+    joined = ",".join(map(str, numbers))
+    url = f"{base}/s3/multipart/{quote(created['uploadId'])}/batch?key={quote(created['key'])}&partNumbers={joined}"
+    return client.get(url, headers=headers)
+
+
+def list_parts(client, base, headers, created):
+    url = f"{base}/s3/multipart/{quote(created['uploadId'])}?key={quote(created['key'])}"
+    return client.get(url, headers=headers)
+
+
+def complete(client, base, headers, created, etags: dict[int, str]):
+    url = f"{base}/s3/multipart/{quote(created['uploadId'])}/complete?key={quote(created['key'])}"
+    parts = [{"PartNumber": n, "ETag": e} for n, e in sorted(etags.items())]
+    return client.post(url, json={"parts": parts}, headers=headers)
+
+
+def abort(client, base, headers, created):
+    url = f"{base}/s3/multipart/{quote(created['uploadId'])}?key={quote(created['key'])}"
+    return client.delete(url, headers=headers)
+
+
+def put_part(url: str, data: bytes) -> str:
+    """PUT a part to its URL as Uppy does (no extra headers); return S3's (quoted) ETag."""
+    response = requests.put(url, data=data, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.headers["ETag"]
+
+
+def upload_parts(client, base, headers, created, data: bytes, part_size: int = PART) -> dict[int, str]:
+    """Sign every part one by one (as Uppy does) and PUT its slice; return part number -> ETag."""
+    etags = {}
+    for number in range(1, -(-len(data) // part_size) + 1):
+        response = sign_part(client, base, headers, created, number)
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert body["expires"] == 3600
+        etags[number] = put_part(body["url"], data[(number - 1) * part_size : number * part_size])
+    return etags
+
+
+def record_by_key(app, key: str) -> File:
+    with app.app_context():
+        return db.session.query(File).filter_by(s3_key=key).one()
+
+
+def usage(client, auth) -> dict:
+    return client.get("/api/files/usage", headers=auth).get_json()
+
+
+def assert_companion_error(response, status: int) -> str:
+    """Assert Companion's error shape with this status; return the message."""
+    assert response.status_code == status, response.get_json()
+    body = response.get_json()
+    assert set(body) == {"error", "message"} and isinstance(body["error"], str) and body["error"]
+    return body["error"]
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+def test_session_endpoint_is_scoped_to_its_user(client, auth, other_auth, app, s3):
+    response = client.post("/api/uppy/session", headers=auth)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["expires_at"].endswith("Z")
+    base = body["companion_endpoint"].removeprefix("http://localhost")
+    created = create(client, base, {}).get_json()
+    assert record_by_key(app, created["key"]).user_id == client.get("/api/auth/me", headers=auth).get_json()["id"]
+    # Mallory's session cannot reach Alice's upload.
+    other = client.post("/api/uppy/session", headers=other_auth).get_json()["companion_endpoint"]
+    other_base = other.removeprefix("http://localhost")
+    assert_companion_error(list_parts(client, other_base, {}, created), 404)
+    assert_companion_error(abort(client, "/uppy", other_auth, created), 404)
+    assert list_parts(client, base, {}, created).get_json() == []
+
+
+def test_session_needs_an_access_token(client):
+    response = client.post("/api/uppy/session")
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "unauthorized"  # the API's envelope here
+
+
+@pytest.mark.parametrize("token", ["nonsense", "a.b", "x" * 300])
+def test_bad_session_tokens_are_401_in_companion_shape(client, token):
+    message = assert_companion_error(params(client, f"/uppy/{token}", {}, size=3), 401)
+    assert "invalid" in message
+
+
+def test_expired_and_logged_out_sessions_are_refused(client, auth, app):
+    me = client.get("/api/auth/me", headers=auth).get_json()
+    with app.test_request_context():
+        expired = uppy_service._serializer().dumps([me["id"], "", 1])
+    assert "expired" in assert_companion_error(params(client, f"/uppy/{expired}", {}, size=3), 401)
+
+    base = client.post("/api/uppy/session", headers=auth).get_json()["companion_endpoint"]
+    base = base.removeprefix("http://localhost")
+    assert params(client, base, {}, size=3).status_code == 200
+    assert client.post("/api/auth/logout", headers=auth).status_code == 200
+    assert "revoked" in assert_companion_error(params(client, base, {}, size=3), 401)
+
+
+def test_header_routes_need_a_valid_bearer_token(client, auth):
+    assert_companion_error(params(client, "/uppy", {}, size=3), 401)
+    assert_companion_error(params(client, "/uppy", {"Authorization": "Bearer junk"}, size=3), 401)
+    refresh = client.post("/api/auth/login", json={"username": "alice", "password": "correct horse battery"})
+    refresh_header = {"Authorization": f"Bearer {refresh.get_json()['refresh_token']}"}
+    assert_companion_error(create(client, "/uppy", refresh_header), 401)
+
+
+# -- simple uploads: /s3/params ----------------------------------------------------------
+
+
+def test_params_form_uploads_real_bytes_and_confirms(client, auth, app, s3, companion):
+    base, headers = companion
+    data = b"hello uppy \x00\xff" * 100
+    title = "=?UTF-8?B?" + base64.b64encode("Ferien in Zürich".encode()).decode() + "?="
+    response = params(
+        client,
+        base,
+        headers,
+        filename="Straße.txt",
+        type_="text/plain",
+        size=len(data),
+        title=title,
+        tags="Trip, Summer",
+        folder="docs",
+        relativePath="2026/july/Straße.txt",
+        name="Straße.txt",
+        unknownField="ignored",
+        **{"x-amz-acl": "public-read"},
+    )
+    assert response.status_code == 200, response.get_json()
+    form = response.get_json()
+    assert form["method"] == "POST" and form["expires"] == 3600
+    fields = form["fields"]
+    assert fields["Content-Type"] == "text/plain"
+    assert "x-amz-acl" not in fields and not any("unknown" in name.lower() for name in fields)
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    conditions = policy["conditions"]
+    assert ["content-length-range", len(data), len(data)] in conditions
+    signed = {name.lower() for cond in conditions if isinstance(cond, dict) for name in cond}
+    # A condition for every field of the form (only the signature and the policy itself carry none).
+    assert {name.lower() for name in fields} - {"policy", "x-amz-signature"} <= signed
+
+    upload = requests.post(form["url"], data=fields, files={"file": ("f", data)}, timeout=30)
+    assert upload.status_code in (200, 201, 204), upload.text
+    assert s3.get_object(Bucket=BUCKET, Key=fields["key"])["Body"].read() == data
+
+    confirmed = client.post("/api/files/confirm_uploads/", json={"s3_keys": [fields["key"]]}, headers=auth)
+    assert confirmed.get_json()["results"][0]["status"] == "success"
+    file_id = confirmed.get_json()["results"][0]["id"]
+    file = client.get(f"/api/files/{file_id}", headers=auth).get_json()
+    assert file["status"] == "complete" and file["size"] == len(data)
+    assert file["file_name"] == "Straße.txt"
+    assert file["title"] == "Ferien in Zürich"
+    assert file["tags"] == ["trip", "summer"]
+    assert file["folder"] == "docs/2026/july"
+    assert usage(client, auth)["used_bytes"] == len(data)
+
+
+def test_params_decodes_an_encoded_file_name(client, auth, app, s3):
+    encoded = "=?utf-8?q?r=C3=A9sum=C3=A9=2Epdf?="
+    response = params(client, "/uppy", auth, filename=encoded, type_="application/pdf", size=4)
+    assert response.status_code == 200, response.get_json()
+    assert record_by_key(app, response.get_json()["fields"]["key"]).file_name == "résumé.pdf"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "status", "needle"),
+    [
+        ({}, 422, "size"),  # no declared size
+        ({"size": "-1"}, 422, "size"),
+        ({"size": "12abc"}, 422, "size"),
+        ({"size": "3", "type_": "application/x-msdownload"}, 415, "not allowed"),
+        ({"size": "3", "filename": "setup.exe", "type_": "application/octet-stream"}, 415, ".exe"),
+        ({"size": "3", "filename": "../.."}, 422, "name"),
+        ({"size": "3", "title": "=?x-unknown?B?AAAA?="}, 422, "RFC 2047"),
+        ({"size": str(200 * MIB)}, 413, "parts"),  # above the multipart threshold
+        ({"size": str(2 * 1024**3)}, 413, ""),
+        ({"size": "3", "tier": "platinum"}, 422, ""),
+    ],
+)
+def test_params_refusals_use_companion_shape(client, auth, app, s3, overrides, status, needle):
+    args = {"filename": "a.jpg", "type_": "image/jpeg", **overrides}
+    response = params(client, "/uppy", auth, **args)
+    assert needle.lower() in assert_companion_error(response, status).lower()
+    with app.app_context():
+        assert db.session.query(File).count() == 0
+
+
+def test_params_needs_a_file_name(client, auth):
+    response = client.get("/uppy/s3/params?type=image/jpeg&metadata[size]=3", headers=auth)
+    assert "filename" in assert_companion_error(response, 422)
+
+
+def test_params_reserves_quota_and_refuses_beyond_it(make_app, s3):
+    app = make_app(DEFAULT_QUOTA_BYTES=1000)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    assert params(client, "/uppy", auth, size=600).status_code == 200
+    assert usage(client, auth)["reserved_bytes"] == 600
+    assert "quota" in assert_companion_error(params(client, "/uppy", auth, size=500), 507)
+
+
+# -- multipart ------------------------------------------------------------------------------
+
+
+def test_multipart_without_declared_size_learns_it_at_complete(client, auth, app, s3, companion):
+    base, headers = companion
+    data = blob(2 * PART + 123_456, seed=1)
+    response = create(client, base, headers, relativePath="null", title="Clip")
+    assert response.status_code == 200, response.get_json()
+    created = response.get_json()
+    assert set(created) == {"key", "uploadId", "bucket"} and created["bucket"] == BUCKET
+    assert record_by_key(app, created["key"]).status == FileStatus.UPLOADING
+    assert usage(client, auth)["reserved_bytes"] == 0  # nothing to reserve yet
+
+    etags = upload_parts(client, base, headers, created, data)
+    listed = list_parts(client, base, headers, created).get_json()
+    assert [(p["PartNumber"], p["Size"]) for p in listed] == [(1, PART), (2, PART), (3, 123_456)]
+    assert [p["ETag"] for p in listed] == [etags[n].strip('"') for n in (1, 2, 3)]
+
+    # ETags as S3 sent them (quoted) for two parts, unquoted for the third.
+    etags[3] = etags[3].strip('"')
+    response = complete(client, base, headers, created, etags)
+    assert response.status_code == 200, response.get_json()
+    done = response.get_json()
+    assert done["key"] == created["key"] and done["bucket"] == BUCKET
+    assert done["location"].endswith("/" + quote(created["key"], safe="/~"))
+    assert s3.get_object(Bucket=BUCKET, Key=created["key"])["Body"].read() == data
+    record = record_by_key(app, created["key"])
+    assert (record.status, record.size, record.part_size, record.title) == ("complete", len(data), PART, "Clip")
+    assert usage(client, auth)["used_bytes"] == len(data)
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+    # Completing again answers the same (idempotent), listing shows nothing left to resume.
+    assert complete(client, base, headers, created, etags).get_json() == done
+    assert list_parts(client, base, headers, created).get_json() == []
+
+
+def test_multipart_with_declared_size_reserves_it_and_accepts_uppys_part_size(client, auth, app, s3):
+    part_size = 6 * MIB  # a getChunkSize of the app's own
+    data = blob(part_size + 1000, seed=2)
+    created = create(client, "/uppy", auth, size=len(data)).get_json()
+    assert usage(client, auth)["reserved_bytes"] == len(data)
+    etags = upload_parts(client, "/uppy", auth, created, data, part_size=part_size)
+    response = complete(client, "/uppy", auth, created, etags)
+    assert response.status_code == 200, response.get_json()
+    record = record_by_key(app, created["key"])
+    assert (record.status, record.size, record.part_size) == ("complete", len(data), part_size)
+    assert s3.get_object(Bucket=BUCKET, Key=created["key"])["Body"].read() == data
+    assert usage(client, auth)["reserved_bytes"] == 0
+
+
+def test_resume_after_a_reload_lists_the_stored_parts(client, auth, app, s3):
+    data = blob(3 * PART + 10, seed=3)
+    created = create(client, "/uppy", auth).get_json()
+    first = upload_parts(client, "/uppy", auth, created, data[: 2 * PART])
+    # The page reloads: Uppy asks which parts S3 has, then uploads the rest.
+    listed = list_parts(client, "/uppy", auth, created).get_json()
+    assert [p["PartNumber"] for p in listed] == [1, 2]
+    etags = {p["PartNumber"]: p["ETag"] for p in listed}
+    batch = sign_batch(client, "/uppy", auth, created, [3, 4]).get_json()["presignedUrls"]
+    assert set(batch) == {"3", "4"}
+    etags[3] = put_part(batch["3"], data[2 * PART : 3 * PART])
+    etags[4] = put_part(batch["4"], data[3 * PART :])
+    assert etags[1] == first[1].strip('"')
+    assert complete(client, "/uppy", auth, created, etags).status_code == 200
+    assert s3.get_object(Bucket=BUCKET, Key=created["key"])["Body"].read() == data
+
+
+def test_declared_size_differing_from_the_parts_rejects_the_upload(client, auth, app, s3):
+    data = blob(PART + 100, seed=4)
+    created = create(client, "/uppy", auth, size=len(data) + 1).get_json()
+    etags = upload_parts(client, "/uppy", auth, created, data)
+    message = assert_companion_error(complete(client, "/uppy", auth, created, etags), 422)
+    assert "declared" in message
+    assert record_by_key(app, created["key"]).status == FileStatus.REJECTED
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+    assert usage(client, auth)["reserved_bytes"] == 0
+
+
+def test_undeclared_upload_over_the_quota_is_rejected_at_complete(make_app, s3):
+    app = make_app(DEFAULT_QUOTA_BYTES=PART + 10)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    data = blob(PART + 11, seed=5)
+    created = create(client, "/uppy", auth).get_json()
+    etags = upload_parts(client, "/uppy", auth, created, data)
+    assert "quota" in assert_companion_error(complete(client, "/uppy", auth, created, etags), 507)
+    assert record_by_key(app, created["key"]).status == FileStatus.REJECTED
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+    assert usage(client, auth)["used_bytes"] == 0
+
+
+def test_undeclared_upload_over_the_file_size_limit_is_rejected(make_app, s3):
+    app = make_app(MAX_FILE_SIZE=PART)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    created = create(client, "/uppy", auth).get_json()
+    etags = upload_parts(client, "/uppy", auth, created, blob(PART + 1, seed=6))
+    assert_companion_error(complete(client, "/uppy", auth, created, etags), 413)
+    assert record_by_key(app, created["key"]).status == FileStatus.REJECTED
+
+
+def test_wrong_or_missing_parts_are_integrity_mismatch(client, auth, app, s3):
+    data = blob(PART + 5, seed=7)
+    created = create(client, "/uppy", auth).get_json()
+    etags = upload_parts(client, "/uppy", auth, created, data)
+    wrong = {**etags, 2: '"' + "0" * 32 + '"'}
+    assert_companion_error(complete(client, "/uppy", auth, created, wrong), 422)
+    assert_companion_error(complete(client, "/uppy", auth, created, {1: etags[1]} | {3: etags[2]}), 422)
+    assert_companion_error(complete(client, "/uppy", auth, created, {**etags, 3: etags[2]}), 422)
+    # The upload stays open: the right list still completes it.
+    assert record_by_key(app, created["key"]).status == FileStatus.UPLOADING
+    assert complete(client, "/uppy", auth, created, etags).status_code == 200
+    assert s3.get_object(Bucket=BUCKET, Key=created["key"])["Body"].read() == data
+
+
+def test_completion_done_in_s3_but_not_recorded_is_recovered(client, auth, app, s3):
+    data = blob(2 * PART + 7, seed=8)
+    created = create(client, "/uppy", auth).get_json()
+    etags = upload_parts(client, "/uppy", auth, created, data)
+    # An earlier complete reached S3, but its answer (and the record update) was lost.
+    s3.complete_multipart_upload(
+        Bucket=BUCKET,
+        Key=created["key"],
+        UploadId=created["uploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in sorted(etags.items())]},
+    )
+    response = complete(client, "/uppy", auth, created, etags)
+    assert response.status_code == 200, response.get_json()
+    record = record_by_key(app, created["key"])
+    assert (record.status, record.size) == ("complete", len(data))
+    assert usage(client, auth)["used_bytes"] == len(data)
+
+
+def test_abort_leaves_nothing_in_s3_and_releases_the_reservation(client, auth, app, s3, companion):
+    base, headers = companion
+    created = create(client, base, headers, size=PART + 1).get_json()
+    put_part(sign_part(client, base, headers, created, 1).get_json()["url"], blob(PART))
+    assert usage(client, auth)["reserved_bytes"] == PART + 1
+    response = abort(client, base, headers, created)
+    assert response.status_code == 200 and response.get_json() == {}
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert record_by_key(app, created["key"]).status == FileStatus.ABORTED
+    assert usage(client, auth)["reserved_bytes"] == 0
+    assert abort(client, base, headers, created).get_json() == {}  # idempotent
+    assert_companion_error(sign_part(client, base, headers, created, 2), 409)
+
+
+def test_sign_refuses_part_numbers_the_upload_cannot_have(client, auth, app, s3):
+    declared = create(client, "/uppy", auth, size=2 * PART).get_json()
+    assert sign_part(client, "/uppy", auth, declared, 2).status_code == 200
+    assert_companion_error(sign_part(client, "/uppy", auth, declared, 3), 422)
+    assert_companion_error(sign_part(client, "/uppy", auth, declared, 0), 422)
+    undeclared = create(client, "/uppy", auth).get_json()
+    assert sign_part(client, "/uppy", auth, undeclared, 10_000).status_code == 200
+    assert_companion_error(sign_part(client, "/uppy", auth, undeclared, 10_001), 422)
+    assert_companion_error(sign_batch(client, "/uppy", auth, undeclared, range(1, 1002)), 422)
+    assert_companion_error(sign_batch(client, "/uppy", auth, undeclared, ["x"]), 422)
+    urls = sign_batch(client, "/uppy", auth, undeclared, list(range(1, 1001))).get_json()["presignedUrls"]
+    assert len(urls) == 1000 and "partNumber=1000" in urls["1000"]
+    # A part URL signs no length: Uppy chooses its part size.
+    assert "content-length" not in urls["1"].lower()
+
+
+def test_declared_size_beyond_ten_thousand_parts_of_5_mib(make_app, s3):
+    app = make_app(MAX_FILE_SIZE=60 * 1024**3, DEFAULT_QUOTA_BYTES=100 * 1024**3)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    response = create(client, "/uppy", auth, size=55 * 1024**3)
+    assert response.status_code == 200, response.get_json()
+    created = response.get_json()
+    assert sign_part(client, "/uppy", auth, created, 10_000).status_code == 200
+    assert_companion_error(sign_part(client, "/uppy", auth, created, 10_001), 422)
+    assert usage(client, auth)["reserved_bytes"] == 55 * 1024**3
+
+
+def test_unknown_keys_and_upload_ids_are_not_found(client, auth, app, s3):
+    created = create(client, "/uppy", auth).get_json()
+    other = {"key": created["key"], "uploadId": "not-the-id"}
+    assert_companion_error(list_parts(client, "/uppy", auth, other), 404)
+    assert_companion_error(sign_part(client, "/uppy", auth, other, 1), 404)
+    missing = {"key": "users/x/y/z/a.bin", "uploadId": created["uploadId"]}
+    assert_companion_error(complete(client, "/uppy", auth, missing, {1: "abc"}), 404)
+    assert_companion_error(client.get(f"/uppy/s3/multipart/{created['uploadId']}", headers=auth), 422)
+
+
+def test_create_refuses_what_policy_refuses(client, auth, app, s3):
+    assert_companion_error(create(client, "/uppy", auth, type_="application/x-msdownload"), 415)
+    assert_companion_error(create(client, "/uppy", auth, size=str(6 * 1024**3)), 413)
+    response = client.post("/uppy/s3/multipart", json={"type": "video/mp4"}, headers=auth)
+    assert "filename" in assert_companion_error(response, 422)
+    response = client.post("/uppy/s3/multipart", data="nope", headers=auth)
+    assert_companion_error(response, 400)
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_complete_body_is_validated(client, auth, app, s3):
+    created = create(client, "/uppy", auth).get_json()
+    url = f"/uppy/s3/multipart/{quote(created['uploadId'])}/complete?key={quote(created['key'])}"
+    for body in ({}, {"parts": []}, {"parts": [{"PartNumber": 1}]}, {"parts": "x"}):
+        assert_companion_error(client.post(url, json=body, headers=auth), 422)
+
+
+def test_cors_preflight_for_configured_origins(make_app, s3):
+    app = make_app(CORS_ORIGINS=["http://app.example"])
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    endpoint = client.post("/api/uppy/session", headers=auth).get_json()["companion_endpoint"]
+    preflight = client.options(
+        endpoint.removeprefix("http://localhost") + "/s3/multipart",
+        headers={
+            "Origin": "http://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "http://app.example"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    refused = client.options(
+        "/uppy/s3/params", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"}
+    )
+    assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+# -- metadata ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "decoded"),
+    [
+        ("plain text", "plain text"),
+        ("=?UTF-8?B?w6lsw6hudQ==?=", "élènu"),
+        ("=?utf-8?q?caf=C3=A9?= au lait", "café au lait"),
+        ("=?ISO-8859-1?Q?Gr=FC=DFe?=", "Grüße"),
+        (42, "42"),
+    ],
+)
+def test_decode_text_handles_rfc2047(raw, decoded):
+    assert uppy_service.decode_text(raw, "title") == decoded
+
+
+def test_metadata_is_limited_to_the_allow_list():
+    metadata = uppy_service.decode_metadata(
+        {"title": "T", "relativePath": "null", "secret": "x", "x-amz-acl": "public-read", "size": "5", "tags": None}
+    )
+    assert metadata == {"title": "T", "size": "5"}

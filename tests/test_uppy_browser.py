@@ -1,0 +1,228 @@
+"""Stock Uppy in a real browser: @uppy/core + @uppy/aws-s3 from npm, 6.x and 5.x, in Chromium.
+
+The stack is built in the test: MiniStack (AUTH=true: signatures, signed headers, POST
+policies and bucket CORS enforced as on AWS), the API served over HTTP with CORS for the
+page's origin, and the page (tests/browser, bundled by esbuild) served from a third origin.
+Playwright drives Debian's Chromium. Each run uploads three small files (POST forms from
+/s3/params) and one 12 MiB file (multipart: 5 + 5 + 2 MiB parts), then the page confirms
+them as an app does; the test checks the records and S3's bytes.
+
+Needs /usr/bin/chromium, PyPI playwright and npm (`.ci/run` installs them); without them
+the tests skip, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+from conftest import empty_tables, make_test_app
+from s3servers import ministack_server
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from s3drive import devstack
+from s3drive.extensions import db
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+BROWSER_DIR = Path(__file__).resolve().parent / "browser"
+CHROMIUM = os.environ.get("S3DRIVE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PASSWORD = "correct horse battery"
+MIB = 1024**2
+FILES = [
+    {"name": "notes.txt", "type": "text/plain", "size": 1234, "seed": 1},
+    {"name": "Grüße aus Zürich.json", "type": "application/json", "size": 70_000, "seed": 2},
+    {"name": "pixel.png", "type": "image/png", "size": 300_001, "seed": 3},
+    {"name": "clip.mp4", "type": "video/mp4", "size": 12 * MIB, "seed": 4},
+]
+UPLOAD_TIMEOUT_MS = 120_000
+
+
+def file_bytes(size: int, seed: int) -> bytes:
+    """Return the bytes tests/browser/src/run.js generates for a file."""
+    return bytes((i * 31 + seed * 17 + (i >> 10)) & 0xFF for i in range(size))
+
+
+def _unavailable(reason: str):
+    """Skip when a browser prerequisite is missing, but fail in CI, which installs them all."""
+    if os.environ.get("CI"):
+        pytest.fail(f"browser test prerequisite missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+def build_bundle() -> None:
+    """Bundle the page with esbuild (npm ci first if needed) unless dist/ is newer than its sources."""
+    sources = [BROWSER_DIR / "build.mjs", BROWSER_DIR / "package-lock.json", *(BROWSER_DIR / "src").glob("*.js")]
+    outputs = [BROWSER_DIR / "dist" / "uppy5.js", BROWSER_DIR / "dist" / "uppy6.js"]
+    newest_source = max(path.stat().st_mtime for path in sources)
+    if all(path.exists() and path.stat().st_mtime >= newest_source for path in outputs):
+        return
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if not npm or not node:
+        _unavailable("node and npm are needed to bundle the Uppy test page")
+    if not (BROWSER_DIR / "node_modules" / "esbuild").exists():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BROWSER_DIR, check=True, timeout=600)
+    subprocess.run([node, "build.mjs"], cwd=BROWSER_DIR, check=True, timeout=300)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        pass
+
+
+class _StaticHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Launch Debian's Chromium through Playwright (its own browser downloads are not used)."""
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        _unavailable("PyPI playwright is not installed")
+    if not os.path.exists(CHROMIUM):
+        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    build_bundle()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def page_origin() -> Iterator[str]:
+    """Serve tests/browser (the page and its bundles) on its own loopback origin."""
+    handler = functools.partial(_StaticHandler, directory=str(BROWSER_DIR))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="uppy-page", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def stack(database_url, page_origin, tmp_path_factory):
+    """MiniStack with a bucket (CORS for the page) and the API served with CORS for the page."""
+    bucket = f"s3drive-uppy-{uuid.uuid4().hex[:10]}"
+    with ministack_server(tmp_path_factory.mktemp("ministack-uppy")) as s3_url:
+        devstack.ensure_bucket(s3_url, bucket, cors_origins=[page_origin])
+        app = make_test_app(
+            database_url,
+            S3_BUCKET=bucket,
+            S3_ENDPOINT_URL=s3_url,
+            S3_ADDRESSING_STYLE="path",
+            S3_CONFIRM="list",
+            CORS_ORIGINS=[page_origin],
+        )
+        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+        thread = threading.Thread(target=server.serve_forever, name="s3drive-uppy", daemon=True)
+        thread.start()
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
+        try:
+            yield {"app": app, "api": f"http://127.0.0.1:{server.server_port}", "s3": s3, "bucket": bucket}
+        finally:
+            server.shutdown()
+            server.server_close()
+            app.extensions["s3drive.storage"].close()
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+
+
+def login(api: str, username: str) -> str:
+    """Register and log in over HTTP; return the access token."""
+    response = requests.post(f"{api}/api/auth/register", json={"username": username, "password": PASSWORD}, timeout=30)
+    assert response.status_code == 201, response.text
+    response = requests.post(f"{api}/api/auth/login", json={"username": username, "password": PASSWORD}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def run_page(chromium, page_origin: str, version: int, config: dict) -> dict:
+    """Open the test page and run one Uppy upload of config's files; return what the page saw."""
+    context = chromium.new_context()
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
+    try:
+        page.goto(f"{page_origin}/index.html")
+        page.wait_for_function(f"typeof window.runUppy{version} === 'function'", timeout=30_000)
+        page.set_default_timeout(UPLOAD_TIMEOUT_MS)
+        result = page.evaluate(f"config => window.runUppy{version}(config)", config)
+        result["versions"] = page.evaluate(f"window.uppyVersions{version}")
+    finally:
+        context.close()
+    result["console"] = console
+    return result
+
+
+@pytest.mark.parametrize("version", [6, 5])
+def test_stock_uppy_uploads_through_s3drive(chromium, page_origin, stack, version):
+    empty_tables(stack["app"])
+    api = stack["api"]
+    token = login(api, f"uppy{version}")
+    headers = {"Authorization": f"Bearer {token}"}
+    config = {"api": api, "accessToken": token}
+    if version == 6:
+        response = requests.post(f"{api}/api/uppy/session", headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+        config["companionEndpoint"] = response.json()["companion_endpoint"]
+        assert config["companionEndpoint"].startswith(f"{api}/uppy/")
+    # The app declares sizes (Uppy meta `size`), needed by form uploads. Uppy 6's run leaves the
+    # big multipart file undeclared, so s3drive learns its size at complete; Uppy 5 declares all.
+    config["files"] = [{**spec, "declareSize": version == 5 or spec["size"] <= 10 * MIB} for spec in FILES]
+
+    result = run_page(chromium, page_origin, version, config)
+
+    assert result["versions"]["core"].startswith(f"{version}.") and result["versions"]["awsS3"].startswith(
+        f"{version}."
+    )
+    assert result["failed"] == [], result["console"]
+    by_name = {upload["name"]: upload for upload in result["succeeded"]}
+    assert sorted(by_name) == sorted(spec["name"] for spec in FILES), result["console"]
+    confirmed = result["confirmed"]
+    assert confirmed["total_successful"] == len(FILES), confirmed
+
+    ids = {item["s3_key"]: item["id"] for item in confirmed["results"]}
+    for spec in FILES:
+        upload = by_name[spec["name"]]
+        file = requests.get(f"{api}/api/files/{ids[upload['key']]}", headers=headers, timeout=30).json()
+        assert file["status"] == "complete", file
+        assert file["size"] == spec["size"]
+        assert file["file_name"] == spec["name"]
+        assert file["content_type"] == spec["type"]
+        stored = stack["s3"].get_object(Bucket=stack["bucket"], Key=upload["key"])
+        assert stored["ContentLength"] == spec["size"]
+        assert stored["Body"].read() == file_bytes(spec["size"], spec["seed"]), spec["name"]
+        assert upload["location"].startswith("http")
+
+    usage = requests.get(f"{api}/api/files/usage", headers=headers, timeout=30).json()
+    assert usage["used_bytes"] == sum(spec["size"] for spec in FILES)
+    assert usage["reserved_bytes"] == 0
+    assert usage["file_count"] == len(FILES)
+    assert stack["s3"].list_multipart_uploads(Bucket=stack["bucket"]).get("Uploads", []) == []
