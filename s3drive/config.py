@@ -67,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_STORAGE_URI": "memory://",
     "LOGIN_RATE_LIMIT": "10 per minute",
     "CHECK_DATABASE": True,
+    # Lifetime of the tokens POST /api/uppy/session issues for Uppy 6's companionEndpoint.
+    "UPPY_SESSION_EXPIRES": 3600,
     # How long after a URL expired the sweeper waits before settling its upload.
     "SWEEP_GRACE_SECONDS": 900,
     # Set by the dev stack (`s3drive dev`) and by tests: they may run without a
@@ -86,6 +88,7 @@ INT_SETTINGS = (
     "MULTIPART_EXPIRES_IN",
     "DEFAULT_QUOTA_BYTES",
     "SWEEP_GRACE_SECONDS",
+    "UPPY_SESSION_EXPIRES",
 )
 LIST_SETTINGS = ("ALLOWED_CONTENT_TYPES", "CORS_ORIGINS")
 BOOL_SETTINGS = ("ALLOW_REGISTRATION", "CHECK_DATABASE", "DEV_STACK")
