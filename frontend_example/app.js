@@ -1,148 +1,317 @@
-// The example page's DOM wiring. Upload logic lives in upload.js.
-import { ApiError, S3DriveClient, formatBytes, uploadFiles } from "./upload.js";
+// The example page's DOM wiring. Upload logic lives in upload.js (no DOM there).
+import {
+  ApiError,
+  ResumeStore,
+  S3DriveClient,
+  TransferMeter,
+  describeError,
+  folderOf,
+  formatBytes,
+  formatDuration,
+  uploadFiles,
+} from "./upload.js";
 
 const api = new S3DriveClient();
+const resumeStore = new ResumeStore();
 const $ = (id) => document.getElementById(id);
-
-const authSection = $("auth-section");
-const uploadSection = $("upload-section");
-const authForm = $("auth-form");
-const uploadForm = $("upload-form");
-const fileInput = $("file-input");
-const dropZone = $("drop-zone");
-const fileList = $("file-list");
-const uploadButton = $("upload-button");
-const cancelButton = $("cancel-button");
-const message = $("message");
-
-let selected = [];
-let controller = null;
+const PAGE_SIZE = 25;
 
 const STATE_LABELS = {
   ready: "Ready",
+  queued: "Waiting…",
   hashing: "Computing checksum…",
   signing: "Requesting upload URL…",
+  checking: "Looking for the interrupted upload…",
   uploading: "Uploading…",
+  resuming: "Resuming…",
+  retrying: "Connection trouble, retrying…",
   confirming: "Confirming…",
+  completing: "Finishing…",
   complete: "Uploaded",
+  cancelled: "Cancelled",
 };
 
-function say(text, { error = false } = {}) {
-  message.textContent = text;
-  message.classList.toggle("error", error);
+// -- messages ------------------------------------------------------------------------------
+
+/** Show a status line; screen readers announce it politely (role=status). */
+function say(text) {
+  $("status").textContent = text;
 }
 
-function describe(error) {
-  if (error instanceof ApiError) return `${error.message} (${error.code})`;
-  return String(error?.message || error);
+/** Show an error until the next action; role=alert makes screen readers read it at once. */
+function sayError(error) {
+  $("alert").textContent = typeof error === "string" ? error : describeError(error);
 }
+
+function clearError() {
+  $("alert").textContent = "";
+}
+
+function plural(count, word) {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
+
+function button(text, { label = null, className = "", onClick = null } = {}) {
+  const node = document.createElement("button");
+  node.type = "button";
+  node.textContent = text;
+  if (label) node.setAttribute("aria-label", label);
+  if (className) node.className = className;
+  if (onClick) node.addEventListener("click", onClick);
+  return node;
+}
+
+function element(tag, { className = "", text = "" } = {}) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text) node.textContent = text;
+  return node;
+}
+
+// -- signing in ------------------------------------------------------------------------------
+
+api.onSignedOut = () => {
+  if (!$("app").hidden) {
+    showSignedOut();
+    sayError("Your session has ended. Sign in again.");
+  }
+};
 
 async function showSignedIn() {
   const me = await api.me();
   $("current-user").textContent = me.username;
-  authSection.hidden = true;
-  uploadSection.hidden = false;
-  await refreshUsage();
+  $("auth-section").hidden = true;
+  $("app").hidden = false;
+  $("account").hidden = false;
+  await Promise.all([refreshUsage(), refreshFiles(), showResumable()]);
 }
 
 function showSignedOut() {
-  uploadSection.hidden = true;
-  authSection.hidden = false;
+  $("app").hidden = true;
+  $("account").hidden = true;
+  $("auth-section").hidden = false;
   $("username").focus();
 }
 
-async function refreshUsage() {
-  try {
-    const usage = await api.usage();
-    const reserved = usage.reserved_bytes ? `, ${formatBytes(usage.reserved_bytes)} reserved` : "";
-    $("usage").textContent =
-      `Using ${formatBytes(usage.used_bytes)} of ${formatBytes(usage.quota_bytes)}${reserved}` +
-      ` · ${usage.file_count} file${usage.file_count === 1 ? "" : "s"}`;
-  } catch (error) {
-    $("usage").textContent = `Usage unavailable: ${describe(error)}`;
-  }
-}
-
-authForm.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  await signIn(false);
-});
-
-$("register-button").addEventListener("click", () => signIn(true));
-
 async function signIn(register) {
+  clearError();
   const username = $("username").value.trim();
   const password = $("password").value;
-  if (!username || !password) {
-    say("Enter a username and a password.", { error: true });
+  const problem = credentialsProblem(username, password);
+  if (problem) {
+    sayError(problem);
     return;
   }
   try {
     if (register) await api.register(username, password);
     await api.login(username, password);
     $("password").value = "";
-    say(register ? `Account ${username} created.` : "");
     await showSignedIn();
-    fileInput.focus();
+    say(register ? `Account ${username} created; you are signed in.` : `Signed in as ${username}.`);
+    $("file-input").focus();
   } catch (error) {
-    say(describe(error), { error: true });
+    sayError(error);
   }
 }
 
-$("logout-button").addEventListener("click", async () => {
-  await api.logout();
-  setSelection([]);
-  say("Signed out.");
-  showSignedOut();
-});
-
-function setSelection(files) {
-  selected = Array.from(files);
-  fileList.replaceChildren(...selected.map((file, index) => fileRow(file, index)));
-  uploadButton.disabled = selected.length === 0;
+function credentialsProblem(username, password) {
+  if (!/^[A-Za-z0-9_.-]{3,64}$/.test(username)) {
+    return "The username needs 3 to 64 letters, digits, dots, dashes or underscores.";
+  }
+  if (password.length < 8) return "The password needs at least 8 characters.";
+  return null;
 }
 
-function fileRow(file, index) {
-  const item = document.createElement("li");
-  item.id = `file-${index}`;
-  const name = document.createElement("span");
-  name.className = "name";
-  name.textContent = `${file.name} (${formatBytes(file.size)})`;
-  const progress = document.createElement("progress");
-  progress.max = file.size || 1;
+$("auth-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  signIn(false);
+});
+$("register-button").addEventListener("click", () => signIn(true));
+
+$("logout-button").addEventListener("click", async () => {
+  controller?.abort();
+  await api.logout();
+  setQueue([]);
+  clearError();
+  showSignedOut();
+  say("Signed out.");
+});
+
+// -- usage -----------------------------------------------------------------------------------
+
+async function refreshUsage() {
+  try {
+    const usage = await api.usage();
+    const bar = $("usage-bar");
+    bar.max = usage.quota_bytes || 1;
+    bar.value = Math.min(usage.used_bytes + usage.reserved_bytes, bar.max);
+    const reserved = usage.reserved_bytes ? ` (+ ${formatBytes(usage.reserved_bytes)} reserved by uploads)` : "";
+    const percent = usage.quota_bytes ? Math.round((100 * usage.used_bytes) / usage.quota_bytes) : 0;
+    $("usage-text").textContent =
+      `${formatBytes(usage.used_bytes)} of ${formatBytes(usage.quota_bytes)} used (${percent}%)${reserved}` +
+      ` · ${plural(usage.file_count, "file")}`;
+  } catch (error) {
+    $("usage-text").textContent = `Usage unavailable: ${describeError(error)}`;
+  }
+}
+
+// -- choosing files --------------------------------------------------------------------------
+
+let queue = []; // [{file, relativePath, row, meter}]
+let controller = null;
+
+function setQueue(items) {
+  queue = items.map((item) => ({ ...item, meter: new TransferMeter() }));
+  $("queue").replaceChildren(...queue.map((item, index) => queueRow(item, index)));
+  $("overall").hidden = true;
+  updateButtons();
+}
+
+function updateButtons() {
+  const busy = Boolean(controller);
+  $("upload-button").disabled = busy || !queue.some((item) => item.status !== "complete");
+  $("cancel-button").disabled = !busy;
+  $("clear-button").disabled = busy || queue.length === 0;
+  $("file-input").disabled = busy;
+  $("folder-input").disabled = busy;
+}
+
+function displayName(item) {
+  return item.relativePath || item.file.name;
+}
+
+function queueRow(item, index) {
+  const name = displayName(item);
+  const row = element("li", { className: "queue-item state-ready" });
+  row.id = `upload-${index}`;
+  const head = element("div", { className: "queue-head" });
+  head.append(
+    element("span", { className: "queue-name", text: name }),
+    element("span", { className: "queue-size", text: formatBytes(item.file.size) }),
+    button("Cancel", {
+      label: `Cancel upload of ${name}`,
+      className: "queue-cancel small",
+      onClick: () => item.controller?.abort(),
+    }),
+  );
+  const progress = element("progress");
+  progress.max = item.file.size || 1;
   progress.value = 0;
-  progress.setAttribute("aria-label", `Upload progress of ${file.name}`);
-  const state = document.createElement("span");
-  state.className = "state";
-  state.textContent = STATE_LABELS.ready;
-  item.append(name, progress, state);
-  return item;
+  progress.setAttribute("aria-label", `Upload progress of ${name}`);
+  const status = element("div", { className: "queue-status" });
+  const saved = resumeStore.get(item.file);
+  const resumable = saved && (!saved.owner || saved.owner === api.user?.id);
+  status.append(
+    element("span", {
+      className: "queue-state",
+      text: resumable ? "Ready: continues the interrupted upload" : STATE_LABELS.ready,
+    }),
+    element("span", { className: "rate" }),
+  );
+  head.querySelector(".queue-cancel").hidden = true;
+  row.append(head, progress, status);
+  item.row = row;
+  return row;
 }
 
 function setRowState(index, state, detail) {
-  const item = $(`file-${index}`);
-  if (!item) return;
-  item.className = state;
-  const label = item.querySelector(".state");
-  label.textContent =
-    state === "failed" ? `Failed: ${detail?.message || "unknown error"} (${detail?.code || "error"})` : STATE_LABELS[state] || state;
+  const item = queue[index];
+  if (!item?.row) return;
+  item.status = state;
+  const row = item.row;
+  row.className = `queue-item state-${state}`;
+  let text = STATE_LABELS[state] || state;
+  if (state === "failed") text = `Failed: ${detail?.message || "unknown error"}`;
+  if (state === "retrying" && detail?.delay)
+    text = `${describeError(detail.error)} Retrying in ${formatDuration(detail.delay / 1000)}…`;
+  if (state === "resuming" && detail?.resumedBytes) {
+    text = `Resuming: ${formatBytes(detail.resumedBytes)} were already uploaded`;
+  }
+  row.querySelector(".queue-state").textContent = text;
+  const active = !["complete", "failed", "cancelled"].includes(state);
+  row.querySelector(".queue-cancel").hidden = !active || !controller;
+  if (!active) row.querySelector(".rate").textContent = "";
   if (state === "complete") {
-    const progress = item.querySelector("progress");
+    const progress = row.querySelector("progress");
     progress.value = progress.max;
+  }
+  if (state === "failed") say(`${displayName(item)}: ${text}`);
+}
+
+// Progress events come faster than the screen refreshes: draw once per frame.
+let drawPending = false;
+const dirtyRows = new Set();
+let overallState = null;
+
+function setRowProgress(index, loaded, total) {
+  const item = queue[index];
+  if (!item) return;
+  item.progress = item.meter.update(loaded, total);
+  dirtyRows.add(index);
+  scheduleDraw();
+}
+
+function setOverallProgress(loaded, total) {
+  overallState = overallMeter.update(loaded, total);
+  scheduleDraw();
+}
+
+function scheduleDraw() {
+  if (drawPending) return;
+  drawPending = true;
+  requestAnimationFrame(() => {
+    drawPending = false;
+    for (const index of dirtyRows) drawRow(queue[index]);
+    dirtyRows.clear();
+    if (overallState) drawOverall(overallState);
+  });
+}
+
+function rateText({ loaded, total, speed, eta }) {
+  const parts = [`${formatBytes(loaded)} of ${formatBytes(total)}`];
+  if (speed) parts.push(`${formatBytes(speed)}/s`);
+  if (eta != null && loaded < total) parts.push(`${formatDuration(eta)} left`);
+  return parts.join(" · ");
+}
+
+function drawRow(item) {
+  if (!item?.row || !item.progress) return;
+  const progress = item.row.querySelector("progress");
+  progress.max = item.progress.total || 1;
+  progress.value = item.progress.loaded;
+  if (!["complete", "failed", "cancelled"].includes(item.status)) {
+    item.row.querySelector(".rate").textContent = rateText(item.progress);
   }
 }
 
-function setRowProgress(index, loaded, total) {
-  const progress = $(`file-${index}`)?.querySelector("progress");
-  if (!progress) return;
-  progress.max = total || 1;
-  progress.value = loaded;
+function drawOverall(state) {
+  $("overall").hidden = false;
+  $("overall-bar").max = state.total || 1;
+  $("overall-bar").value = state.loaded;
+  $("overall-text").textContent = rateText(state);
 }
 
-fileInput.addEventListener("change", () => setSelection(fileInput.files));
+$("file-input").addEventListener("change", (event) => {
+  pick(Array.from(event.target.files, (file) => ({ file, relativePath: "" })));
+});
+
+$("folder-input").addEventListener("change", (event) => {
+  pick(Array.from(event.target.files, (file) => ({ file, relativePath: file.webkitRelativePath || "" })));
+});
+
+function pick(items) {
+  if (controller) {
+    sayError("Wait for the current uploads to finish, or cancel them, before adding files.");
+    return;
+  }
+  clearError();
+  setQueue(items);
+  if (items.length) say(`${plural(items.length, "file")} ready to upload. Press Upload to start.`);
+}
 
 // Dragging over child elements fires leave/enter pairs; count them to know when we left.
 let dragDepth = 0;
+const dropZone = $("drop-zone");
 dropZone.addEventListener("dragenter", (event) => {
   event.preventDefault();
   dragDepth += 1;
@@ -153,48 +322,408 @@ dropZone.addEventListener("dragleave", () => {
   dragDepth = Math.max(0, dragDepth - 1);
   if (dragDepth === 0) dropZone.classList.remove("dragging");
 });
-dropZone.addEventListener("drop", (event) => {
+dropZone.addEventListener("drop", async (event) => {
   event.preventDefault();
   dragDepth = 0;
   dropZone.classList.remove("dragging");
-  if (event.dataTransfer?.files?.length) setSelection(event.dataTransfer.files);
-});
-
-uploadForm.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  if (!selected.length || controller) return;
-  controller = new AbortController();
-  uploadButton.disabled = true;
-  cancelButton.disabled = false;
-  fileInput.disabled = true;
-  say(`Uploading ${selected.length} file${selected.length === 1 ? "" : "s"}…`);
   try {
-    const results = await uploadFiles(api, selected, {
-      signal: controller.signal,
-      onState: setRowState,
-      onProgress: setRowProgress,
-    });
-    const done = results.filter((result) => result.status === "complete").length;
-    const failed = results.length - done;
-    say(`${done} uploaded${failed ? `, ${failed} failed` : ""}.`, { error: failed > 0 });
+    pick(await droppedItems(event.dataTransfer));
   } catch (error) {
-    say(describe(error), { error: true });
-    if (error instanceof ApiError && error.status === 401) showSignedOut();
-  } finally {
-    controller = null;
-    cancelButton.disabled = true;
-    fileInput.disabled = false;
-    fileInput.value = "";
-    selected = [];
-    uploadButton.disabled = true;
-    if (api.signedIn) await refreshUsage();
+    sayError(`Cannot read what was dropped: ${error.message}`);
   }
 });
 
-cancelButton.addEventListener("click", () => controller?.abort());
+/** Return [{file, relativePath}] for dropped files and, walked recursively, dropped folders. */
+async function droppedItems(dataTransfer) {
+  const entries = Array.from(dataTransfer?.items || [])
+    .filter((item) => item.kind === "file")
+    .map((item) => item.webkitGetAsEntry?.());
+  if (!entries.length || entries.some((entry) => !entry)) {
+    // No entry API (or a non-file item): take the flat file list.
+    return Array.from(dataTransfer?.files || [], (file) => ({ file, relativePath: "" }));
+  }
+  const out = [];
+  for (const entry of entries) await walkEntry(entry, out);
+  return out;
+}
+
+async function walkEntry(entry, out) {
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    // fullPath is "/folder/sub/name"; a file dropped on its own has no folder.
+    const relativePath = entry.fullPath.replace(/^\//, "");
+    out.push({ file, relativePath: relativePath.includes("/") ? relativePath : "" });
+    return;
+  }
+  const reader = entry.createReader();
+  // readEntries returns at most ~100 entries a call: read until it returns none.
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (!batch.length) break;
+    for (const child of batch) await walkEntry(child, out);
+  }
+}
+
+// -- uploading -------------------------------------------------------------------------------
+
+let overallMeter = new TransferMeter();
+
+function boundedNumber(id, fallback) {
+  const value = Number.parseInt($(id).value, 10);
+  return Number.isFinite(value) ? Math.min(16, Math.max(1, value)) : fallback;
+}
+
+$("upload-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const todo = queue.map((item, index) => ({ item, index })).filter(({ item }) => item.status !== "complete");
+  if (!todo.length || controller) return;
+  clearError();
+  controller = new AbortController();
+  overallMeter = new TransferMeter();
+  const base = $("target-folder").value.trim();
+  for (const { item } of todo) item.controller = new AbortController();
+  updateButtons();
+  say(`Uploading ${plural(todo.length, "file")}…`);
+  try {
+    const results = await uploadFiles(
+      api,
+      todo.map(({ item }) => ({
+        file: item.file,
+        folder: folderOf(item.relativePath, base),
+        signal: item.controller.signal,
+      })),
+      {
+        signal: controller.signal,
+        fileConcurrency: boundedNumber("file-concurrency", 3),
+        partConcurrency: boundedNumber("part-concurrency", 4),
+        store: resumeStore,
+        onState: (i, state, detail) => setRowState(todo[i].index, state, detail),
+        onProgress: (i, loaded, total) => setRowProgress(todo[i].index, loaded, total),
+        onTotalProgress: setOverallProgress,
+      },
+    );
+    announceResults(results);
+  } catch (error) {
+    sayError(error);
+  } finally {
+    controller = null;
+    for (const item of queue) {
+      item.controller = null;
+      item.row?.querySelector(".queue-cancel")?.setAttribute("hidden", "");
+    }
+    $("file-input").value = "";
+    $("folder-input").value = "";
+    updateButtons();
+    if (api.signedIn) await Promise.all([refreshUsage(), refreshFiles(), showResumable()]);
+  }
+});
+
+function announceResults(results) {
+  const count = (status) => results.filter((result) => result.status === status).length;
+  const done = count("complete");
+  const failed = count("failed");
+  const cancelled = count("cancelled");
+  const resumed = results.reduce((sum, result) => sum + (result.resumedBytes || 0), 0);
+  const parts = [`${plural(done, "file")} uploaded`];
+  if (resumed) parts.push(`${formatBytes(resumed)} carried over from an interrupted upload`);
+  if (failed) parts.push(`${failed} failed`);
+  if (cancelled) parts.push(`${cancelled} cancelled`);
+  const text = `${parts.join(", ")}.`;
+  if (failed) sayError(`${text} See the list for what went wrong.`);
+  else say(text);
+}
+
+$("cancel-button").addEventListener("click", () => {
+  controller?.abort();
+  say("Cancelling…");
+});
+
+$("clear-button").addEventListener("click", () => {
+  setQueue([]);
+  $("file-input").focus();
+});
+
+// -- interrupted uploads (resume after a reload) ---------------------------------------------
+
+async function showResumable() {
+  // Only this account's uploads: another one's ids would answer not_found.
+  const saved = resumeStore.list().filter((state) => !state.owner || state.owner === api.user?.id);
+  const rows = [];
+  for (const state of saved) {
+    let status;
+    try {
+      status = await api.multipartStatus(state.id);
+    } catch (error) {
+      if (error instanceof ApiError && ["not_found", "invalid_state"].includes(error.code)) {
+        resumeStore.deleteKey(state.key); // Gone, or another account's upload.
+        continue;
+      }
+      status = null;
+    }
+    if (status && status.status !== "uploading") {
+      resumeStore.deleteKey(state.key);
+      continue;
+    }
+    rows.push(resumeRow(state, status));
+  }
+  $("resume-list").replaceChildren(...rows);
+  $("resume-notice").hidden = rows.length === 0;
+}
+
+function resumeRow(state, status) {
+  const row = element("li");
+  const done = status ? `${formatBytes(status.bytes_uploaded)} of ` : "";
+  const where = state.folder ? ` in ${state.folder}` : "";
+  row.append(
+    element("span", { text: `${state.file_name}${where}: ${done}${formatBytes(state.file_size)} uploaded. ` }),
+    button("Discard", {
+      label: `Discard the interrupted upload of ${state.file_name}`,
+      className: "small",
+      onClick: async () => {
+        try {
+          await api.abortMultipart(state.id);
+        } catch (error) {
+          if (!(error instanceof ApiError && ["not_found", "invalid_state"].includes(error.code))) {
+            sayError(error);
+            return;
+          }
+        }
+        resumeStore.deleteKey(state.key);
+        say(`Discarded the interrupted upload of ${state.file_name}.`);
+        await Promise.all([showResumable(), refreshUsage()]);
+        $("file-input").focus();
+      },
+    }),
+  );
+  return row;
+}
+
+// -- the file list -----------------------------------------------------------------------------
+
+const browse = { folder: "", q: "", cursors: [null], page: 0, nextCursor: null };
+
+async function refreshFiles() {
+  const searching = Boolean(browse.q);
+  try {
+    const answer = await api.listFiles({
+      folder: searching ? undefined : browse.folder,
+      q: browse.q || undefined,
+      limit: PAGE_SIZE,
+      cursor: browse.cursors[browse.page] || undefined,
+    });
+    browse.nextCursor = answer.next_cursor;
+    drawBreadcrumbs();
+    drawFolders(searching ? [] : answer.folders || []);
+    drawFiles(answer.items);
+    drawPager(answer.items.length);
+  } catch (error) {
+    sayError(error);
+  }
+}
+
+function go({ folder = browse.folder, q = browse.q } = {}) {
+  Object.assign(browse, { folder, q, cursors: [null], page: 0, nextCursor: null });
+  $("search-clear").hidden = !q;
+  return refreshFiles();
+}
+
+function drawBreadcrumbs() {
+  const list = $("breadcrumbs").querySelector("ol");
+  const crumbs = [{ name: "All files", folder: "" }];
+  if (browse.q) {
+    crumbs.push({ name: `Search: “${browse.q}”`, folder: null });
+  } else {
+    const segments = browse.folder ? browse.folder.split("/") : [];
+    segments.forEach((name, i) => crumbs.push({ name, folder: segments.slice(0, i + 1).join("/") }));
+  }
+  list.replaceChildren(
+    ...crumbs.map((crumb, i) => {
+      const item = element("li");
+      if (i === crumbs.length - 1) {
+        item.append(element("span", { text: crumb.name }));
+        item.setAttribute("aria-current", "location");
+      } else {
+        item.append(button(crumb.name, { className: "link", onClick: () => go({ folder: crumb.folder, q: "" }) }));
+      }
+      return item;
+    }),
+  );
+}
+
+function drawFolders(folders) {
+  $("folder-list").replaceChildren(
+    ...folders.map((name) => {
+      const item = element("li");
+      const path = browse.folder ? `${browse.folder}/${name}` : name;
+      item.append(
+        button(`📁 ${name}`, {
+          label: `Open folder ${name}`,
+          className: "folder",
+          onClick: async () => {
+            await go({ folder: path, q: "" });
+            $("files-heading").focus();
+          },
+        }),
+      );
+      return item;
+    }),
+  );
+}
+
+function drawFiles(items) {
+  $("files-body").replaceChildren(...items.map(fileRow));
+  $("files-empty").hidden = items.length > 0;
+  $("files-table").hidden = items.length === 0;
+  $("files-empty").textContent = browse.q ? "No files match this search." : "No files here yet.";
+  $("files-caption").textContent = browse.q
+    ? `Files matching ${browse.q}`
+    : `Files in ${browse.folder || "the top folder"}`;
+}
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+function fileRow(file) {
+  const row = element("tr");
+  row.dataset.id = file.id;
+  const nameCell = element("td", { className: "name" });
+  nameCell.append(element("span", { className: "file-name", text: file.file_name }));
+  if (browse.q && file.folder)
+    nameCell.append(element("span", { className: "file-folder", text: ` in ${file.folder}` }));
+  if (file.title) nameCell.append(element("span", { className: "file-title", text: file.title }));
+  const actions = element("td", { className: "actions" });
+  actions.append(
+    button("Download", { label: `Download ${file.file_name}`, onClick: () => download(file) }),
+    button("Rename", { label: `Rename ${file.file_name}`, onClick: () => startRename(row, file) }),
+    button("Delete", { label: `Delete ${file.file_name}`, className: "danger", onClick: () => remove(file) }),
+  );
+  row.append(
+    nameCell,
+    element("td", { className: "num", text: formatBytes(file.size) }),
+    element("td", { className: "date", text: file.created_at ? dateFormat.format(new Date(file.created_at)) : "" }),
+    actions,
+  );
+  return row;
+}
+
+function drawPager(count) {
+  $("prev-page").disabled = browse.page === 0;
+  $("next-page").disabled = !browse.nextCursor;
+  const first = browse.page * PAGE_SIZE + (count ? 1 : 0);
+  $("page-info").textContent = count ? `Files ${first}–${first + count - 1}` : "";
+}
+
+$("next-page").addEventListener("click", async () => {
+  if (!browse.nextCursor) return;
+  browse.cursors[browse.page + 1] = browse.nextCursor;
+  browse.page += 1;
+  await refreshFiles();
+  say(`Page ${browse.page + 1}.`);
+});
+
+$("prev-page").addEventListener("click", async () => {
+  if (browse.page === 0) return;
+  browse.page -= 1;
+  await refreshFiles();
+  say(`Page ${browse.page + 1}.`);
+});
+
+$("search-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const q = $("search-input").value.trim();
+  await go({ q });
+  const count = $("files-body").children.length;
+  if (q) say(`${plural(count, "file")} match “${q}”${browse.nextCursor ? " on this page" : ""}.`);
+});
+
+$("search-clear").addEventListener("click", async () => {
+  $("search-input").value = "";
+  await go({ q: "" });
+  $("search-input").focus();
+});
+
+async function download(file) {
+  clearError();
+  try {
+    const { url } = await api.downloadUrl(file.id);
+    // The URL's Content-Disposition is "attachment": the browser saves it and stays here.
+    const link = document.createElement("a");
+    link.href = url;
+    link.rel = "noopener";
+    document.body.append(link);
+    link.click();
+    link.remove();
+    say(`Downloading ${file.file_name}.`);
+  } catch (error) {
+    sayError(error);
+  }
+}
+
+function startRename(row, file) {
+  const cell = row.querySelector("td.name");
+  const original = Array.from(cell.childNodes);
+  const form = element("form", { className: "rename" });
+  const label = element("label", { className: "visually-hidden", text: `New name for ${file.file_name}` });
+  const input = element("input");
+  input.id = `rename-${file.id}`;
+  label.htmlFor = input.id;
+  input.value = file.file_name;
+  input.required = true;
+  input.maxLength = 255;
+  const cancel = () => {
+    cell.replaceChildren(...original);
+    row.querySelector(`button[aria-label="Rename ${CSS.escape(file.file_name)}"]`)?.focus();
+  };
+  form.append(label, input, element("button", { text: "Save" }), button("Cancel", { onClick: cancel }));
+  form.querySelector("button:not([type=button])").type = "submit";
+  form.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") cancel();
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = input.value.trim();
+    if (!name || name === file.file_name) {
+      cancel();
+      return;
+    }
+    try {
+      const updated = await api.updateFile(file.id, { file_name: name });
+      await refreshFiles();
+      say(`Renamed ${file.file_name} to ${updated.file_name}.`);
+      document.querySelector(`tr[data-id="${CSS.escape(file.id)}"] button[aria-label^="Rename"]`)?.focus();
+    } catch (error) {
+      sayError(error);
+      input.focus();
+    }
+  });
+  cell.replaceChildren(form);
+  input.focus();
+  // Select the name without its extension, as file managers do.
+  const dot = file.file_name.lastIndexOf(".");
+  input.setSelectionRange(0, dot > 0 ? dot : file.file_name.length);
+}
+
+async function remove(file) {
+  if (!window.confirm(`Delete ${file.file_name}? This cannot be undone.`)) return;
+  clearError();
+  try {
+    await api.deleteFile(file.id);
+    say(`Deleted ${file.file_name}.`);
+    await Promise.all([refreshFiles(), refreshUsage()]);
+    $("files-heading").focus();
+  } catch (error) {
+    sayError(error);
+  }
+}
+
+// -- start -------------------------------------------------------------------------------------
+
+$("files-heading").tabIndex = -1; // a focus target after actions that remove the focused row
 
 if (api.signedIn) {
-  showSignedIn().catch(() => showSignedOut());
+  showSignedIn().catch((error) => {
+    showSignedOut();
+    if (!(error instanceof ApiError && error.status === 401)) sayError(error);
+  });
 } else {
   showSignedOut();
 }

@@ -1,0 +1,266 @@
+// <S3Uploader>: pick or drop files (and folders), see each one's progress, speed and
+// time left, cancel; big files go multipart and resume after a reload. All upload logic
+// is ../../upload.js (shared with the plain example page); this file only renders.
+import { useCallback, useEffect, useId, useMemo, useRef, useState } from "react";
+import {
+  DEFAULT_FILE_CONCURRENCY,
+  DEFAULT_PART_CONCURRENCY,
+  ResumeStore,
+  TransferMeter,
+  describeError,
+  folderOf,
+  formatBytes,
+  formatDuration,
+  uploadFiles,
+} from "../../upload.js";
+
+const STATE_LABELS = {
+  ready: "Ready",
+  queued: "Waiting…",
+  hashing: "Computing checksum…",
+  signing: "Requesting upload URL…",
+  checking: "Looking for the interrupted upload…",
+  uploading: "Uploading…",
+  resuming: "Resuming…",
+  retrying: "Connection trouble, retrying…",
+  confirming: "Confirming…",
+  completing: "Finishing…",
+  complete: "Uploaded",
+  cancelled: "Cancelled",
+};
+const FINAL = new Set(["complete", "failed", "cancelled"]);
+
+/** Return the label a row shows for its state. */
+export function stateLabel(row) {
+  if (row.state === "failed") return `Failed: ${row.error?.message || "unknown error"}`;
+  if (row.state === "ready" && row.resumable) return "Ready: continues the interrupted upload";
+  return STATE_LABELS[row.state] || row.state;
+}
+
+function rateText({ loaded, total, speed, eta }) {
+  const parts = [`${formatBytes(loaded)} of ${formatBytes(total)}`];
+  if (speed) parts.push(`${formatBytes(speed)}/s`);
+  if (eta != null && loaded < total) parts.push(`${formatDuration(eta)} left`);
+  return parts.join(" · ");
+}
+
+/** Return [{file, relativePath}] for dropped files and, walked recursively, dropped folders. */
+async function droppedItems(dataTransfer) {
+  const entries = Array.from(dataTransfer?.items || [])
+    .filter((item) => item.kind === "file")
+    .map((item) => item.webkitGetAsEntry?.());
+  if (!entries.length || entries.some((entry) => !entry)) {
+    return Array.from(dataTransfer?.files || [], (file) => ({ file, relativePath: "" }));
+  }
+  const out = [];
+  const walk = async (entry) => {
+    if (entry.isFile) {
+      const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+      const relativePath = entry.fullPath.replace(/^\//, "");
+      out.push({ file, relativePath: relativePath.includes("/") ? relativePath : "" });
+      return;
+    }
+    const reader = entry.createReader();
+    for (;;) {
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (!batch.length) break;
+      for (const child of batch) await walk(child);
+    }
+  };
+  for (const entry of entries) await walk(entry);
+  return out;
+}
+
+/**
+ * Upload files to s3drive straight from the browser.
+ *
+ * Props: client (an S3DriveClient, signed in), folder (target folder), fileConcurrency,
+ * partConcurrency, extra (FileSpec fields for every file, e.g. {tier, tags}),
+ * allowFolders (default true), onComplete(results) after each run, resumeStore.
+ */
+export function S3Uploader({
+  client,
+  folder = "",
+  fileConcurrency = DEFAULT_FILE_CONCURRENCY,
+  partConcurrency = DEFAULT_PART_CONCURRENCY,
+  extra = {},
+  allowFolders = true,
+  onComplete = () => {},
+  resumeStore = null,
+}) {
+  const id = useId();
+  const store = useMemo(() => resumeStore || new ResumeStore(), [resumeStore]);
+  const [rows, setRows] = useState([]);
+  const [overall, setOverall] = useState(null);
+  const [status, setStatus] = useState("");
+  const [dragging, setDragging] = useState(false);
+  const [running, setRunning] = useState(false);
+  const controller = useRef(null);
+  const folderInput = useRef(null);
+
+  // webkitdirectory is not a React prop: set it on the element.
+  useEffect(() => {
+    folderInput.current?.setAttribute("webkitdirectory", "");
+  }, []);
+
+  const pick = useCallback(
+    (items) => {
+      if (controller.current) return;
+      setOverall(null);
+      setRows(
+        items.map(({ file, relativePath }) => ({
+          file,
+          relativePath,
+          state: "ready",
+          resumable: Boolean(store.get(file)),
+          progress: null,
+          meter: new TransferMeter(),
+          controller: null,
+        })),
+      );
+      setStatus(items.length ? `${items.length} file${items.length === 1 ? "" : "s"} ready to upload.` : "");
+    },
+    [store],
+  );
+
+  const update = (index, change) =>
+    setRows((current) => current.map((row, i) => (i === index ? { ...row, ...change(row) } : row)));
+
+  const start = async () => {
+    if (controller.current || !rows.length) return;
+    const todo = rows.map((row, index) => ({ row, index })).filter(({ row }) => row.state !== "complete");
+    controller.current = new AbortController();
+    const perFile = todo.map(() => new AbortController());
+    setRows((current) =>
+      current.map((row, i) => {
+        const position = todo.findIndex((entry) => entry.index === i);
+        return position < 0 ? row : { ...row, controller: perFile[position] };
+      }),
+    );
+    setRunning(true);
+    setStatus(`Uploading ${todo.length} file${todo.length === 1 ? "" : "s"}…`);
+    const overallMeter = new TransferMeter();
+    try {
+      const results = await uploadFiles(
+        client,
+        todo.map(({ row }, position) => ({
+          file: row.file,
+          folder: folderOf(row.relativePath, folder),
+          signal: perFile[position].signal,
+        })),
+        {
+          signal: controller.current.signal,
+          fileConcurrency,
+          partConcurrency,
+          extra,
+          store,
+          onState: (i, state, detail) =>
+            update(todo[i].index, () => ({ state, error: state === "failed" ? detail : null })),
+          onProgress: (i, loaded, total) =>
+            update(todo[i].index, (row) => ({ progress: row.meter.update(loaded, total) })),
+          onTotalProgress: (loaded, total) => setOverall(overallMeter.update(loaded, total)),
+        },
+      );
+      const done = results.filter((result) => result.status === "complete").length;
+      const failed = results.filter((result) => result.status === "failed").length;
+      setStatus(`${done} uploaded${failed ? `, ${failed} failed` : ""}.`);
+      onComplete(results);
+    } catch (error) {
+      setStatus(describeError(error));
+    } finally {
+      controller.current = null;
+      setRunning(false);
+    }
+  };
+
+  const onDrop = async (event) => {
+    event.preventDefault();
+    setDragging(false);
+    pick(await droppedItems(event.dataTransfer));
+  };
+
+  const filesId = `${id}-files`;
+  const foldersId = `${id}-folders`;
+  return (
+    <div className="s3-uploader">
+      <div
+        className={`s3-uploader-drop${dragging ? " dragging" : ""}`}
+        onDragOver={(event) => {
+          event.preventDefault();
+          setDragging(true);
+        }}
+        onDragLeave={() => setDragging(false)}
+        onDrop={onDrop}
+      >
+        <p>Drop files or folders here</p>
+        <label htmlFor={filesId}>Choose files</label>
+        <input
+          id={filesId}
+          type="file"
+          multiple
+          disabled={running}
+          onChange={(event) => pick(Array.from(event.target.files, (file) => ({ file, relativePath: "" })))}
+        />
+        {allowFolders && (
+          <>
+            <label htmlFor={foldersId}>Choose a folder</label>
+            <input
+              id={foldersId}
+              ref={folderInput}
+              type="file"
+              multiple
+              disabled={running}
+              onChange={(event) =>
+                pick(Array.from(event.target.files, (file) => ({ file, relativePath: file.webkitRelativePath || "" })))
+              }
+            />
+          </>
+        )}
+      </div>
+
+      <p className="s3-uploader-buttons">
+        <button type="button" onClick={start} disabled={running || !rows.some((row) => row.state !== "complete")}>
+          Upload
+        </button>
+        <button type="button" onClick={() => controller.current?.abort()} disabled={!running}>
+          Cancel all
+        </button>
+      </p>
+
+      {overall && (
+        <div className="s3-uploader-overall">
+          <progress max={overall.total || 1} value={overall.loaded} aria-label="All files" />
+          <span>{rateText(overall)}</span>
+        </div>
+      )}
+
+      <ul className="s3-uploader-list" aria-label="Files to upload">
+        {rows.map((row, index) => {
+          const name = row.relativePath || row.file.name;
+          return (
+            <li key={`${name}-${index}`} className={`state-${row.state}`}>
+              <span className="name">{name}</span> <span className="size">{formatBytes(row.file.size)}</span>
+              {running && !FINAL.has(row.state) && row.controller && (
+                <button type="button" aria-label={`Cancel upload of ${name}`} onClick={() => row.controller.abort()}>
+                  Cancel
+                </button>
+              )}
+              <progress
+                max={row.progress?.total || row.file.size || 1}
+                value={row.state === "complete" ? row.file.size || 1 : row.progress?.loaded || 0}
+                aria-label={`Upload progress of ${name}`}
+              />
+              <span className="state">{stateLabel(row)}</span>
+              {row.progress && !FINAL.has(row.state) && <span className="rate"> {rateText(row.progress)}</span>}
+            </li>
+          );
+        })}
+      </ul>
+      <p role="status" aria-live="polite" className="s3-uploader-status">
+        {status}
+      </p>
+    </div>
+  );
+}
+
+export default S3Uploader;
