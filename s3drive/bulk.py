@@ -55,7 +55,7 @@ def _executemany_rows(connection, table: Table, names: list[str], rows: list[dic
     processors = [
         (i, processor)
         for i, name in enumerate(names)
-        if (processor := table.c[name].type.bind_processor(dialect)) is not None
+        if (processor := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
     ]
     memo: dict[int, tuple[Any, Any]] = {}
     params = []

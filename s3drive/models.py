@@ -6,7 +6,7 @@ import os
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, String, Text, func
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -74,6 +74,13 @@ class User(db.Model):
     __table_args__ = (Index("uq_users_username_lower", func.lower(username), unique=True),)
 
 
+# The WHERE of the listing's partial indexes (see File.__table_args__).
+_COMPLETE_ONLY = {
+    "postgresql_where": text("status = 'complete'"),
+    "sqlite_where": text("status = 'complete'"),
+}
+
+
 class File(db.Model):
     __tablename__ = "files"
 
@@ -103,6 +110,40 @@ class File(db.Model):
     __table_args__ = (
         Index("ix_files_user_status_created", "user_id", "status", "created_at"),
         Index("ix_files_status_expires", "status", "expires_at"),
+        # Listing (services/listing.py): one index per sort, each ending in id, the cursor's tie-break,
+        # so every page is a range scan that starts where the previous one stopped. Partial: rows
+        # enter them when confirmed, so presigning a batch writes none of them; listings of other
+        # statuses (few rows, short-lived) use ix_files_user_status_created.
+        Index("ix_files_listing_created", "user_id", "created_at", "id", **_COMPLETE_ONLY),
+        Index("ix_files_listing_name", "user_id", "file_name", "id", **_COMPLETE_ONLY),
+        Index("ix_files_listing_size", "user_id", "size", "id", **_COMPLETE_ONLY),
+        # Folder pages and the subfolder tree; pattern ops (byte order) let PostgreSQL serve the
+        # tree's byte-order ranges (~<~) from the index whatever the database's collation.
+        Index(
+            "ix_files_listing_folder",
+            "user_id",
+            "folder",
+            "created_at",
+            "id",
+            postgresql_ops={"folder": "varchar_pattern_ops"},
+            **_COMPLETE_ONLY,
+        ),
+        # `q` searches on PostgreSQL (created by migration 0002 when pg_trgm can be installed;
+        # the migration also creates statistics on the two lower(...) expressions).
+        Index(
+            "ix_files_name_trgm",
+            func.lower(file_name).label("name_lower"),
+            postgresql_using="gin",
+            postgresql_ops={"name_lower": "gin_trgm_ops"},
+            **_COMPLETE_ONLY,
+        ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_files_title_trgm",
+            func.lower(title).label("title_lower"),
+            postgresql_using="gin",
+            postgresql_ops={"title_lower": "gin_trgm_ops"},
+            **_COMPLETE_ONLY,
+        ).ddl_if(dialect="postgresql"),
     )
 
 

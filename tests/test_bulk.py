@@ -55,3 +55,31 @@ def test_bulk_insert_round_trips_every_type(app, client):
             for name, value in row.items():
                 assert getattr(record, name) == value, name
         assert db.session.get(File, ids[0]).created_at.tzinfo is not None
+
+
+def test_bulk_insert_stores_timestamps_like_the_orm(app, client):
+    """Same text on SQLite for a whole-second timestamp, so comparisons and cursors agree."""
+    from sqlalchemy import text
+
+    register_and_login(client, "bulk2")
+    whole_second = utcnow().replace(microsecond=0)
+    with app.app_context():
+        user_id = db.session.query(User).one().id
+        bulk_id, orm_id = new_ids(2)
+        common = {
+            "user_id": user_id,
+            "batch_id": "b",
+            "content_type": "text/plain",
+            "size": 1,
+            "tier": "standard",
+            "tags": [],
+            "folder": "",
+            "status": "pending",
+            "method": "PUT",
+            "created_at": whole_second,
+        }
+        bulk_insert(File.__table__, [{**common, "id": bulk_id, "file_name": "a", "s3_key": f"k/{bulk_id}"}])
+        db.session.add(File(**common, id=orm_id, file_name="b", s3_key=f"k/{orm_id}"))
+        db.session.commit()
+        stored = dict(db.session.execute(text("SELECT id, CAST(created_at AS TEXT) FROM files")).all())
+        assert stored[bulk_id] == stored[orm_id]
