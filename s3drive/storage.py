@@ -410,8 +410,8 @@ class Storage:
 
     def _abort_quietly(self, key: str, upload_id: str) -> None:
         try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except (ClientError, BotoCoreError):
+            self.abort_multipart(key, upload_id)
+        except StorageUnavailable:
             pass  # the bucket's lifecycle rule for incomplete uploads cleans up what is left
 
     def abort_multipart(self, key: str, upload_id: str) -> bool:

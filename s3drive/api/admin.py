@@ -8,7 +8,7 @@ from flask_jwt_extended import current_user
 from marshmallow import RAISE, fields, validate
 
 from ..errors import Forbidden
-from ..schemas import BaseSchema, Timestamp
+from ..schemas import BaseSchema, UserSchema
 from ..services import admin as admin_service
 from ..services import sweeper
 from . import Blueprint, auth_required
@@ -43,16 +43,11 @@ class AdminStatsSchema(BaseSchema):
     lapsed_reservations = fields.Integer(metadata={"description": "expired uploads the sweeper has yet to settle"})
 
 
-class AdminUserSchema(BaseSchema):
-    id = fields.String()
-    username = fields.String()
-    is_admin = fields.Boolean()
+class AdminUserSchema(UserSchema):
+    """The User shape, plus what only admins see."""
+
     is_active = fields.Boolean()
-    quota_bytes = fields.Integer()
-    used_bytes = fields.Integer()
-    reserved_bytes = fields.Integer()
     file_count = fields.Integer()
-    created_at = Timestamp()
 
 
 class AdminUserPageSchema(BaseSchema):
