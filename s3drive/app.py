@@ -84,6 +84,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+def close_app(app: Flask) -> None:
+    """Release what an app holds: the upload watcher, the S3 thread pool, database connections."""
+    from .services.watcher import EXTENSION_KEY  # noqa: PLC0415 - services import the app's extensions
+
+    watcher = app.extensions.get(EXTENSION_KEY)
+    if watcher is not None:
+        watcher.stop()
+    app.extensions["s3drive.storage"].close()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
 def _derive_flask_settings(app: Flask) -> None:
     config = app.config
     config["SQLALCHEMY_DATABASE_URI"] = settings.database_url(config, app.instance_path)

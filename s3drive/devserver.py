@@ -389,6 +389,8 @@ def serve(args: argparse.Namespace) -> None:
     """Start MiniStack and the API, serve until interrupted, then stop both."""
     from werkzeug.serving import make_server  # noqa: PLC0415
 
+    from .app import close_app  # noqa: PLC0415
+
     if not _port_is_free(args.port):
         raise DevServerError(f"port {args.port} (API) is in use; pick another with --port / S3DRIVE_DEV_PORT")
     use_dev_credentials()
@@ -413,7 +415,7 @@ def serve(args: argparse.Namespace) -> None:
         if server is not None:
             server.server_close()
         if app is not None:
-            app.extensions["s3drive.storage"].close()
+            close_app(app)
         stop_s3(args, proc)
 
 

@@ -6,7 +6,7 @@ import os
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, String, Text, func, text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, String, Text, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -92,6 +92,9 @@ class File(db.Model):
     s3_key: Mapped[str] = mapped_column(String(1024), nullable=False, unique=True)
     content_type: Mapped[str] = mapped_column(String(255), nullable=False)
     size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # False while an upload of unknown size (an Uppy form) is pending: `size` is then the most
+    # it may be (its reservation), and confirm sets it to the size S3 reports.
+    size_declared: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
     checksum_sha256: Mapped[str | None] = mapped_column(String(64))
     tier: Mapped[str] = mapped_column(String(32), nullable=False, default="standard")
     title: Mapped[str | None] = mapped_column(String(200))

@@ -32,6 +32,7 @@ from moto import mock_aws  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from s3drive import create_app  # noqa: E402
+from s3drive.app import close_app  # noqa: E402
 from s3drive.extensions import db  # noqa: E402
 
 BUCKET = "s3drive-test"
@@ -107,10 +108,7 @@ def app(database_url, s3, app_config):
     app = make_test_app(database_url, **app_config)
     empty_tables(app)
     yield app
-    app.extensions["s3drive.storage"].close()
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    close_app(app)
 
 
 @pytest.fixture
@@ -126,10 +124,7 @@ def make_app(database_url, s3):
 
     yield factory
     for app in made:
-        app.extensions["s3drive.storage"].close()
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+        close_app(app)
 
 
 @pytest.fixture

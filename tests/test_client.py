@@ -36,11 +36,11 @@ from s3servers import ministack_server
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from s3drive import signing
+from s3drive.app import close_app
 from s3drive.client import cli, config, upload
 from s3drive.client.api import Api, RetryPolicy
 from s3drive.client.download import free_path, safe_file_name
 from s3drive.client.errors import ClientError as ClientSideError
-from s3drive.extensions import db
 
 pytestmark = pytest.mark.e2e
 
@@ -145,10 +145,7 @@ def stack(database_url, tmp_path_factory) -> Iterator[Stack]:
             server.shutdown()
             server.server_close()
             thread.join(timeout=10)
-            app.extensions["s3drive.storage"].close()
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
+            close_app(app)
 
 
 @pytest.fixture

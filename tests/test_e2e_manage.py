@@ -21,7 +21,7 @@ from s3servers import ministack_server
 from werkzeug.http import parse_options_header
 
 from s3drive import storage as storage_module
-from s3drive.extensions import db
+from s3drive.app import close_app
 
 pytestmark = pytest.mark.e2e
 
@@ -61,10 +61,7 @@ def app(database_url, ministack, s3):
     )
     empty_tables(app)
     yield app
-    app.extensions["s3drive.storage"].close()
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    close_app(app)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from s3servers import ministack_server, moto_server
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from s3drive import signing
-from s3drive.extensions import db
+from s3drive.app import close_app
 from s3drive.timeutil import utcnow
 
 pytestmark = pytest.mark.e2e
@@ -84,10 +84,7 @@ class LiveApp:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
-        self.storage.close()
-        with self.app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+        close_app(self.app)
 
 
 @dataclass
@@ -796,3 +793,32 @@ def test_moto_batch_confirm_rejects_only_the_bad_file(moto):
     usage = api.usage()
     assert usage["used_bytes"] == len(good)
     assert usage["reserved_bytes"] == 0
+
+
+# -- stock Uppy's form uploads: size unknown, nobody confirms -------------------------------
+
+
+def test_ministack_enforces_the_bound_of_a_form_of_unknown_size_and_the_watcher_confirms(make_live):
+    """Stock Uppy sends no size and never reports a form upload: the policy bounds the size (the
+    quota left, 1,000 bytes here), S3 refuses more, and s3drive confirms what arrived by itself."""
+    env = make_env(make_live, "ministack", "list", DEFAULT_QUOTA_BYTES=1000)
+    response = env.api.get("/uppy/s3/params", params={"filename": "notes.txt", "type": "text/plain"})
+    assert response.status_code == 200, response.text
+    form = response.json()
+    assert env.api.usage()["reserved_bytes"] == 1000
+
+    def post(data: bytes, **changed) -> requests.Response:
+        fields = {**form["fields"], **changed}
+        return requests.post(form["url"], data=fields, files={"file": ("f", data)}, timeout=HTTP_TIMEOUT)
+
+    assert post(b"x" * 1001).status_code == 400  # EntityTooLarge
+    assert post(b"x" * 10, **{"Content-Type": "text/html"}).status_code == 403  # outside the policy
+    assert env.head(form["fields"]["key"]) is None
+    assert post(payload(5, 999)).status_code == 204
+
+    deadline = _time.monotonic() + 15
+    while (items := env.api.get("/api/files/").json()["items"]) == [] and _time.monotonic() < deadline:
+        _time.sleep(0.1)
+    assert [(item["file_name"], item["size"], item["status"]) for item in items] == [("notes.txt", 999, "complete")]
+    assert env.api.usage() == {"used_bytes": 999, "reserved_bytes": 0, "quota_bytes": 1000, "file_count": 1}
+    assert env.read(form["fields"]["key"]) == payload(5, 999)

@@ -11,15 +11,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
+from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
 import requests
 from conftest import BUCKET, register_and_login
+from sqlalchemy import text, update
 
+from s3drive.app import close_app
+from s3drive.errors import StorageUnavailable
 from s3drive.extensions import db
 from s3drive.models import File, FileStatus
 from s3drive.services import uppy as uppy_service
+from s3drive.services.sweeper import sweep
+from s3drive.services.uploads import presign_uploads
+from s3drive.services.watcher import get_watcher
+from s3drive.timeutil import utcnow
 
 MIB = 1024**2
 PART = 5 * MIB
@@ -49,6 +58,24 @@ def params(client, base, headers, filename="photo.jpg", type_="image/jpeg", **me
         + [f"metadata[{quote(k)}]={quote(str(v))}" for k, v in metadata.items()]
     )
     return client.get(f"{base}/s3/params?{query}", headers=headers)
+
+
+def post_form(form: dict, data: bytes) -> requests.Response:
+    """POST the form to S3 as Uppy does (fields, then the file), and nothing more."""
+    upload = requests.post(form["url"], data=form["fields"], files={"file": ("f", data)}, timeout=30)
+    assert upload.status_code in (200, 201, 204), upload.text
+    return upload
+
+
+def settled(app, key: str) -> File:
+    """Wait until the upload watcher has nothing left to check; return the upload's record."""
+    assert get_watcher_of(app).wait_idle(timeout=15)
+    return record_by_key(app, key)
+
+
+def get_watcher_of(app):
+    with app.app_context():
+        return get_watcher()
 
 
 def create(client, base, headers, filename="movie.mp4", type_="video/mp4", **metadata):
@@ -206,13 +233,11 @@ def test_params_form_uploads_real_bytes_and_confirms(client, auth, app, s3, comp
     # A condition for every field of the form (only the signature and the policy itself carry none).
     assert {name.lower() for name in fields} - {"policy", "x-amz-signature"} <= signed
 
-    upload = requests.post(form["url"], data=fields, files={"file": ("f", data)}, timeout=30)
-    assert upload.status_code in (200, 201, 204), upload.text
+    post_form(form, data)
     assert s3.get_object(Bucket=BUCKET, Key=fields["key"])["Body"].read() == data
 
-    confirmed = client.post("/api/files/confirm_uploads/", json={"s3_keys": [fields["key"]]}, headers=auth)
-    assert confirmed.get_json()["results"][0]["status"] == "success"
-    file_id = confirmed.get_json()["results"][0]["id"]
+    # Nobody reports the upload: the watcher sees it arrive and confirms it.
+    file_id = settled(app, fields["key"]).id
     file = client.get(f"/api/files/{file_id}", headers=auth).get_json()
     assert file["status"] == "complete" and file["size"] == len(data)
     assert file["file_name"] == "Straße.txt"
@@ -232,7 +257,6 @@ def test_params_decodes_an_encoded_file_name(client, auth, app, s3):
 @pytest.mark.parametrize(
     ("overrides", "status", "needle"),
     [
-        ({}, 422, "size"),  # no declared size
         ({"size": "-1"}, 422, "size"),
         ({"size": "12abc"}, 422, "size"),
         ({"size": "3", "type_": "application/x-msdownload"}, 415, "not allowed"),
@@ -264,6 +288,142 @@ def test_params_reserves_quota_and_refuses_beyond_it(make_app, s3):
     assert params(client, "/uppy", auth, size=600).status_code == 200
     assert usage(client, auth)["reserved_bytes"] == 600
     assert "quota" in assert_companion_error(params(client, "/uppy", auth, size=500), 507)
+
+
+def test_stock_uppy_form_without_a_size_reserves_a_bound_and_keeps_what_arrived(client, auth, app, s3, companion):
+    base, headers = companion
+    response = params(client, base, headers, filename="notes.txt", type_="text/plain")
+    assert response.status_code == 200, response.get_json()
+    form = response.get_json()
+    fields = form["fields"]
+    conditions = json.loads(base64.b64decode(fields["policy"]))["conditions"]
+    # Anything up to the multipart threshold (where stock Uppy switches to multipart) may come.
+    assert ["content-length-range", 0, 100 * MIB] in conditions
+    assert usage(client, auth)["reserved_bytes"] == 100 * MIB
+    listed = client.get("/api/files/?status=pending", headers=auth).get_json()["items"]
+    assert [item["size"] for item in listed] == [100 * MIB]
+
+    data = b"a few bytes of notes\n" * 50
+    post_form(form, data)
+    record = settled(app, fields["key"])
+    assert record.status == FileStatus.COMPLETE and record.size == len(data) and record.size_declared
+    assert record.etag == s3.head_object(Bucket=BUCKET, Key=fields["key"])["ETag"].strip('"')
+    assert usage(client, auth) == {
+        "used_bytes": len(data),
+        "reserved_bytes": 0,
+        "quota_bytes": 1024**3,
+        "file_count": 1,
+    }
+
+
+def test_form_bound_is_what_the_quota_has_left(make_app, s3):
+    app = make_app(DEFAULT_QUOTA_BYTES=1000)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    form = params(client, "/uppy", auth).get_json()
+    assert ["content-length-range", 0, 1000] in json.loads(base64.b64decode(form["fields"]["policy"]))["conditions"]
+    # The whole quota is held until this upload settles.
+    assert "quota" in assert_companion_error(params(client, "/uppy", auth), 507)
+    post_form(form, b"x" * 10)
+    assert settled(app, form["fields"]["key"]).status == FileStatus.COMPLETE
+    assert usage(client, auth)["used_bytes"] == 10
+    again = params(client, "/uppy", auth).get_json()
+    assert ["content-length-range", 0, 990] in json.loads(base64.b64decode(again["fields"]["policy"]))["conditions"]
+
+
+def test_form_upload_beyond_its_bound_is_rejected_and_removed(make_app, s3):
+    # moto ignores the policy's content-length-range (MiniStack and S3 refuse the POST): confirm catches it.
+    app = make_app(DEFAULT_QUOTA_BYTES=1000)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    form = params(client, "/uppy", auth).get_json()
+    post_form(form, b"x" * 1001)
+    assert settled(app, form["fields"]["key"]).status == FileStatus.REJECTED
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+    assert usage(client, auth)["used_bytes"] == 0 and usage(client, auth)["reserved_bytes"] == 0
+
+
+def test_form_of_another_type_than_declared_is_rejected(client, auth, app, s3):
+    form = params(client, "/uppy", auth, filename="a.png", type_="image/png").get_json()
+    form["fields"]["Content-Type"] = "text/html"  # moto ignores the policy; S3 refuses this POST
+    post_form(form, b"<script>")
+    assert settled(app, form["fields"]["key"]).status == FileStatus.REJECTED
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
+def test_watcher_keeps_checking_until_the_form_expires(make_app, s3, monkeypatch):
+    monkeypatch.setattr("s3drive.services.watcher.FIRST_CHECK_SECONDS", 0.05)
+    monkeypatch.setattr("s3drive.services.watcher.MAX_INTERVAL_SECONDS", 0.1)
+    app = make_app(URL_EXPIRES_IN=60)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    late = params(client, "/uppy", auth, filename="late.txt", type_="text/plain").get_json()
+    never = params(client, "/uppy", auth, filename="never.txt", type_="text/plain").get_json()
+    watcher = get_watcher_of(app)
+    time.sleep(1)  # a slow upload: nothing arrives for a while, the watcher keeps looking
+    assert watcher.checks >= 5 and not watcher.wait_idle(timeout=0)
+    post_form(late, b"at last")
+    deadline = time.monotonic() + 10
+    while record_by_key(app, late["fields"]["key"]).status == FileStatus.PENDING and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert record_by_key(app, late["fields"]["key"]).size == 7
+    # The other form never gets its file; once it expires the watcher lets go (the sweeper settles it).
+    with app.app_context():
+        db.session.execute(update(File).where(File.s3_key == never["fields"]["key"]).values(expires_at=utcnow()))
+        db.session.commit()
+    assert watcher.wait_idle(timeout=10)
+    assert record_by_key(app, never["fields"]["key"]).status == FileStatus.PENDING
+
+
+def test_watcher_retries_when_storage_fails(client, auth, app, s3, monkeypatch):
+    form = params(client, "/uppy", auth, filename="a.txt", type_="text/plain").get_json()
+    post_form(form, b"hello")
+    storage = app.extensions["s3drive.storage"]
+    real_head, failures = storage.head_object, []
+
+    def flaky_head(key):
+        if not failures:
+            failures.append(key)
+            raise StorageUnavailable("S3 is down")
+        return real_head(key)
+
+    monkeypatch.setattr(storage, "head_object", flaky_head)
+    record = settled(app, form["fields"]["key"])
+    assert failures and record.status == FileStatus.COMPLETE and record.size == 5
+
+
+def test_closing_the_app_stops_the_watcher(make_app, s3):
+    app = make_app()
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    params(client, "/uppy", auth)
+    watcher = get_watcher_of(app)
+    assert not watcher.wait_idle(timeout=0)
+    close_app(app)
+    assert watcher.wait_idle(timeout=0)
+
+
+def test_undeclared_form_confirmed_by_the_app_or_the_sweeper_keeps_the_arrived_size(client, auth, app, s3):
+    # A process that stopped forgets what it watched: the app's confirm or the sweeper settles it.
+    with app.app_context():
+        user_id = db.session.query(File.user_id).first() or db.session.execute(text("SELECT id FROM users")).scalar()
+        specs = [
+            {"file_name": name, "content_type": "text/plain", "file_size": 1000, "method": "POST"}
+            for name in ("a.txt", "b.txt")
+        ]
+        tickets = presign_uploads(user_id, specs, size_is_limit=True).tickets
+    forms = [{"url": t["presigned_url"], "fields": t["fields"]} for t in tickets]
+    post_form(forms[0], b"1" * 123)
+    post_form(forms[1], b"2" * 45)
+    confirmed = client.post("/api/files/confirm_upload/", json={"s3_key": tickets[0]["s3_key"]}, headers=auth)
+    assert confirmed.status_code == 200 and confirmed.get_json()["file"]["size"] == 123
+
+    with app.app_context():
+        done = sweep(now=utcnow() + timedelta(hours=2))
+    assert done["confirmed"] == 1, done
+    record = record_by_key(app, tickets[1]["s3_key"])
+    assert record.status == FileStatus.COMPLETE and record.size == 45 and record.size_declared
+    assert usage(client, auth)["used_bytes"] == 168 and usage(client, auth)["reserved_bytes"] == 0
 
 
 # -- multipart ------------------------------------------------------------------------------

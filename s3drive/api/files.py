@@ -7,12 +7,6 @@ from flask_jwt_extended import current_user
 
 from ..errors import (
     BatchTooLarge,
-    IntegrityMismatch,
-    InvalidState,
-    NotFound,
-    ObjectMissing,
-    QuotaExceeded,
-    StorageUnavailable,
     ValidationFailed,
 )
 from ..policy import TIERS
@@ -96,16 +90,6 @@ def upload():
     )
 
 
-_SINGLE_CONFIRM_ERRORS = {
-    "not_found": NotFound,
-    "object_missing": ObjectMissing,
-    "integrity_mismatch": IntegrityMismatch,
-    "quota_exceeded": QuotaExceeded,
-    "invalid_state": InvalidState,
-    "storage_unavailable": StorageUnavailable,
-}
-
-
 @blp.route("/confirm_upload/", methods=["POST"])
 @auth_required()
 @blp.arguments(ConfirmOneSchema)
@@ -114,13 +98,7 @@ def confirm_upload(args):
     """Confirm one upload by id or s3_key: S3 must hold what was declared."""
     if ("id" in args) == ("s3_key" in args):
         raise ValidationFailed("Give exactly one of id or s3_key.", details={"id": ["Give id or s3_key."]})
-    if "id" in args:
-        [outcome] = confirm_service.confirm_uploads(current_user.id, ids=[args["id"]])
-    else:
-        [outcome] = confirm_service.confirm_uploads(current_user.id, s3_keys=[args["s3_key"]])
-    if outcome.status != "success":
-        code = outcome.code or "not_found"
-        raise _SINGLE_CONFIRM_ERRORS[code](outcome.message, details={"id": outcome.id} if outcome.id else {})
+    outcome = confirm_service.confirm_one(current_user.id, file_id=args.get("id"), s3_key=args.get("s3_key"))
     return {
         "s3_key": outcome.s3_key,
         "id": outcome.id,

@@ -168,7 +168,11 @@ def session():
 @blp.arguments(ParamsQuerySchema, location="query")
 @blp.response(200, ParamsSchema)
 def params(args, token=None):
-    """Presign a POST form for one file (declare its size as metadata[size]); policy and quota as native."""
+    """Presign a POST form for one file; policy and quota as native; confirmed once S3 holds it.
+
+    Without `metadata[size]` (stock Uppy), the form accepts up to the multipart threshold, or the
+    quota left if less, and that much is reserved until the upload is confirmed at its real size.
+    """
     user_id = caller_id(token)
     metadata = {key[9:-1]: value for key, value in request.args.items() if key.startswith("metadata[")}
     # Built by hand, not dumped through marshmallow: the hot path.

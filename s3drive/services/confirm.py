@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import select
 
-from ..errors import StorageUnavailable
+from ..errors import (
+    AppError,
+    IntegrityMismatch,
+    InvalidState,
+    NotFound,
+    ObjectMissing,
+    QuotaExceeded,
+    StorageUnavailable,
+)
 from ..extensions import db
 from ..models import File, FileStatus
 from ..policy import batch_prefix
@@ -73,6 +81,28 @@ def confirm_uploads(
     return outcomes
 
 
+_SINGLE_ERRORS: dict[str, type[AppError]] = {
+    "not_found": NotFound,
+    "object_missing": ObjectMissing,
+    "integrity_mismatch": IntegrityMismatch,
+    "quota_exceeded": QuotaExceeded,
+    "invalid_state": InvalidState,
+    "storage_unavailable": StorageUnavailable,
+}
+
+
+def confirm_one(user_id: str, *, file_id: str | None = None, s3_key: str | None = None) -> ConfirmOutcome:
+    """Confirm one upload by id or key; return its success outcome or raise the error it met."""
+    if file_id is not None:
+        [outcome] = confirm_uploads(user_id, ids=[file_id])
+    else:
+        [outcome] = confirm_uploads(user_id, s3_keys=[s3_key or ""])
+    if outcome.status != "success":
+        error = _SINGLE_ERRORS[outcome.code or "not_found"]
+        raise error(outcome.message, details={"id": outcome.id} if outcome.id else {})
+    return outcome
+
+
 def state_outcome(record: File) -> tuple[str, str, str | None]:
     """Return the outcome for a record that is not pending (confirming is idempotent)."""
     if record.status == FileStatus.COMPLETE:
@@ -127,8 +157,10 @@ def judge(record: File, info: ObjectInfo | None | StorageUnavailable) -> tuple[s
     if info is None:
         return "missing", "The object has not been uploaded yet.", None
     problems = []
-    if info.size != record.size:
+    if record.size_declared and info.size != record.size:
         problems.append(f"size is {info.size} bytes, declared {record.size}")
+    elif info.size > record.size:
+        problems.append(f"size is {info.size} bytes, more than the {record.size} allowed")
     if info.detailed:
         # Only HeadObject shows these; a listing relies on the store enforcing the signature.
         if _base_type(info.content_type or "") != record.content_type:
@@ -171,6 +203,9 @@ def settle(
         if record.status != FileStatus.PENDING:
             continue
         code = "integrity_mismatch"
+        if status == "success" and not record.size_declared:
+            # Reserved was the most the form allowed; from now on the file counts what arrived.
+            record.size, record.size_declared = info.size, True
         if status == "success" and record.expires_at and record.expires_at <= now:
             # The reservation lapsed with the URL; the bytes must fit the quota again.
             if available is None:

@@ -97,6 +97,7 @@ def settle_expired_uploads(counts: dict, *, now: datetime, cutoff: datetime, lim
             File.batch_id,
             File.s3_key,
             File.size,
+            File.size_declared,
             File.content_type,
             File.checksum_sha256,
             File.created_at,
@@ -138,19 +139,27 @@ def _confirm_arrived(counts: dict, user_id: str, arrived: list, now: datetime) -
     available = available_bytes(user, now)
     over_quota = []
     for row, info in sorted(arrived, key=lambda item: item[0].created_at):
-        if row.size > available:
+        # An upload of undeclared size (an Uppy form) counts what arrived, not its upper bound.
+        size = row.size if row.size_declared else info.size
+        if size > available:
             over_quota.append(row.id)
             continue
         confirmed = db.session.execute(
             update(File)
             .where(File.id == row.id, File.status == FileStatus.PENDING)
-            .values(status=FileStatus.COMPLETE, confirmed_at=now, etag=info.etag if info else None)
+            .values(
+                status=FileStatus.COMPLETE,
+                confirmed_at=now,
+                etag=info.etag if info else None,
+                size=size,
+                size_declared=True,
+            )
             .returning(File.id)
             .execution_options(synchronize_session=False)
         ).first()
         if confirmed is not None:  # else a concurrent confirm or sweeper settled it first
-            user.used_bytes += row.size
-            available -= row.size
+            user.used_bytes += size
+            available -= size
             counts["confirmed"] += 1
     db.session.commit()  # releases this user's lock before the next user's
     return over_quota

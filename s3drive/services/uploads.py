@@ -106,11 +106,20 @@ def _raw_name(raw: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def presign_uploads(user_id: str, raw_specs: list[Any], *, multipart: bool = False) -> PresignResult:
+def presign_uploads(
+    user_id: str,
+    raw_specs: list[Any],
+    *,
+    multipart: bool = False,
+    size_is_limit: bool = False,
+) -> PresignResult:
     """Presign a batch: one transaction, quota reserved atomically, partial success.
 
     Files above the multipart threshold (every file with multipart=True) get multipart
     tickets; their CreateMultipartUpload calls run concurrently while the rest are signed.
+    With size_is_limit, each file_size is the most a file may be, not its size (a POST form
+    of unknown size): what is reserved and allowed is that, or what the quota has left if
+    less, and confirm records what arrives.
     """
     config = current_app.config
     policy = get_policy()
@@ -138,6 +147,8 @@ def presign_uploads(user_id: str, raw_specs: list[Any], *, multipart: bool = Fal
         user = lock_user(user_id)
         available = available_bytes(user, now)
         for index, spec in accepted:
+            if size_is_limit and 0 < available < spec["size"]:
+                spec["size"] = available
             if spec["size"] > available:
                 result.failures.append(
                     UploadFailure(
@@ -159,6 +170,7 @@ def presign_uploads(user_id: str, raw_specs: list[Any], *, multipart: bool = Fal
                 "batch_id": batch_id,
                 "s3_key": object_key(prefix, user_id, batch_id, file_id, spec["file_name"]),
                 "status": FileStatus.PENDING,
+                "size_declared": not size_is_limit,
                 "created_at": now,
                 "expires_at": expires_at,
             }
@@ -366,6 +378,8 @@ def sign_tickets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def post_conditions(row: dict[str, Any], fields: dict[str, str]) -> list:
     """Return a POST policy with a condition for every field the form carries."""
-    conditions: list = [["content-length-range", row["size"], row["size"]]]
+    # Exactly the declared size; or, for a size not declared, anything up to the reserved bound.
+    smallest = row["size"] if row.get("size_declared", True) else 0
+    conditions: list = [["content-length-range", smallest, row["size"]]]
     conditions.extend({name: value} for name, value in fields.items())
     return conditions

@@ -3,10 +3,11 @@
 Stock `@uppy/aws-s3` speaks Companion's protocol, which differs from the native API in two ways:
 
 - It never says how large a file is. Uppy sends the name, the type and the file's meta fields.
-  An app declares the size by adding it to the meta (`uppy.setFileMeta(id, {size: file.size})`).
-  - `/s3/params` (a POST form) needs that declared size: the policy pins the exact length and the
-    quota is reserved as for the native API. A form has no later call that could report the size,
-    and a record whose size is unknown could never be confirmed, so an undeclared size is refused.
+  An app may declare the size in the meta (`uppy.setFileMeta(id, {size: file.size})`); stock
+  Uppy does not, and needs no code for it:
+  - `/s3/params` (a POST form) signs a declared size exactly. An undeclared one may be anything up
+    to the multipart threshold (or what the quota has left, if less): the record reserves that
+    bound with size_declared false, and confirm replaces it with the size S3 reports.
   - Multipart uploads work with or without it. Declared: the size is reserved at create and the
     parts must add up to it. Undeclared: the record holds size 0 (nothing reserved) while the parts
     upload, and complete learns the size from S3's part list and checks it against the per-file
@@ -18,9 +19,11 @@ Stock `@uppy/aws-s3` speaks Companion's protocol, which differs from the native 
   back from S3 and written to the record, and the native `complete_multipart` verifies and settles
   it: every part present, the total equal to the record's size, the object's size checked again.
 
-Simple uploads end in S3, so s3drive hears of them only when the app confirms them
-(`POST /api/files/confirm_uploads/` with the keys Uppy reports) or when the sweeper confirms
-expired uploads that arrived.
+Simple uploads end in S3, and Uppy makes no call after one (and Uppy 6 refuses a form that
+would redirect the browser back to us). So the process that signed a form watches for its object
+(services/watcher.py) and confirms it, as the native confirm does, within about a second of its
+arrival. An app may still confirm the keys Uppy reports, and the sweeper confirms what arrived
+once the form expires.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from ..timeutil import utcnow
 from . import get_policy, get_storage, multipart
 from .uploads import MAX_PARTS, MIN_PART_SIZE, part_count, presign_uploads
 from .users import available_bytes, is_token_revoked, lock_user
+from .watcher import get_watcher
 
 SESSION_SALT = "s3drive.uppy-session"
 DEFAULT_SESSION_SECONDS = 3600
@@ -167,25 +171,29 @@ def file_spec(filename: Any, content_type: Any, metadata: dict[str, str], size: 
 
 
 def upload_params(user_id: str, filename: Any, content_type: Any, raw_metadata: Any) -> dict[str, Any]:
-    """Presign a POST form for one Uppy file (its size declared in the meta): policy and quota as native."""
+    """Presign a POST form for one Uppy file, under the native policy and quota.
+
+    A size declared in the meta is signed exactly. Without one (stock Uppy), the form allows up to
+    the multipart threshold (where Uppy itself switches to multipart by default), capped by what
+    the quota has left; that bound is reserved, and confirm keeps the size S3 reports. The upload
+    watcher confirms the upload once it arrives: Uppy makes no call after a form upload.
+    """
     metadata = decode_metadata(raw_metadata)
     size = declared_size(metadata)
-    if size is None:
-        raise ValidationFailed(
-            "Declare the file's size for a form upload: add it to the Uppy file's meta as `size`.",
-            details={"metadata.size": ["Missing: a form upload signs the exact length."]},
-        )
-    threshold = get_policy().multipart_threshold
-    if size > threshold:
+    policy = get_policy()
+    threshold = policy.multipart_threshold
+    if size is not None and size > threshold:
         raise FileTooLarge(
             f"Files above {threshold} bytes are uploaded in parts: let Uppy use multipart for them.",
             details={"file_size": size, "multipart_threshold": threshold},
         )
-    spec = {**file_spec(filename, content_type, metadata, size), "method": "POST"}
-    result = presign_uploads(user_id, [spec])
+    bound = min(threshold, policy.max_file_size) if size is None else size
+    spec = {**file_spec(filename, content_type, metadata, bound), "method": "POST"}
+    result = presign_uploads(user_id, [spec], size_is_limit=size is None)
     if result.failures:
         raise result.failures[0].error
     ticket = result.tickets[0]
+    get_watcher().watch(user_id, ticket["id"], ticket["expires_at"])
     return {
         "method": "POST",
         "url": ticket["presigned_url"],
