@@ -4,9 +4,13 @@ Both servers sign for the same S3 emulator (MiniStack, bucket and key test/test)
 run, and one closed-loop load generator (wrk, fixed duration and connection count) drives
 each in turn:
 
-  - params:  GET /s3/params?filename=&type=&metadata[size]=  (a POST form per request)
+  - params:  GET /s3/params?filename=&type=  (a POST form per request, as stock Uppy asks: no size)
       s3drive: /uppy/s3/params with a Bearer header, and /uppy/<token>/s3/params (session
-               token); each request also checks policy, reserves quota and inserts a record.
+               token); each request also checks policy, reserves quota and inserts a record,
+               and the upload watcher then looks for each form's object in S3 (HeadObject at
+               1, 3, 7 s ... : the bench uploads nothing, so every form is looked for again and
+               again, which a real upload ends after one or two looks). That background work
+               runs in the same gunicorn workers and is counted.
       Companion: /s3/params (it checks nothing and records nothing).
   - batch part signing, 100 part numbers a request (signed URLs/s = requests/s x 100):
       Companion: GET /s3/multipart/<id>/batch?key=&partNumbers=1,...,100
@@ -14,7 +18,9 @@ each in turn:
                  GET /uppy/s3/multipart/<id>/batch (the Companion-compatible route).
 
 s3drive runs under gunicorn (--workers/--threads) on a SQLite file (or --database-url);
-Companion runs as its standalone server (one Node.js process, as shipped). Requests rotate
+Companion runs as its standalone server (one Node.js process, as shipped). Before every
+measurement s3drive's workers are replaced (SIGHUP), so no watcher work of an earlier run
+overlaps the next one, whoever's it is. Requests rotate
 over --users accounts, as on a server many people use at once.
 
 Uses wrk (apt-get install wrk) when present, else a slower closed loop of Python threads.
@@ -33,6 +39,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +47,7 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -56,7 +64,7 @@ BUCKET = "bench-uppy"
 PASSWORD = "correct horse battery"
 PARTS = 100
 MIB = 1024**2
-PARAMS_QUERY = "filename=IMG_0001.jpg&type=image%2Fjpeg&metadata%5Bsize%5D=1000000"
+PARAMS_QUERY = "filename=IMG_0001.jpg&type=image%2Fjpeg"
 TARGETS = {"params": 2.0, "batch": 10.0}
 
 
@@ -135,9 +143,44 @@ def s3drive_env(tmp: Path, s3_url: str, database_url: str | None) -> dict:
     return env
 
 
+@dataclass
+class Gunicorn:
+    """The s3drive server: its URL, and a way to replace its workers."""
+
+    url: str
+    proc: subprocess.Popen
+    workers: int
+
+    def worker_pids(self) -> set[int]:
+        pids = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                pids.add(int(stat.parent.name))
+        return pids
+
+    def fresh(self) -> None:
+        """Replace every worker (SIGHUP) and wait until only the new ones run: their watchers start empty."""
+        old = self.worker_pids()
+        os.kill(self.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = self.worker_pids()
+            if len(now) == self.workers and not now & old:
+                break
+            time.sleep(0.1)
+        else:
+            sys.exit("gunicorn did not replace its workers within 60 s")
+        for _ in range(self.workers * 4):  # every new worker has imported the app and answers
+            requests.get(self.url + "/healthz", timeout=30).raise_for_status()
+
+
 @contextmanager
 def s3drive(tmp: Path, s3_url: str, args: argparse.Namespace):
-    """Migrate the database and serve s3drive with gunicorn; yield its URL."""
+    """Migrate the database and serve s3drive with gunicorn; yield it."""
     env = s3drive_env(tmp, s3_url, args.database_url)
     migrated = subprocess.run(
         [str(VENV_BIN / "flask"), "--app", "wsgi", "db", "upgrade"], env=env, cwd=REPO, capture_output=True, text=True
@@ -154,8 +197,8 @@ def s3drive(tmp: Path, s3_url: str, args: argparse.Namespace):
         "wsgi:app",
     ]
     url = f"http://127.0.0.1:{port}"
-    with process(command, env=env, log=tmp / "gunicorn.log", cwd=REPO, ready_url=url + "/healthz"):
-        yield url
+    with process(command, env=env, log=tmp / "gunicorn.log", cwd=REPO, ready_url=url + "/healthz") as proc:
+        yield Gunicorn(url, proc, args.workers)
 
 
 def install_companion() -> Path:
@@ -310,11 +353,16 @@ def python_load(base_url: str, items: list[dict], connections: int, duration: fl
 
 
 def measure_rounds(
-    title: str, contenders: list[tuple[str, str, str, list[dict]]], args: argparse.Namespace, tmp: Path
+    title: str,
+    contenders: list[tuple[str, str, str, list[dict]]],
+    args: argparse.Namespace,
+    tmp: Path,
+    server: Gunicorn,
 ) -> dict[str, list[float]]:
     """Measure each (key, label, url, requests) in turn, round after round; return key -> req/s per round.
 
     Interleaved rounds share whatever else the machine is doing, so per-round ratios stay fair.
+    s3drive's workers are replaced before each run, then warmed up if the run is s3drive's.
     """
     print(title, flush=True)
     for _, _, url, items in contenders:
@@ -322,6 +370,9 @@ def measure_rounds(
     rates: dict[str, list[float]] = {key: [] for key, *_ in contenders}
     for round_number in range(1, args.rounds + 1):
         for key, label, url, items in contenders:
+            server.fresh()
+            if url == server.url:
+                run_wrk(url, items, args, tmp, duration=2)
             rate = run_wrk(url, items, args, tmp)
             rates[key].append(rate)
             print(f"  round {round_number}  {label:<52} {rate:10,.0f} req/s", flush=True)
@@ -355,7 +406,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-uppy-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         s3_url = stack.enter_context(ministack(tmp))
-        api = stack.enter_context(s3drive(tmp, s3_url, args))
+        server = stack.enter_context(s3drive(tmp, s3_url, args))
+        api = server.url
         companion_url = stack.enter_context(companion(tmp, s3_url))
         print(
             f"s3drive: gunicorn {args.workers} workers x {args.threads} threads, "
@@ -393,6 +445,7 @@ def main() -> None:
             ],
             args,
             tmp,
+            server,
         )
         rates |= measure_rounds(
             f"batch part signing: {PARTS} part numbers a request",
@@ -408,6 +461,7 @@ def main() -> None:
             ],
             args,
             tmp,
+            server,
         )
     report(rates)
 

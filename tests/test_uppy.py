@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from conftest import BUCKET, register_and_login
-from sqlalchemy import text, update
+from sqlalchemy import text
 
 from s3drive.app import close_app
 from s3drive.errors import StorageUnavailable
@@ -368,9 +368,10 @@ def test_watcher_keeps_checking_until_the_form_expires(make_app, s3, monkeypatch
         time.sleep(0.05)
     assert record_by_key(app, late["fields"]["key"]).size == 7
     # The other form never gets its file; once it expires the watcher lets go (the sweeper settles it).
-    with app.app_context():
-        db.session.execute(update(File).where(File.s3_key == never["fields"]["key"]).values(expires_at=utcnow()))
-        db.session.commit()
+    assert watcher.wait_idle(timeout=0) is False
+    record = record_by_key(app, never["fields"]["key"])
+    watcher.stop()
+    watcher.watch(record.user_id, record.id, record.s3_key, utcnow() + timedelta(seconds=0.5))
     assert watcher.wait_idle(timeout=10)
     assert record_by_key(app, never["fields"]["key"]).status == FileStatus.PENDING
 

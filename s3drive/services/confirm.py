@@ -55,16 +55,24 @@ def load_owned_files(user_id: str, column, values: list[str]) -> dict[str, File]
 
 
 def confirm_uploads(
-    user_id: str, *, ids: list[str] | None = None, s3_keys: list[str] | None = None
+    user_id: str,
+    *,
+    ids: list[str] | None = None,
+    s3_keys: list[str] | None = None,
+    observed: dict[str, ObjectInfo] | None = None,
 ) -> list[ConfirmOutcome]:
-    """Confirm uploads by id or key; idempotent; one outcome per requested item, in order."""
+    """Confirm uploads by id or key; idempotent; one outcome per requested item, in order.
+
+    `observed` holds HeadObject answers by key that the caller already has (the upload watcher's).
+    """
     by_id = ids is not None
     column = File.id if by_id else File.s3_key
     requested = ids if by_id else s3_keys
     records = load_owned_files(user_id, column, requested)
 
     pending = [r for r in records.values() if r.status == FileStatus.PENDING]
-    observed = inspect_objects(pending)
+    known = observed or {}
+    observed = {**inspect_objects([r for r in pending if r.s3_key not in known]), **known}
     verdicts = {record.id: judge(record, observed.get(record.s3_key)) for record in pending}
     settled = settle(user_id, verdicts)
 

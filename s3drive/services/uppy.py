@@ -193,7 +193,7 @@ def upload_params(user_id: str, filename: Any, content_type: Any, raw_metadata: 
     if result.failures:
         raise result.failures[0].error
     ticket = result.tickets[0]
-    get_watcher().watch(user_id, ticket["id"], ticket["expires_at"])
+    get_watcher().watch(user_id, ticket["id"], ticket["s3_key"], ticket["expires_at"])
     return {
         "method": "POST",
         "url": ticket["presigned_url"],

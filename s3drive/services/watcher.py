@@ -2,9 +2,9 @@
 
 Stock `@uppy/aws-s3` makes no call after a form upload, and Uppy 6 refuses a form that would
 redirect the browser to us afterwards (success_action_redirect). So each process watches the
-forms it signed for Uppy: a background thread asks S3 (HeadObject, through the native confirm)
-soon after signing and then less and less often, until the object arrives and is confirmed or
-rejected, or the form expires (then the sweeper settles it). The thread runs only while there is
+forms it signed for Uppy: a background thread asks S3 (HeadObject) soon after signing and then
+less and less often, until the object arrives and the native confirm settles it (complete, or
+rejected), or the form expires (then the sweeper settles it). The thread runs only while there is
 something to watch, and exits when its queue empties.
 
 A process that stops forgets what it watched; the sweeper confirms those uploads once their
@@ -24,13 +24,17 @@ from datetime import datetime
 from flask import Flask, current_app
 
 from ..extensions import db
+from ..storage import ObjectInfo
 from ..timeutil import utcnow
+from . import get_storage
 from .confirm import confirm_uploads
 
-FIRST_CHECK_SECONDS = 0.5
-BACKOFF = 1.5
-MAX_INTERVAL_SECONDS = 15.0
-# Ids confirmed per call of the native confirm (HeadObject each, on the storage pool).
+# Checks at 1, 3, 7, 15, 31 s ... then every minute: an upload that took t seconds is confirmed
+# by about 2t, and one that never comes costs a HeadObject a minute until its form expires.
+FIRST_CHECK_SECONDS = 1.0
+BACKOFF = 2.0
+MAX_INTERVAL_SECONDS = 60.0
+# Uploads checked at once (HeadObject each, on the storage pool).
 CHECK_BATCH = 200
 EXTENSION_KEY = "s3drive.upload_watcher"
 # Confirm outcomes that mean "ask again later": not uploaded yet, or S3 did not answer.
@@ -43,8 +47,9 @@ class _Watch:
     order: int
     user_id: str = field(compare=False)
     file_id: str = field(compare=False)
+    s3_key: str = field(compare=False)
     expires_at: datetime = field(compare=False)
-    interval: float = field(compare=False, default=FIRST_CHECK_SECONDS)
+    interval: float = field(compare=False)
 
 
 class UploadWatcher:
@@ -58,11 +63,12 @@ class UploadWatcher:
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._generation = 0  # bumped by stop()
-        self.checks = 0  # confirm calls made, for tests and metrics
+        self.checks = 0  # HeadObject calls made
 
-    def watch(self, user_id: str, file_id: str, expires_at: datetime) -> None:
-        """Start watching an upload; the first check comes after FIRST_CHECK_SECONDS."""
-        item = _Watch(time.monotonic() + FIRST_CHECK_SECONDS, next(self._order), user_id, file_id, expires_at)
+    def watch(self, user_id: str, file_id: str, s3_key: str, expires_at: datetime) -> None:
+        """Watch an upload until its form expires; the first check comes after FIRST_CHECK_SECONDS."""
+        first = FIRST_CHECK_SECONDS
+        item = _Watch(time.monotonic() + first, next(self._order), user_id, file_id, s3_key, expires_at, first)
         with self._lock:
             heapq.heappush(self._queue, item)
             if self._thread is None:
@@ -107,42 +113,62 @@ class UploadWatcher:
                 while self._queue and self._queue[0].due <= now and len(due) < CHECK_BATCH:
                     due.append(heapq.heappop(self._queue))
                 generation = self._generation
-            again = self._check(due)
+            try:
+                again = self._check(due)
+            except Exception:  # noqa: BLE001 - a bug must not end the watching: log it, try again later
+                self.app.logger.exception("upload watcher: check failed")
+                again = self._later(due)
             with self._lock:
                 if generation == self._generation:  # else stop() came meanwhile: drop them
                     for item in again:
                         heapq.heappush(self._queue, item)
 
     def _check(self, due: list[_Watch]) -> list[_Watch]:
-        """Confirm the due uploads; return those to check again later."""
-        by_user: dict[str, list[_Watch]] = defaultdict(list)
-        for item in due:
-            by_user[item.user_id].append(item)
-        again = []
+        """Ask S3 for the due uploads' objects and confirm those that arrived; return the rest.
+
+        An object that is not there yet costs one HeadObject and no database work.
+        """
+        again: list[_Watch] = []
         with self.app.app_context():
             try:
-                for user_id, items in by_user.items():
-                    self.checks += 1
-                    try:
-                        outcomes = confirm_uploads(user_id, ids=[item.file_id for item in items])
-                    except Exception:  # noqa: BLE001 - the database or S3 went away: try again later
-                        db.session.rollback()
-                        current_app.logger.warning("upload watcher: check failed, will retry", exc_info=True)
-                        outcomes = None
-                    now = utcnow()
-                    for index, item in enumerate(items):
-                        if outcomes is not None:
-                            outcome = outcomes[index]
-                            if outcome.code not in _NOT_YET or outcome.file is None:
-                                continue  # settled: confirmed, rejected, or no longer pending
-                            item.expires_at = outcome.file.expires_at or now
-                        if item.expires_at > now:
-                            item.interval = min(item.interval * BACKOFF, MAX_INTERVAL_SECONDS)
-                            item.due = time.monotonic() + item.interval
-                            again.append(item)
+                storage = get_storage()
+                self.checks += len(due)
+                seen = storage.map_concurrently(storage.head_object, [item.s3_key for item in due])
+                arrived: dict[str, list[_Watch]] = defaultdict(list)
+                for item in due:
+                    if isinstance(seen.get(item.s3_key), ObjectInfo):
+                        arrived[item.user_id].append(item)
+                    else:
+                        again.append(item)  # not there yet, or S3 did not answer
+                for user_id, items in arrived.items():
+                    again.extend(self._confirm(user_id, items, seen))
             finally:
                 db.session.remove()
-        return again
+        return self._later(again)
+
+    @staticmethod
+    def _later(items: list[_Watch]) -> list[_Watch]:
+        """Schedule the next check of each item whose form has not expired; drop the others."""
+        now = utcnow()
+        later = [item for item in items if item.expires_at > now]
+        for item in later:
+            item.interval = min(item.interval * BACKOFF, MAX_INTERVAL_SECONDS)
+            item.due = time.monotonic() + item.interval
+        return later
+
+    def _confirm(self, user_id: str, items: list[_Watch], seen: dict) -> list[_Watch]:
+        """Confirm one user's arrived uploads with what HeadObject saw; return those to retry."""
+        try:
+            outcomes = confirm_uploads(
+                user_id,
+                ids=[item.file_id for item in items],
+                observed={item.s3_key: seen[item.s3_key] for item in items},
+            )
+        except Exception:  # noqa: BLE001 - the database went away: try again later
+            db.session.rollback()
+            current_app.logger.warning("upload watcher: confirm failed, will retry", exc_info=True)
+            return items
+        return [item for item, outcome in zip(items, outcomes, strict=True) if outcome.code in _NOT_YET]
 
 
 def get_watcher() -> UploadWatcher:
