@@ -181,7 +181,7 @@ def _register_request_id(app: Flask) -> None:
 
 def _register_jwt_callbacks() -> None:
     from .models import User  # noqa: PLC0415
-    from .services.users import is_token_revoked  # noqa: PLC0415
+    from .services.users import token_user  # noqa: PLC0415
 
     @jwt.unauthorized_loader
     def missing_token(reason: str):
@@ -201,11 +201,16 @@ def _register_jwt_callbacks() -> None:
 
     @jwt.token_in_blocklist_loader
     def token_revoked(header: dict, payload: dict) -> bool:
-        return is_token_revoked(payload["jti"])
+        # One query answers both this and load_user below, which flask-jwt-extended calls next.
+        user, revoked = token_user(payload["sub"], payload["jti"])
+        g.token_user = (payload["jti"], user)
+        return revoked
 
     @jwt.user_lookup_loader
     def load_user(header: dict, payload: dict):
-        user = db.session.get(User, payload["sub"])
+        jti, user = g.pop("token_user", (None, None))
+        if jti != payload["jti"]:
+            user = db.session.get(User, payload["sub"])
         return user if user is not None and user.is_active else None
 
     @jwt.user_lookup_error_loader

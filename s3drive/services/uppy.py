@@ -54,7 +54,7 @@ from ..storage import MultipartRefused, PartInfo
 from ..timeutil import utcnow
 from . import get_policy, get_storage, multipart
 from .uploads import MAX_PARTS, MIN_PART_SIZE, part_count, presign_uploads
-from .users import available_bytes, is_token_revoked, lock_user
+from .users import available_bytes, lock_user, token_user
 from .watcher import get_watcher
 
 SESSION_SALT = "s3drive.uppy-session"
@@ -97,9 +97,9 @@ def session_user(token: str) -> User:
         raise Unauthorized("The Uppy session token is invalid.", code="invalid_token") from None
     if not isinstance(expires, int) or expires <= utcnow().timestamp():
         raise Unauthorized("The Uppy session has expired; start a new one.", code="token_expired")
-    if jti and is_token_revoked(jti):
+    user, revoked = token_user(user_id, jti) if isinstance(user_id, str) and isinstance(jti, str) else (None, False)
+    if revoked:
         raise Unauthorized("The Uppy session was revoked (its login was logged out).", code="token_revoked")
-    user = db.session.get(User, user_id) if isinstance(user_id, str) else None
     if user is None or not user.is_active:
         raise Unauthorized("The account for this session is disabled or gone.", code="invalid_token")
     return user

@@ -85,6 +85,13 @@ def is_token_revoked(jti: str) -> bool:
     return db.session.scalar(select(RevokedToken.jti).where(RevokedToken.jti == jti)) is not None
 
 
+def token_user(user_id: str, jti: str) -> tuple[User | None, bool]:
+    """Return the token's user (None if gone) and whether the token was revoked, in one query."""
+    revoked = select(RevokedToken.jti).where(RevokedToken.jti == jti).exists().label("revoked")
+    row = db.session.execute(select(User, revoked).where(User.id == user_id)).first()
+    return (row[0], bool(row[1])) if row is not None else (None, False)
+
+
 def reserved_bytes(user_id: str, now: datetime | None = None) -> int:
     """Return the bytes held by pending uploads whose URLs have not expired."""
     now = now or utcnow()
