@@ -109,12 +109,11 @@ def lock_user(user_id: str) -> User:
     """Lock the user's row for a quota decision and return it fresh.
 
     Postgres takes a row lock (SELECT ... FOR UPDATE). SQLite has no row locks:
-    a no-op UPDATE takes the database write lock, which serializes the writers.
+    a no-op UPDATE (RETURNING the row) takes the database write lock, which serializes the writers.
     Either lock is held until the transaction commits or rolls back.
     """
     if db.session.get_bind().dialect.name == "sqlite":
-        db.session.execute(update(User).where(User.id == user_id).values(used_bytes=User.used_bytes))
-        query = select(User).where(User.id == user_id)
+        query = update(User).where(User.id == user_id).values(used_bytes=User.used_bytes).returning(User)
     else:
         query = select(User).where(User.id == user_id).with_for_update()
     user = db.session.scalars(query.execution_options(populate_existing=True)).one_or_none()
