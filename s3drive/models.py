@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -17,6 +18,14 @@ from .timeutil import utcnow
 def new_id() -> str:
     """Return a new random UUID string."""
     return str(uuid.uuid4())
+
+
+def new_time_ordered_id() -> str:
+    """Return a UUIDv7: its first 48 bits are the Unix time in ms, so these ids sort by creation time."""
+    millis = time.time_ns() // 1_000_000 & (1 << 48) - 1
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = millis << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64 | 0b10 << 62 | rand & (1 << 62) - 1
+    return str(uuid.UUID(int=value))
 
 
 def new_ids(count: int) -> list[str]:

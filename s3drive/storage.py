@@ -234,6 +234,23 @@ class Storage:
             raise translate_error(error) from error
         return found
 
+    def list_after(
+        self, prefix: str, start_after: str, max_keys: int = 1000
+    ) -> tuple[dict[str, ObjectInfo], str | None]:
+        """Return one page of the objects under prefix whose keys sort after start_after, and the
+        page's last key if more follow (None when the page ends the listing)."""
+        try:
+            page = self.client.list_objects_v2(
+                Bucket=self.bucket, Prefix=prefix, StartAfter=start_after, MaxKeys=max_keys
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise translate_error(error) from error
+        found = {
+            item["Key"]: ObjectInfo(key=item["Key"], size=item["Size"], etag=_strip_etag(item.get("ETag")))
+            for item in page.get("Contents", ())
+        }
+        return found, (max(found) if page.get("IsTruncated") and found else None)
+
     def create_multipart_upload(
         self,
         key: str,

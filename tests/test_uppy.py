@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import time
+import uuid
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -23,7 +24,7 @@ from sqlalchemy import text
 from s3drive.app import close_app
 from s3drive.errors import StorageUnavailable
 from s3drive.extensions import db
-from s3drive.models import File, FileStatus
+from s3drive.models import File, FileStatus, new_time_ordered_id
 from s3drive.services import uppy as uppy_service
 from s3drive.services.sweeper import sweep
 from s3drive.services.uploads import presign_uploads
@@ -675,3 +676,39 @@ def test_metadata_is_limited_to_the_allow_list():
         {"title": "T", "relativePath": "null", "secret": "x", "x-amz-acl": "public-read", "size": "5", "tags": None}
     )
     assert metadata == {"title": "T", "size": "5"}
+
+
+def test_watcher_heads_what_the_listing_page_did_not_reach(make_app, s3, monkeypatch):
+    # One listing per user covers its watched forms, from the oldest watched batch on. A user with
+    # more objects after that than a page holds still has the newer forms found (by HeadObject).
+    monkeypatch.setattr("s3drive.services.watcher.LIST_PAGE", 3)
+    app = make_app(S3_CONFIRM="list")
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    forms = []
+    for i in range(6):
+        forms.append(params(client, "/uppy", auth, filename=f"f{i}.txt", type_="text/plain").get_json())
+        time.sleep(0.002)  # ids made in the same millisecond need not sort in creation order
+    keys = [form["fields"]["key"] for form in forms]
+    assert keys == sorted(keys)  # batch ids sort by time, so keys do too
+    for form in forms[1:]:  # the oldest form never gets its file
+        post_form(form, b"arrived")
+    watcher = get_watcher_of(app)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(record_by_key(app, key).status == FileStatus.PENDING for key in keys[1:]):
+        time.sleep(0.1)
+    assert [record_by_key(app, key).status for key in keys] == [FileStatus.PENDING] + [FileStatus.COMPLETE] * 5
+    assert all(record_by_key(app, key).size == 7 for key in keys[1:])
+    assert watcher.checks >= 3  # a listing of 3 keys, and HeadObject for the two beyond it
+    watcher.stop()
+
+
+def test_time_ordered_ids_sort_by_creation():
+    ids = []
+    for _ in range(5):
+        ids.append(new_time_ordered_id())
+        time.sleep(0.002)
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    parsed = [uuid.UUID(value) for value in ids]
+    assert all(value.version == 7 and value.variant == uuid.RFC_4122 for value in parsed)
+    assert abs((parsed[0].int >> 80) / 1000 - time.time()) < 5  # the first 48 bits: Unix time in ms

@@ -21,7 +21,7 @@ from ..errors import (
     ValidationFailed,
 )
 from ..extensions import db
-from ..models import File, FileStatus, new_ids
+from ..models import File, FileStatus, new_ids, new_time_ordered_id
 from ..policy import (
     TIERS,
     PolicyError,
@@ -137,8 +137,10 @@ def presign_uploads(
 
     now = utcnow()
     expires_at = now + timedelta(seconds=config["URL_EXPIRES_IN"])
-    ids = new_ids(len(accepted) + 1)
-    batch_id = ids.pop()
+    ids = new_ids(len(accepted))
+    # Time-ordered, so the keys of newer batches sort after older ones (the upload watcher lists
+    # a user's keys from its oldest watched batch on).
+    batch_id = new_time_ordered_id()
     prefix = config["S3_KEY_PREFIX"]
     rows: list[dict[str, Any]] = []
     # (request index, position among the successful tickets, row) of each multipart upload.

@@ -2,8 +2,9 @@
 
 Stock `@uppy/aws-s3` makes no call after a form upload, and Uppy 6 refuses a form that would
 redirect the browser to us afterwards (success_action_redirect). So each process watches the
-forms it signed for Uppy: a background thread asks S3 (HeadObject) soon after signing and then
-less and less often, until the object arrives and the native confirm settles it (complete, or
+forms it signed for Uppy: a background thread asks S3 soon after signing and then less and less
+often (one ListObjectsV2 page per user and check, from that user's oldest watched batch on: batch
+ids sort by time), until the object arrives and the native confirm settles it (complete, or
 rejected), or the form expires (then the sweeper settles it). The thread runs only while there is
 something to watch, and exits when its queue empties.
 
@@ -23,19 +24,21 @@ from datetime import datetime
 
 from flask import Flask, current_app
 
+from ..errors import StorageUnavailable
 from ..extensions import db
-from ..storage import ObjectInfo
+from ..storage import ObjectInfo, Storage
 from ..timeutil import utcnow
 from . import get_storage
 from .confirm import confirm_uploads
 
 # Checks at 1, 3, 7, 15, 31 s ... then every minute: an upload that took t seconds is confirmed
-# by about 2t, and one that never comes costs a HeadObject a minute until its form expires.
+# by about 2t, and one that never comes is looked for once a minute until its form expires.
 FIRST_CHECK_SECONDS = 1.0
 BACKOFF = 2.0
 MAX_INTERVAL_SECONDS = 60.0
-# Uploads checked at once (HeadObject each, on the storage pool).
-CHECK_BATCH = 200
+# Uploads checked at once (one listing per user, the users' listings concurrently).
+CHECK_BATCH = 1000
+LIST_PAGE = 1000  # keys per listing (S3's maximum)
 EXTENSION_KEY = "s3drive.upload_watcher"
 # Confirm outcomes that mean "ask again later": not uploaded yet, or S3 did not answer.
 _NOT_YET = frozenset({"object_missing", "storage_unavailable"})
@@ -48,6 +51,8 @@ class _Watch:
     user_id: str = field(compare=False)
     file_id: str = field(compare=False)
     s3_key: str = field(compare=False)
+    user_prefix: str = field(compare=False)  # the user's keys: <prefix>users/<user id>/
+    list_from: str = field(compare=False)  # sorts just before the upload's batch: <user prefix><batch id>
     expires_at: datetime = field(compare=False)
     interval: float = field(compare=False)
 
@@ -63,12 +68,25 @@ class UploadWatcher:
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._generation = 0  # bumped by stop()
-        self.checks = 0  # HeadObject calls made
+        self.checks = 0  # S3 requests made (listings and HeadObject)
 
     def watch(self, user_id: str, file_id: str, s3_key: str, expires_at: datetime) -> None:
         """Watch an upload until its form expires; the first check comes after FIRST_CHECK_SECONDS."""
+        # The key is <prefix>users/<user id>/<batch id>/<file id>/<name> (policy.object_key).
+        batch_end = s3_key.index(f"/{file_id}/")
+        user_prefix = s3_key[: s3_key.rindex("/", 0, batch_end) + 1]
         first = FIRST_CHECK_SECONDS
-        item = _Watch(time.monotonic() + first, next(self._order), user_id, file_id, s3_key, expires_at, first)
+        item = _Watch(
+            time.monotonic() + first,
+            next(self._order),
+            user_id,
+            file_id,
+            s3_key,
+            user_prefix,
+            s3_key[:batch_end],
+            expires_at,
+            first,
+        )
         with self._lock:
             heapq.heappush(self._queue, item)
             if self._thread is None:
@@ -124,27 +142,53 @@ class UploadWatcher:
                         heapq.heappush(self._queue, item)
 
     def _check(self, due: list[_Watch]) -> list[_Watch]:
-        """Ask S3 for the due uploads' objects and confirm those that arrived; return the rest.
+        """Look for the due uploads' objects and confirm those that arrived; return the rest.
 
-        An object that is not there yet costs one HeadObject and no database work.
+        One listing per user covers all of that user's due uploads; an object that is not there
+        yet costs no database work.
         """
+        by_user: dict[str, list[_Watch]] = defaultdict(list)
+        for item in due:
+            by_user[item.user_id].append(item)
         again: list[_Watch] = []
         with self.app.app_context():
             try:
                 storage = get_storage()
-                self.checks += len(due)
-                seen = storage.map_concurrently(storage.head_object, [item.s3_key for item in due])
-                arrived: dict[str, list[_Watch]] = defaultdict(list)
-                for item in due:
-                    if isinstance(seen.get(item.s3_key), ObjectInfo):
-                        arrived[item.user_id].append(item)
-                    else:
-                        again.append(item)  # not there yet, or S3 did not answer
-                for user_id, items in arrived.items():
-                    again.extend(self._confirm(user_id, items, seen))
+                # The store enforces what was signed (S3_CONFIRM=list): a listing's size suffices, as for
+                # the native confirm. Otherwise confirm runs HeadObject on what the listing found.
+                trust_listing = current_app.config["S3_CONFIRM"] == "list"
+                looked = storage.map_concurrently(lambda user_id: self._look(storage, by_user[user_id]), list(by_user))
+                for user_id, items in by_user.items():
+                    seen = looked[user_id]
+                    if isinstance(seen, StorageUnavailable):
+                        again.extend(items)
+                        continue
+                    arrived = [item for item in items if isinstance(seen.get(item.s3_key), ObjectInfo)]
+                    again.extend(item for item in items if item not in arrived)
+                    if arrived:
+                        observed = {
+                            item.s3_key: seen[item.s3_key]
+                            for item in arrived
+                            if trust_listing or seen[item.s3_key].detailed
+                        }
+                        again.extend(self._confirm(user_id, arrived, observed))
             finally:
                 db.session.remove()
         return self._later(again)
+
+    def _look(self, storage: Storage, items: list[_Watch]) -> dict[str, ObjectInfo | None]:
+        """List the user's keys from the oldest item's batch on (batch ids sort by time); HeadObject
+        the items that listing page did not reach."""
+        self.checks += 1
+        found, last = storage.list_after(items[0].user_prefix, min(item.list_from for item in items), LIST_PAGE)
+        seen: dict[str, ObjectInfo | None] = {}
+        for item in items:
+            if last is None or item.s3_key <= last:
+                seen[item.s3_key] = found.get(item.s3_key)
+            else:
+                self.checks += 1
+                seen[item.s3_key] = storage.head_object(item.s3_key)
+        return seen
 
     @staticmethod
     def _later(items: list[_Watch]) -> list[_Watch]:
@@ -156,14 +200,11 @@ class UploadWatcher:
             item.due = time.monotonic() + item.interval
         return later
 
-    def _confirm(self, user_id: str, items: list[_Watch], seen: dict) -> list[_Watch]:
-        """Confirm one user's arrived uploads with what HeadObject saw; return those to retry."""
+    def _confirm(self, user_id: str, items: list[_Watch], observed: dict[str, ObjectInfo]) -> list[_Watch]:
+        """Confirm one user's arrived uploads (confirm looks again at those not in `observed`);
+        return those to check again."""
         try:
-            outcomes = confirm_uploads(
-                user_id,
-                ids=[item.file_id for item in items],
-                observed={item.s3_key: seen[item.s3_key] for item in items},
-            )
+            outcomes = confirm_uploads(user_id, ids=[item.file_id for item in items], observed=observed)
         except Exception:  # noqa: BLE001 - the database went away: try again later
             db.session.rollback()
             current_app.logger.warning("upload watcher: confirm failed, will retry", exc_info=True)
