@@ -355,6 +355,7 @@ def test_form_of_another_type_than_declared_is_rejected(client, auth, app, s3):
 def test_watcher_keeps_checking_until_the_form_expires(make_app, s3, monkeypatch):
     monkeypatch.setattr("s3drive.services.watcher.FIRST_CHECK_SECONDS", 0.05)
     monkeypatch.setattr("s3drive.services.watcher.MAX_INTERVAL_SECONDS", 0.1)
+    monkeypatch.setattr("s3drive.services.watcher.TICK_SECONDS", 0.02)
     app = make_app(URL_EXPIRES_IN=60)
     client = app.test_client()
     auth = register_and_login(client, "alice")
@@ -712,3 +713,15 @@ def test_time_ordered_ids_sort_by_creation():
     parsed = [uuid.UUID(value) for value in ids]
     assert all(value.version == 7 and value.variant == uuid.RFC_4122 for value in parsed)
     assert abs((parsed[0].int >> 80) / 1000 - time.time()) < 5  # the first 48 bits: Unix time in ms
+
+
+def test_one_listing_looks_for_all_of_a_users_forms(make_app, s3):
+    app = make_app(S3_CONFIRM="list")
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    for i in range(5):
+        assert params(client, "/uppy", auth, filename=f"{i}.txt", type_="text/plain").status_code == 200
+    watcher = get_watcher_of(app)
+    time.sleep(1.5)  # the first look comes at about 1 s; the next not before 3 s
+    assert watcher.checks == 1
+    watcher.stop()

@@ -36,6 +36,7 @@ from .confirm import confirm_uploads
 FIRST_CHECK_SECONDS = 1.0
 BACKOFF = 2.0
 MAX_INTERVAL_SECONDS = 60.0
+TICK_SECONDS = 0.5
 # Uploads checked at once (one listing per user, the users' listings concurrently).
 CHECK_BATCH = 1000
 LIST_PAGE = 1000  # keys per listing (S3's maximum)
@@ -117,20 +118,25 @@ class UploadWatcher:
             time.sleep(0.02)
 
     def _run(self) -> None:
+        next_pass = 0.0
         while True:
             with self._lock:
                 if not self._queue:
                     self._thread = None
                     return
-                delay = self._queue[0].due - time.monotonic()
+                now = time.monotonic()
+                # A pass also takes what falls due within the next tick, and passes are a tick apart, so
+                # one listing covers each user's uploads that fall due close together.
+                delay = max(self._queue[0].due - now, next_pass - now)
                 if delay > 0:
                     self._wake.wait(delay)
                     continue
-                now = time.monotonic()
+                horizon = now + TICK_SECONDS
                 due = []
-                while self._queue and self._queue[0].due <= now and len(due) < CHECK_BATCH:
+                while self._queue and self._queue[0].due <= horizon and len(due) < CHECK_BATCH:
                     due.append(heapq.heappop(self._queue))
                 generation = self._generation
+                next_pass = horizon
             try:
                 again = self._check(due)
             except Exception:  # noqa: BLE001 - a bug must not end the watching: log it, try again later
