@@ -324,6 +324,20 @@ def test_inline_vs_attachment(client, auth):
     assert bad.status_code == 422 and error_code(bad) == "validation_error"
 
 
+@pytest.mark.parametrize(
+    ("name", "content_type"), [("page.html", "text/html"), ("logo.svg", "image/svg+xml"), ("feed.xml", "text/xml")]
+)
+def test_inline_documents_that_could_run_scripts_are_shown_as_text(client, auth, name, content_type):
+    data = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(document.domain)</script></svg>"
+    file = upload(client, auth, name, data, content_type)
+    inline = download(client, auth, file["id"], disposition="inline")
+    assert inline.content == data
+    assert inline.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert inline.headers["Content-Disposition"].startswith(f'inline; filename="{name}"')
+    attachment = download(client, auth, file["id"])  # saved, not rendered: the real type
+    assert attachment.headers["Content-Type"] == content_type
+
+
 def test_download_link_shape_and_redirect(client, auth, app):
     data = b"redirected bytes"
     file = upload(client, auth, "r.txt", data)

@@ -209,17 +209,32 @@ def storage_state_error(error: StorageUnavailable) -> AppError:
 
 # -- download ----------------------------------------------------------------------------
 
+# Types a browser renders as a document that can run scripts (allowed uploads under text/* and image/*).
+ACTIVE_CONTENT_TYPES = frozenset(
+    {
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "text/xsl",
+        "application/xslt+xml",
+        "text/javascript",
+        "application/javascript",
+    }
+)
+
 
 def download_link(user_id: str, file_id: str, disposition: str = "attachment") -> dict[str, Any]:
     """Return a presigned GET URL whose response names the file (Content-Disposition)."""
     record = get_owned_file(user_id, file_id)
     require_readable(record, "be downloaded")
     expires_in = current_app.config["URL_EXPIRES_IN"]
-    url = get_storage().presign_get(
-        record.s3_key,
-        expires_in,
-        query={"response-content-disposition": content_disposition(record.file_name, disposition)},
-    )
+    query = {"response-content-disposition": content_disposition(record.file_name, disposition)}
+    if disposition == "inline" and record.content_type in ACTIVE_CONTENT_TYPES:
+        # Shown inline, these would run scripts in the bucket's origin: show their source instead.
+        query["response-content-type"] = "text/plain; charset=utf-8"
+    url = get_storage().presign_get(record.s3_key, expires_in, query=query)
     return {"url": url, "expires_at": utcnow() + timedelta(seconds=expires_in)}
 
 
