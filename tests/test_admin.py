@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from conftest import BUCKET, register_and_login
 from helpers import presign, put_bytes, spec
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from s3drive.extensions import db
@@ -61,7 +62,8 @@ def test_admin_routes_are_documented(client):
     assert paths["/api/admin/sweep"]["post"]["security"] == [{"bearerAuth": []}]
 
 
-def test_stats_count_real_uploads(app, client, auth, other_auth, admin_auth, s3):
+def make_mixed_state(app, client, auth, other_auth, admin_auth) -> None:
+    """Upload for real: one complete (10 B), one pending (10 B), one rejected, one lapsed (7 B); disable mallory."""
     good, pending, bad = presign(client, auth, spec("a.jpg"), spec("b.jpg"), spec("c.jpg"))["successful"]
     assert put_bytes(good, b"x" * 10).status_code == 200
     assert put_bytes(bad, b"x" * 4).status_code == 200
@@ -73,6 +75,10 @@ def test_stats_count_real_uploads(app, client, auth, other_auth, admin_auth, s3)
         db.session.commit()
     mallory = user_id(client, other_auth)
     assert client.patch(f"/api/admin/users/{mallory}", json={"is_active": False}, headers=admin_auth).status_code == 200
+
+
+def test_stats_count_real_uploads(app, client, auth, other_auth, admin_auth, s3):
+    make_mixed_state(app, client, auth, other_auth, admin_auth)
 
     response = client.get("/api/admin/stats", headers=admin_auth)
 
@@ -88,6 +94,31 @@ def test_stats_count_real_uploads(app, client, auth, other_auth, admin_auth, s3)
     assert body["reserved_bytes"] == 10  # mallory's URL lapsed: only alice's pending file holds quota
     assert body["lapsed_reservations"] == 1
     assert body["quota_bytes"] == 3 * 1024**3
+
+
+def test_metrics_report_the_store_in_prometheus_format(app, client, auth, other_auth, admin_auth, s3):
+    make_mixed_state(app, client, auth, other_auth, admin_auth)
+
+    response = client.get("/metrics")  # for the scraper: no token, aggregates only
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for sample in family.samples
+    }
+    assert samples[("s3drive_users", (("state", "active"),))] == 2
+    assert samples[("s3drive_users", (("state", "disabled"),))] == 1
+    assert samples[("s3drive_files", (("status", "complete"),))] == 1
+    assert samples[("s3drive_file_bytes", (("status", "complete"),))] == 10
+    assert samples[("s3drive_files", (("status", "pending"),))] == 2
+    assert samples[("s3drive_files", (("status", "rejected"),))] == 1
+    assert samples[("s3drive_used_bytes", ())] == 10
+    assert samples[("s3drive_reserved_bytes", ())] == 10
+    assert samples[("s3drive_lapsed_uploads", ())] == 1
+    assert samples[("process_resident_memory_bytes", ())] > 0
+    assert "/metrics" in client.get("/openapi.json").get_json()["paths"]
 
 
 def test_user_list_pages_with_usage(app, client, auth, admin_auth, s3):

@@ -1,13 +1,15 @@
-"""Operational routes: liveness and readiness."""
+"""Operational routes: liveness, readiness and metrics."""
 
 from __future__ import annotations
 
+from flask import Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from ..errors import DatabaseUnavailable, StorageUnavailable
 from ..extensions import db
 from ..schemas import HealthSchema
-from ..services import get_storage
+from ..services import get_storage, metrics
 from . import Blueprint
 
 blp = Blueprint("ops", __name__, description="Health checks")
@@ -41,3 +43,10 @@ def readyz():
     if checks["storage"] != "ok":
         raise StorageUnavailable("The storage bucket does not answer.", details=checks)
     return {"status": "ok", "checks": checks}
+
+
+@blp.route("/metrics", methods=["GET"])
+@blp.doc(responses={200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST: {}}}})
+def prometheus_metrics():
+    """Prometheus metrics: users, files and bytes by status, quota use, the sweeper's backlog."""
+    return Response(metrics.render(), content_type=CONTENT_TYPE_LATEST)
