@@ -19,7 +19,6 @@ from urllib.parse import quote
 import pytest
 import requests
 from conftest import BUCKET, register_and_login
-from sqlalchemy import text
 
 from s3drive.app import close_app
 from s3drive.errors import StorageUnavailable
@@ -408,8 +407,8 @@ def test_closing_the_app_stops_the_watcher(make_app, s3):
 
 def test_undeclared_form_confirmed_by_the_app_or_the_sweeper_keeps_the_arrived_size(client, auth, app, s3):
     # A process that stopped forgets what it watched: the app's confirm or the sweeper settles it.
+    user_id = client.get("/api/auth/me", headers=auth).get_json()["id"]
     with app.app_context():
-        user_id = db.session.query(File.user_id).first() or db.session.execute(text("SELECT id FROM users")).scalar()
         specs = [
             {"file_name": name, "content_type": "text/plain", "file_size": 1000, "method": "POST"}
             for name in ("a.txt", "b.txt")

@@ -182,6 +182,12 @@ def judge(record: File, info: ObjectInfo | None | StorageUnavailable) -> tuple[s
     return "success", "Upload confirmed", info
 
 
+def arrived_size(record, info: ObjectInfo) -> int:
+    """Return the bytes a confirmed upload counts: its declared size or, for an upload of undeclared
+    size (an Uppy form, which reserved only its upper bound), the size S3 reports."""
+    return record.size if record.size_declared else info.size
+
+
 def _base_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
@@ -211,9 +217,8 @@ def settle(
         if record.status != FileStatus.PENDING:
             continue
         code = "integrity_mismatch"
-        if status == "success" and not record.size_declared:
-            # Reserved was the most the form allowed; from now on the file counts what arrived.
-            record.size, record.size_declared = info.size, True
+        if status == "success":
+            record.size, record.size_declared = arrived_size(record, info), True
         if status == "success" and record.expires_at and record.expires_at <= now:
             # The reservation lapsed with the URL; the bytes must fit the quota again.
             if available is None:

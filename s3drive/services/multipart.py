@@ -78,7 +78,7 @@ def sign_parts(user_id: str, file_id: str, part_numbers: Any) -> list[dict[str, 
     now = utcnow()
     expires_in = current_app.config["URL_EXPIRES_IN"]
     expires_at = now + timedelta(seconds=expires_in)
-    _keep_reserved(record, now, expires_at)
+    keep_reserved(record, now, expires_at)
     sizes = [(number, part_length(record.size, record.part_size, number)) for number in numbers]
     urls = get_storage().presign_upload_parts(record.s3_key, record.upload_id, sizes, expires_in)
     return [
@@ -195,7 +195,7 @@ def _gone(refusal: MultipartRefused) -> InvalidState:
     )
 
 
-def _keep_reserved(record: File, now: datetime, until: datetime) -> None:
+def keep_reserved(record: File, now: datetime, until: datetime) -> None:
     """Refuse a lapsed upload; make a live one's reservation outlast URLs that expire at `until`."""
     if record.expires_at is None or record.expires_at <= now:
         raise InvalidState("The multipart upload has expired; start a new one.", details={"status": "expired"})

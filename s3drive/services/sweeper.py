@@ -28,7 +28,7 @@ from ..extensions import db
 from ..models import File, FileStatus, RevokedToken
 from ..timeutil import utcnow
 from . import get_storage
-from .confirm import inspect_objects, judge
+from .confirm import arrived_size, inspect_objects, judge
 from .users import available_bytes, lock_user
 
 BATCH = 1000
@@ -139,8 +139,7 @@ def _confirm_arrived(counts: dict, user_id: str, arrived: list, now: datetime) -
     available = available_bytes(user, now)
     over_quota = []
     for row, info in sorted(arrived, key=lambda item: item[0].created_at):
-        # An upload of undeclared size (an Uppy form) counts what arrived, not its upper bound.
-        size = row.size if row.size_declared else info.size
+        size = arrived_size(row, info)
         if size > available:
             over_quota.append(row.id)
             continue

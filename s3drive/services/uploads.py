@@ -381,7 +381,7 @@ def sign_tickets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def post_conditions(row: dict[str, Any], fields: dict[str, str]) -> list:
     """Return a POST policy with a condition for every field the form carries."""
     # Exactly the declared size; or, for a size not declared, anything up to the reserved bound.
-    smallest = row["size"] if row.get("size_declared", True) else 0
+    smallest = row["size"] if row["size_declared"] else 0
     conditions: list = [["content-length-range", smallest, row["size"]]]
     conditions.extend({name: value} for name, value in fields.items())
     return conditions

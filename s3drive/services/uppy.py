@@ -240,7 +240,8 @@ def sign_part_urls(user_id: str, upload_id: Any, key: Any, part_numbers: list[in
                 details={"partNumbers": [f"Each must be from 1 to {highest}; got {number}."]},
             )
     expires_in = current_app.config["URL_EXPIRES_IN"]
-    _keep_reserved(record, utcnow() + timedelta(seconds=expires_in))
+    now = utcnow()
+    multipart.keep_reserved(record, now, now + timedelta(seconds=expires_in))
     numbers = list(dict.fromkeys(part_numbers))
     query = [(record.s3_key, None, {"partNumber": str(n), "uploadId": record.upload_id}) for n in numbers]
     urls = get_storage().signer.presign_many("PUT", query, expires_in=expires_in)
@@ -311,21 +312,6 @@ def _require_open(record: File, check_expiry: bool = True) -> None:
         raise InvalidState(f"The multipart upload is {record.status}.", details={"status": record.status})
     if check_expiry and (record.expires_at is None or record.expires_at <= utcnow()):
         raise InvalidState("The multipart upload has expired; start a new one.", details={"status": "expired"})
-
-
-def _keep_reserved(record: File, until: datetime) -> None:
-    """Make the upload's reservation outlast URLs that expire at `until` (as native signing does)."""
-    if record.expires_at >= until:
-        return
-    moved = db.session.execute(
-        update(File)
-        .where(File.id == record.id, File.status == FileStatus.UPLOADING, File.expires_at > utcnow())
-        .values(expires_at=until)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.commit()
-    if not moved:
-        raise InvalidState("The multipart upload is no longer open.")
 
 
 def _part_sizes(numbers: list[int], stored: dict[int, PartInfo]) -> list[int]:

@@ -80,11 +80,6 @@ def revoke_token(payload: dict) -> None:
         db.session.rollback()  # revoked concurrently: the goal is reached
 
 
-def is_token_revoked(jti: str) -> bool:
-    """Tell whether a token id was revoked."""
-    return db.session.scalar(select(RevokedToken.jti).where(RevokedToken.jti == jti)) is not None
-
-
 def token_user(user_id: str, jti: str) -> tuple[User | None, bool]:
     """Return the token's user (None if gone) and whether the token was revoked, in one query."""
     revoked = select(RevokedToken.jti).where(RevokedToken.jti == jti).exists().label("revoked")
