@@ -26,17 +26,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
-from botocore.config import Config
-from botocore.exceptions import ClientError
 from conftest import empty_tables, make_test_app
+from live import ServedApp, head_or_none
 from s3servers import ministack_server
-from werkzeug.serving import WSGIRequestHandler, make_server
 
-from s3drive import signing
-from s3drive.app import close_app
+from s3drive import devstack, signing
 from s3drive.client import cli, config, upload
 from s3drive.client.api import Api, RetryPolicy
 from s3drive.client.download import free_path, safe_file_name
@@ -62,11 +58,6 @@ def sha256_b64(data: bytes) -> str:
 
 
 # -- the served app -----------------------------------------------------------------------
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        pass
 
 
 class RequestLog:
@@ -95,16 +86,9 @@ class Stack:
     s3: object
     bucket: str
     log: RequestLog
-    server: object = None
-    thread: threading.Thread | None = None
 
     def head(self, key: str) -> dict | None:
-        try:
-            return self.s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
-        except ClientError as error:
-            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
+        return head_or_none(self.s3, self.bucket, key)
 
     def read(self, key: str) -> bytes:
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -127,25 +111,10 @@ def stack(database_url, tmp_path_factory) -> Iterator[Stack]:
         )
         log = RequestLog(app.wsgi_app)
         app.wsgi_app = log
-        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-        thread = threading.Thread(target=server.serve_forever, name="s3drive-client-tests", daemon=True)
-        thread.start()
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=s3_url,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-        )
+        s3 = devstack.s3_client(s3_url)
         s3.create_bucket(Bucket=bucket)
-        try:
-            yield Stack(app, f"http://127.0.0.1:{server.server_port}", s3, bucket, log, server, thread)
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=10)
-            close_app(app)
+        with ServedApp(app, "s3drive-client-tests") as served:
+            yield Stack(app, served.url, s3, bucket, log)
 
 
 @pytest.fixture

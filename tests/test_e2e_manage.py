@@ -11,15 +11,14 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import boto3
 import pytest
 import requests
-from botocore.config import Config
-from botocore.exceptions import ClientError
 from conftest import empty_tables, make_test_app, register_and_login
+from live import head_or_none
 from s3servers import ministack_server
 from werkzeug.http import parse_options_header
 
+from s3drive import devstack
 from s3drive import storage as storage_module
 from s3drive.app import close_app
 
@@ -36,14 +35,7 @@ def ministack(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture
 def s3(ministack):
-    client = boto3.client(
-        "s3",
-        endpoint_url=ministack,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
+    client = devstack.s3_client(ministack)
     client.bucket = f"s3drive-manage-{uuid.uuid4().hex[:10]}"
     client.create_bucket(Bucket=client.bucket)
     return client
@@ -89,12 +81,7 @@ def upload(client, auth, name: str, data: bytes, content_type: str = "text/plain
 
 
 def head(s3, key: str) -> dict | None:
-    try:
-        return s3.head_object(Bucket=s3.bucket, Key=key)
-    except ClientError as error:
-        if error.response["Error"]["Code"] in ("404", "NoSuchKey"):
-            return None
-        raise
+    return head_or_none(s3, s3.bucket, key)
 
 
 def with_query(url: str, **changes: str) -> str:

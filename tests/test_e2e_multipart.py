@@ -11,7 +11,6 @@ endpoint, in parallel, as a browser or script would send them.
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +19,11 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 from conftest import empty_tables, make_test_app
+from live import ServedApp
 from s3servers import ministack_server, moto_server
-from test_e2e_uploads import Api, LiveApp, S3Calls, _QuietHandler, s3_client
-from werkzeug.serving import make_server
+from test_e2e_uploads import Api, LiveApp, S3Calls
+
+from s3drive import devstack
 
 pytestmark = pytest.mark.e2e
 
@@ -55,18 +56,15 @@ def live(database_url, tmp_path_factory) -> Iterator[Callable[[str], LiveApp]]:
                 S3_CONFIRM="head" if endpoint == "moto" else "list",
                 **SETTINGS,
             )
-            server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-            thread = threading.Thread(target=server.serve_forever, name=f"s3drive-mp-{endpoint}", daemon=True)
-            thread.start()
+            served = ServedApp(app, f"s3drive-mp-{endpoint}")
             apps[endpoint] = LiveApp(
                 app=app,
-                base_url=f"http://127.0.0.1:{server.server_port}",
+                base_url=served.url,
                 endpoint=endpoint,
                 s3_url=s3_url,
                 bucket=bucket,
                 confirm=app.config["S3_CONFIRM"],
-                server=server,
-                thread=thread,
+                served=served,
             )
         return apps[endpoint]
 
@@ -83,7 +81,7 @@ class Env:
     def __init__(self, live_app: LiveApp):
         self.live = live_app
         self.api = Api(live_app.base_url).login(f"mp-{uuid.uuid4().hex[:8]}")
-        self.s3 = s3_client(live_app.s3_url)
+        self.s3 = devstack.s3_client(live_app.s3_url)
         self.bucket = live_app.bucket
 
     def start(self, data: bytes, name: str = "video.mp4", **extra) -> dict:
@@ -127,7 +125,7 @@ def env(request, live) -> Env:
     live_app = live(request.param)
     empty_tables(live_app.app)
     try:
-        s3_client(live_app.s3_url).create_bucket(Bucket=live_app.bucket)
+        devstack.s3_client(live_app.s3_url).create_bucket(Bucket=live_app.bucket)
     except ClientError as error:
         if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise

@@ -21,17 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 import requests
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import empty_tables, make_test_app
+from live import ServedApp, head_or_none
 from s3servers import ministack_server, moto_server
-from werkzeug.serving import WSGIRequestHandler, make_server
 
-from s3drive import signing
-from s3drive.app import close_app
+from s3drive import devstack, signing
 from s3drive.timeutil import utcnow
 
 pytestmark = pytest.mark.e2e
@@ -56,13 +53,6 @@ def payload(index: int, size: int) -> bytes:
     return (seed * (size // len(seed) + 1))[:size]
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """A request handler that does not log every request to stderr."""
-
-    def log_request(self, *args, **kwargs):
-        pass
-
-
 @dataclass
 class LiveApp:
     """The broker app served over HTTP in a thread, and what it talks to."""
@@ -73,18 +63,14 @@ class LiveApp:
     s3_url: str
     bucket: str
     confirm: str
-    server: object = None
-    thread: threading.Thread | None = None
+    served: ServedApp
 
     @property
     def storage(self):
         return self.app.extensions["s3drive.storage"]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-        close_app(self.app)
+        self.served.close()
 
 
 @dataclass
@@ -194,17 +180,6 @@ class S3Calls:
 # -- fixtures ------------------------------------------------------------------------------
 
 
-def s3_client(endpoint_url: str):
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
-
-
 @pytest.fixture(scope="module")
 def s3_endpoints(tmp_path_factory) -> Iterator[Callable[[str], str]]:
     """Start each S3 server on first use; stop them all at the end of the module."""
@@ -248,18 +223,15 @@ def live_apps(database_url, s3_endpoints, bucket_name) -> Iterator[Callable[...,
                 S3_CONFIRM=confirm,
                 **settings,
             )
-            server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-            thread = threading.Thread(target=server.serve_forever, name=f"s3drive-{endpoint}-{confirm}", daemon=True)
-            thread.start()
+            served = ServedApp(app, f"s3drive-{endpoint}-{confirm}")
             apps[key] = LiveApp(
                 app=app,
-                base_url=f"http://127.0.0.1:{server.server_port}",
+                base_url=served.url,
                 endpoint=endpoint,
                 s3_url=s3_url,
                 bucket=bucket_name,
                 confirm=confirm,
-                server=server,
-                thread=thread,
+                served=served,
             )
         return apps[key]
 
@@ -275,7 +247,7 @@ def make_live(live_apps):
     def make(endpoint: str, confirm: str, **settings) -> LiveApp:
         live = live_apps(endpoint, confirm, **settings)
         empty_tables(live.app)
-        client = s3_client(live.s3_url)
+        client = devstack.s3_client(live.s3_url)
         # Created per test, not per module: another module's mock_aws() resets moto's
         # process-wide state (the moto server thread shares it) when tests interleave.
         try:
@@ -301,12 +273,7 @@ class Env:
         return self.live.bucket
 
     def head(self, key: str) -> dict | None:
-        try:
-            return self.s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
-        except ClientError as error:
-            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
+        return head_or_none(self.s3, self.bucket, key)
 
     def read(self, key: str) -> bytes:
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -315,7 +282,7 @@ class Env:
 def make_env(make_live, endpoint: str, confirm: str, **settings) -> Env:
     live = make_live(endpoint, confirm, **settings)
     api = Api(live.base_url).login(f"user-{uuid.uuid4().hex[:8]}")
-    return Env(live=live, api=api, s3=s3_client(live.s3_url))
+    return Env(live=live, api=api, s3=devstack.s3_client(live.s3_url))
 
 
 @pytest.fixture(params=ENDPOINTS)

@@ -29,10 +29,9 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import boto3
 import pytest
 import requests
-from botocore.config import Config
+from live import chromium_browser, unavailable
 from s3servers import MINISTACK_VENV, S3ServerError, install_ministack
 
 from s3drive import devstack
@@ -41,8 +40,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("S3DRIVE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 MIB = 1024**2
 PART_SIZE = 5 * MIB
 START_TIMEOUT = 90.0
@@ -50,13 +47,6 @@ TIMEOUT_MS = 60_000
 PASSWORD = "correct horse battery"
 BUCKET = "s3drive-dev"
 PART_PUTS = "**/*partNumber=*"
-
-
-def _unavailable(reason: str):
-    """Skip when a browser prerequisite is missing, but fail in CI, which installs them all."""
-    if os.environ.get("CI"):
-        pytest.fail(f"browser test prerequisite missing in CI: {reason}")
-    pytest.skip(reason)
 
 
 # -- the dev stack -------------------------------------------------------------------------
@@ -128,14 +118,7 @@ class DevStack:
 
     def s3(self):
         """Return a boto3 client for the stack's MiniStack."""
-        return boto3.client(
-            "s3",
-            endpoint_url=f"http://127.0.0.1:{self.s3_port}",
-            region_name="us-east-1",
-            aws_access_key_id=devstack.ACCESS_KEY,
-            aws_secret_access_key=devstack.SECRET_KEY,
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-        )
+        return devstack.s3_client(f"http://127.0.0.1:{self.s3_port}")
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +126,7 @@ def stack(tmp_path_factory):
     try:
         install_ministack()
     except S3ServerError as error:
-        _unavailable(str(error))
+        unavailable(str(error))
     server = DevStack(tmp_path_factory.mktemp("frontend") / "data")
     server.start()
     try:
@@ -154,19 +137,9 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chromium():
-    """Launch Debian's Chromium through Playwright (its own browser downloads are not used)."""
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional dependency
-    except ImportError:
-        _unavailable("PyPI playwright is not installed")
-    if not os.path.exists(CHROMIUM):
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    """Debian's Chromium through Playwright."""
+    with chromium_browser() as browser:
+        yield browser
 
 
 @pytest.fixture

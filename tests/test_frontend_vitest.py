@@ -14,29 +14,22 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from live import unavailable
 
 REACT_DIR = Path(__file__).resolve().parents[1] / "frontend_example" / "react"
 VITEST = REACT_DIR / "node_modules" / "vitest" / "vitest.mjs"
 
 
-def _unavailable(reason: str):
-    """Skip when Node.js or the npm packages are missing, but fail in CI, which installs them."""
-    if os.environ.get("CI"):
-        pytest.fail(f"vitest prerequisite missing in CI: {reason}")
-    pytest.skip(reason)
-
-
 def test_vitest_suite_passes():
     node, npm = shutil.which("node"), shutil.which("npm")
     if not node or not npm:
-        _unavailable("node and npm are needed to run the frontend's Vitest suite")
+        unavailable("node and npm are needed to run the frontend's Vitest suite", "vitest")
     if not VITEST.exists():
         installed = subprocess.run(
             [npm, "install", "--no-audit", "--no-fund"], cwd=REACT_DIR, capture_output=True, text=True, timeout=600
         )
         if installed.returncode != 0:
-            _unavailable(f"npm ci failed in {REACT_DIR}:\n{installed.stderr[-2000:]}")
+            unavailable(f"npm ci failed in {REACT_DIR}:\n{installed.stderr[-2000:]}", "vitest")
     env = {**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"}
     result = subprocess.run(
         [node, str(VITEST), "run", "--reporter=verbose"],

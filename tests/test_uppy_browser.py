@@ -16,7 +16,6 @@ the tests skip, except under CI=true, where they fail.
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import subprocess
 import threading
@@ -26,22 +25,17 @@ from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
-from botocore.config import Config
 from conftest import empty_tables, make_test_app
+from live import ServedApp, chromium_browser, unavailable
 from s3servers import ministack_server
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from s3drive import devstack
-from s3drive.app import close_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 BROWSER_DIR = Path(__file__).resolve().parent / "browser"
-CHROMIUM = os.environ.get("S3DRIVE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "correct horse battery"
 MIB = 1024**2
 FILES = [
@@ -58,13 +52,6 @@ def file_bytes(size: int, seed: int) -> bytes:
     return bytes((i * 31 + seed * 17 + (i >> 10)) & 0xFF for i in range(size))
 
 
-def _unavailable(reason: str):
-    """Skip when a browser prerequisite is missing, but fail in CI, which installs them all."""
-    if os.environ.get("CI"):
-        pytest.fail(f"browser test prerequisite missing in CI: {reason}")
-    pytest.skip(reason)
-
-
 def build_bundle() -> None:
     """Bundle the page with esbuild (npm ci first if needed) unless dist/ is newer than its sources."""
     sources = [BROWSER_DIR / "build.mjs", BROWSER_DIR / "package-lock.json", *(BROWSER_DIR / "src").glob("*.js")]
@@ -74,15 +61,10 @@ def build_bundle() -> None:
         return
     npm, node = shutil.which("npm"), shutil.which("node")
     if not npm or not node:
-        _unavailable("node and npm are needed to bundle the Uppy test page")
+        unavailable("node and npm are needed to bundle the Uppy test page")
     if not (BROWSER_DIR / "node_modules" / "esbuild").exists():
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BROWSER_DIR, check=True, timeout=600)
     subprocess.run([node, "build.mjs"], cwd=BROWSER_DIR, check=True, timeout=300)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        pass
 
 
 class _StaticHandler(SimpleHTTPRequestHandler):
@@ -92,20 +74,10 @@ class _StaticHandler(SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def chromium():
-    """Launch Debian's Chromium through Playwright (its own browser downloads are not used)."""
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional dependency
-    except ImportError:
-        _unavailable("PyPI playwright is not installed")
-    if not os.path.exists(CHROMIUM):
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    build_bundle()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    """Debian's Chromium, with the Uppy page bundled."""
+    with chromium_browser() as browser:
+        build_bundle()
+        yield browser
 
 
 @pytest.fixture(scope="module")
@@ -134,23 +106,8 @@ def stack(database_url, page_origin, tmp_path_factory):
             S3_CONFIRM="list",
             CORS_ORIGINS=[page_origin],
         )
-        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-        thread = threading.Thread(target=server.serve_forever, name="s3drive-uppy", daemon=True)
-        thread.start()
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=s3_url,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-        )
-        try:
-            yield {"app": app, "api": f"http://127.0.0.1:{server.server_port}", "s3": s3, "bucket": bucket}
-        finally:
-            server.shutdown()
-            server.server_close()
-            close_app(app)
+        with ServedApp(app, "s3drive-uppy") as served:
+            yield {"app": app, "api": served.url, "s3": devstack.s3_client(s3_url), "bucket": bucket}
 
 
 def login(api: str, username: str) -> str:
