@@ -126,8 +126,9 @@ def settle_expired_uploads(counts: dict, *, now: datetime, cutoff: datetime, lim
     for user_id in sorted(arrived):
         over_quota = _confirm_arrived(counts, user_id, arrived[user_id], now)
         to_expire.extend(over_quota)
-    counts["expired"] += _mark(to_expire, FileStatus.PENDING, FileStatus.EXPIRED)
-    counts["rejected"] += _mark(to_reject, FileStatus.PENDING, FileStatus.REJECTED)
+    still_pending = [File.status == FileStatus.PENDING]
+    counts["expired"] += _update_still(to_expire, still_pending, status=FileStatus.EXPIRED)
+    counts["rejected"] += _update_still(to_reject, still_pending, status=FileStatus.REJECTED)
     db.session.commit()
     return len(candidates)
 
@@ -164,15 +165,15 @@ def _confirm_arrived(counts: dict, user_id: str, arrived: list, now: datetime) -
     return over_quota
 
 
-def _mark(ids: list[str], from_status: str, to_status: str) -> int:
-    """Move records that are still in from_status to to_status; return how many moved."""
+def _update_still(ids: list[str], conditions: list, **values) -> int:
+    """Update the records among ids that still meet the conditions (a concurrent confirm, sweeper or
+    part-signing call may have changed them), IN_CHUNK ids a statement; return how many changed."""
     moved = 0
     for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
         result = db.session.execute(
             update(File)
-            .where(File.id.in_(chunk), File.status == from_status)
-            .values(status=to_status)
+            .where(File.id.in_(ids[start : start + IN_CHUNK]), *conditions)
+            .values(**values)
             .returning(File.id)
             .execution_options(synchronize_session=False)
         )
@@ -203,22 +204,9 @@ def abort_stale_multipart(counts: dict, *, now: datetime, cutoff: datetime, limi
     aborted = [task[0] for task, result in results.items() if not isinstance(result, StorageUnavailable)]
     counts["errors"] += len(candidates) - len(aborted)
     # The expiry is re-checked: a part-signing call may have extended it meanwhile.
-    moved = 0
-    for start in range(0, len(aborted), IN_CHUNK):
-        result = db.session.execute(
-            update(File)
-            .where(
-                File.id.in_(aborted[start : start + IN_CHUNK]),
-                File.status == FileStatus.UPLOADING,
-                File.expires_at < cutoff,
-            )
-            .values(status=FileStatus.EXPIRED)
-            .returning(File.id)
-            .execution_options(synchronize_session=False)
-        )
-        moved += len(result.all())
+    still_stale = [File.status == FileStatus.UPLOADING, File.expires_at < cutoff]
+    counts["multipart_aborted"] += _update_still(aborted, still_stale, status=FileStatus.EXPIRED)
     db.session.commit()
-    counts["multipart_aborted"] += moved
     return len(candidates)
 
 
@@ -241,18 +229,9 @@ def purge_dead_objects(counts: dict, *, now: datetime, cutoff: datetime, limit: 
         current_app.logger.warning("sweeper could not delete %s: %s", key, error)
     counts["errors"] += len(errors)
     purged = [row.id for row in candidates if row.s3_key in deleted]
-    moved = 0
-    for start in range(0, len(purged), IN_CHUNK):
-        result = db.session.execute(
-            update(File)
-            .where(File.id.in_(purged[start : start + IN_CHUNK]), File.status.in_(DEAD), File.expires_at.is_not(None))
-            .values(expires_at=None)
-            .returning(File.id)
-            .execution_options(synchronize_session=False)
-        )
-        moved += len(result.all())
+    still_dead = [File.status.in_(DEAD), File.expires_at.is_not(None)]
+    counts["keys_purged"] += _update_still(purged, still_dead, expires_at=None)
     db.session.commit()
-    counts["keys_purged"] += moved
     return len(candidates)
 
 
