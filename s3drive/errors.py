@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from flask import Response, current_app, g, jsonify
+from flask import Response, current_app, g, has_request_context, jsonify, request
 
 
 class AppError(Exception):
@@ -102,7 +103,34 @@ class DatabaseUnavailable(ServiceUnavailable):
     code, message = "database_unavailable", "The database is unavailable, try again later."
 
 
+ERROR_RENDERERS = "s3drive.error_renderers"
+
+
 def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Build an error answer: the envelope, or the shape the request's blueprint renders errors in."""
+    if has_request_context() and request.blueprint:
+        renderer = current_app.extensions.get(ERROR_RENDERERS, {}).get(request.blueprint)
+        if renderer is not None:
+            return renderer(status, code, message, details, headers)
+    return envelope_response(status, code, message, details, headers)
+
+
+def render_errors_with(blueprint, renderer: Callable[..., Response]) -> None:
+    """Have every error answer to the blueprint's requests built by renderer (error_response's arguments)."""
+
+    def register(state) -> None:
+        state.app.extensions.setdefault(ERROR_RENDERERS, {})[blueprint.name] = renderer
+
+    blueprint.record_once(register)
+
+
+def envelope_response(
     status: int,
     code: str,
     message: str,

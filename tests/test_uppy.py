@@ -19,6 +19,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from conftest import BUCKET, register_and_login
+from sqlalchemy.exc import OperationalError
 
 from s3drive.app import close_app
 from s3drive.errors import StorageUnavailable
@@ -724,3 +725,20 @@ def test_one_listing_looks_for_all_of_a_users_forms(make_app, s3):
     time.sleep(1.5)  # the first look comes at about 1 s; the next not before 3 s
     assert watcher.checks == 1
     watcher.stop()
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [(RuntimeError("bug"), 500), (OperationalError("SELECT 1", {}, Exception("connection refused")), 503)],
+)
+def test_server_failures_on_companion_routes_use_companion_shape(client, auth, app, s3, monkeypatch, failure, status):
+    def broken(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(uppy_service, "upload_params", broken)
+    response = params(client, "/uppy", auth)
+    assert_companion_error(response, status)
+    assert "request id" in response.get_json()["error"] or status == 503
+    # The session route, outside /uppy, keeps the API's envelope.
+    session = client.post("/api/uppy/session")
+    assert session.status_code == 401 and session.get_json()["error"]["code"] == "unauthorized"

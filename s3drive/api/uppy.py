@@ -3,31 +3,22 @@
 Every Companion route is served twice: under /uppy, authenticated by an `Authorization:
 Bearer` header (Uppy 5 `endpoint` + `headers`), and under /uppy/<token>, authenticated by
 the token of `POST /api/uppy/session` (Uppy 6 `companionEndpoint`, which sends no headers).
-Errors on these routes have Companion's shape, `{"error": "..."}`, with our statuses;
+Errors on these routes have Companion's shape, `{"error": "..."}`, with our statuses (the app's
+error handlers render them through _companion_error);
 `POST /api/uppy/session` keeps the API's envelope. See services/uppy.py for how uploads
 without a declared size and Uppy's own part sizes are handled.
 """
 
 from __future__ import annotations
 
-from flask import current_app, g, jsonify, request
+from flask import current_app, jsonify, request
 from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException, NoAuthorizationError, RevokedTokenError
 from jwt.exceptions import ExpiredSignatureError, PyJWTError
 from marshmallow import fields, validate
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from webargs.fields import DelimitedList
-from werkzeug.exceptions import HTTPException
 
-from ..errors import (
-    AppError,
-    DatabaseUnavailable,
-    Unauthorized,
-    error_response,
-    http_error_response,
-    log_internal_error,
-)
-from ..extensions import db
+from ..errors import Unauthorized, envelope_response, error_response, render_errors_with
 from ..schemas import BaseSchema, Timestamp
 from ..services import multipart as multipart_service
 from ..services import uppy
@@ -238,10 +229,13 @@ def abort_multipart(args, upload_id, token=None):
 # -- errors: Companion's shape on the Companion routes -------------------------------------
 
 
-def _error(status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None):
-    """Render an error as Companion does ({"error": message}) on /uppy routes, else in the envelope."""
+def _companion_error(status: int, code: str, message: str, details: dict | None, headers: dict | None):
+    """Render an error as Companion does ({"error": message}) on /uppy routes, else in the envelope.
+
+    Every error answer of this blueprint comes here (render_errors_with), from the app's handlers.
+    """
     if not request.path.startswith("/uppy"):
-        return error_response(status, code, message, details, headers)
+        return envelope_response(status, code, message, details, headers)
     # Companion has no details field: name the invalid fields in the sentence.
     invalid = "; ".join(f"{name}: {' '.join(map(str, texts))}" for name, texts in _flat(details or {}))
     if invalid:
@@ -253,50 +247,14 @@ def _error(status: int, code: str, message: str, details: dict | None = None, he
     return response
 
 
-@blp.errorhandler(AppError)
-def handle_app_error(error: AppError):
-    """Render a domain error (after rolling the session back)."""
-    db.session.rollback()
-    return _error(error.status, error.code, error.message, error.details, error.headers)
-
-
-@blp.errorhandler(HTTPException)
-def handle_http_error(error: HTTPException):
-    """Render a werkzeug/webargs error (bad query or body, 405 ...)."""
-    envelope = http_error_response(error)
-    if not request.path.startswith("/uppy"):
-        return envelope
-    body = envelope.get_json()["error"]
-    headers = {name: envelope.headers[name] for name in ("Retry-After", "Allow") if name in envelope.headers}
-    return _error(envelope.status_code, body["code"], body["message"], body["details"], headers)
+render_errors_with(blp, _companion_error)
 
 
 @blp.errorhandler(JWTExtendedException)
 @blp.errorhandler(PyJWTError)
 def handle_jwt_error(error: Exception):
     """Render a token failure that escaped caller_id as 401."""
-    return _error(401, "invalid_token", f"The token is invalid: {error}.")
-
-
-@blp.errorhandler(OperationalError)
-def handle_database_down(error: OperationalError):
-    """Render a database outage as 503 database_unavailable."""
-    db.session.rollback()
-    current_app.logger.error("database error (request_id=%s): %s", g.get("request_id", "-"), error)
-    down = DatabaseUnavailable()
-    return _error(down.status, down.code, down.message, headers=down.headers)
-
-
-@blp.errorhandler(Exception)
-def handle_unexpected(error: Exception):
-    """Log a bug with the request id and answer a generic 500."""
-    try:
-        db.session.rollback()
-    except SQLAlchemyError:
-        pass
-    log_internal_error(error)
-    message = "An unexpected error occurred; quote the request id when reporting it."
-    return _error(500, "internal_error", message, {"request_id": g.get("request_id")})
+    return error_response(401, "invalid_token", f"The token is invalid: {error}.")
 
 
 def _flat(details: dict):
