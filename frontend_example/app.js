@@ -3,11 +3,14 @@ import {
   ApiError,
   ResumeStore,
   S3DriveClient,
+  STATE_LABELS,
   TransferMeter,
   describeError,
+  droppedItems,
   folderOf,
   formatBytes,
   formatDuration,
+  rateText,
   uploadFiles,
 } from "./upload.js";
 
@@ -16,20 +19,6 @@ const resumeStore = new ResumeStore();
 const $ = (id) => document.getElementById(id);
 const PAGE_SIZE = 25;
 
-const STATE_LABELS = {
-  ready: "Ready",
-  queued: "Waiting…",
-  hashing: "Computing checksum…",
-  signing: "Requesting upload URL…",
-  checking: "Looking for the interrupted upload…",
-  uploading: "Uploading…",
-  resuming: "Resuming…",
-  retrying: "Connection trouble, retrying…",
-  confirming: "Confirming…",
-  completing: "Finishing…",
-  complete: "Uploaded",
-  cancelled: "Cancelled",
-};
 
 // -- messages ------------------------------------------------------------------------------
 
@@ -267,12 +256,6 @@ function scheduleDraw() {
   });
 }
 
-function rateText({ loaded, total, speed, eta }) {
-  const parts = [`${formatBytes(loaded)} of ${formatBytes(total)}`];
-  if (speed) parts.push(`${formatBytes(speed)}/s`);
-  if (eta != null && loaded < total) parts.push(`${formatDuration(eta)} left`);
-  return parts.join(" · ");
-}
 
 function drawRow(item) {
   if (!item?.row || !item.progress) return;
@@ -333,36 +316,6 @@ dropZone.addEventListener("drop", async (event) => {
   }
 });
 
-/** Return [{file, relativePath}] for dropped files and, walked recursively, dropped folders. */
-async function droppedItems(dataTransfer) {
-  const entries = Array.from(dataTransfer?.items || [])
-    .filter((item) => item.kind === "file")
-    .map((item) => item.webkitGetAsEntry?.());
-  if (!entries.length || entries.some((entry) => !entry)) {
-    // No entry API (or a non-file item): take the flat file list.
-    return Array.from(dataTransfer?.files || [], (file) => ({ file, relativePath: "" }));
-  }
-  const out = [];
-  for (const entry of entries) await walkEntry(entry, out);
-  return out;
-}
-
-async function walkEntry(entry, out) {
-  if (entry.isFile) {
-    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
-    // fullPath is "/folder/sub/name"; a file dropped on its own has no folder.
-    const relativePath = entry.fullPath.replace(/^\//, "");
-    out.push({ file, relativePath: relativePath.includes("/") ? relativePath : "" });
-    return;
-  }
-  const reader = entry.createReader();
-  // readEntries returns at most ~100 entries a call: read until it returns none.
-  for (;;) {
-    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
-    if (!batch.length) break;
-    for (const child of batch) await walkEntry(child, out);
-  }
-}
 
 // -- uploading -------------------------------------------------------------------------------
 

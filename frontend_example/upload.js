@@ -1,6 +1,6 @@
-// s3drive browser client: API calls and direct-to-S3 uploads. No DOM code here, so
-// other pages (or the React component in react/) can reuse it; progress and state
-// arrive through callbacks.
+// s3drive browser client: API calls and direct-to-S3 uploads. No DOM code here (a drop is read
+// from its DataTransfer; no element is touched), so other pages (or the React component in
+// react/) can reuse it; progress and state arrive through callbacks.
 //
 //   const api = new S3DriveClient();            // same origin as the page
 //   await api.login("demo", "secret");
@@ -1274,4 +1274,61 @@ export function formatDuration(seconds) {
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+// -- shared by the page (app.js) and <S3Uploader>: input and wording, no upload logic ----
+
+/** What each upload state reads as. */
+export const STATE_LABELS = Object.freeze({
+  ready: "Ready",
+  queued: "Waiting…",
+  hashing: "Computing checksum…",
+  signing: "Requesting upload URL…",
+  checking: "Looking for the interrupted upload…",
+  uploading: "Uploading…",
+  resuming: "Resuming…",
+  retrying: "Connection trouble, retrying…",
+  confirming: "Confirming…",
+  completing: "Finishing…",
+  complete: "Uploaded",
+  cancelled: "Cancelled",
+});
+
+/** Return "3.0 MiB of 10.0 MiB · 1.2 MiB/s · 6 s left" for a TransferMeter reading. */
+export function rateText({ loaded, total, speed, eta }) {
+  const parts = [`${formatBytes(loaded)} of ${formatBytes(total)}`];
+  if (speed) parts.push(`${formatBytes(speed)}/s`);
+  if (eta != null && loaded < total) parts.push(`${formatDuration(eta)} left`);
+  return parts.join(" · ");
+}
+
+/** Return [{file, relativePath}] for dropped files and, walked recursively, dropped folders. */
+export async function droppedItems(dataTransfer) {
+  const entries = Array.from(dataTransfer?.items || [])
+    .filter((item) => item.kind === "file")
+    .map((item) => item.webkitGetAsEntry?.());
+  if (!entries.length || entries.some((entry) => !entry)) {
+    // No entry API (or a non-file item): take the flat file list.
+    return Array.from(dataTransfer?.files || [], (file) => ({ file, relativePath: "" }));
+  }
+  const out = [];
+  for (const entry of entries) await walkEntry(entry, out);
+  return out;
+}
+
+async function walkEntry(entry, out) {
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    // fullPath is "/folder/sub/name"; a file dropped on its own has no folder.
+    const relativePath = entry.fullPath.replace(/^\//, "");
+    out.push({ file, relativePath: relativePath.includes("/") ? relativePath : "" });
+    return;
+  }
+  const reader = entry.createReader();
+  // readEntries returns at most ~100 entries a call: read until it returns none.
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (!batch.length) break;
+    for (const child of batch) await walkEntry(child, out);
+  }
 }

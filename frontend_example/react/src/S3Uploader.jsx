@@ -6,28 +6,16 @@ import {
   DEFAULT_FILE_CONCURRENCY,
   DEFAULT_PART_CONCURRENCY,
   ResumeStore,
+  STATE_LABELS,
   TransferMeter,
   describeError,
+  droppedItems,
   folderOf,
   formatBytes,
-  formatDuration,
+  rateText,
   uploadFiles,
 } from "../../upload.js";
 
-const STATE_LABELS = {
-  ready: "Ready",
-  queued: "Waiting…",
-  hashing: "Computing checksum…",
-  signing: "Requesting upload URL…",
-  checking: "Looking for the interrupted upload…",
-  uploading: "Uploading…",
-  resuming: "Resuming…",
-  retrying: "Connection trouble, retrying…",
-  confirming: "Confirming…",
-  completing: "Finishing…",
-  complete: "Uploaded",
-  cancelled: "Cancelled",
-};
 const FINAL = new Set(["complete", "failed", "cancelled"]);
 
 /** Return the label a row shows for its state. */
@@ -37,39 +25,7 @@ export function stateLabel(row) {
   return STATE_LABELS[row.state] || row.state;
 }
 
-function rateText({ loaded, total, speed, eta }) {
-  const parts = [`${formatBytes(loaded)} of ${formatBytes(total)}`];
-  if (speed) parts.push(`${formatBytes(speed)}/s`);
-  if (eta != null && loaded < total) parts.push(`${formatDuration(eta)} left`);
-  return parts.join(" · ");
-}
 
-/** Return [{file, relativePath}] for dropped files and, walked recursively, dropped folders. */
-async function droppedItems(dataTransfer) {
-  const entries = Array.from(dataTransfer?.items || [])
-    .filter((item) => item.kind === "file")
-    .map((item) => item.webkitGetAsEntry?.());
-  if (!entries.length || entries.some((entry) => !entry)) {
-    return Array.from(dataTransfer?.files || [], (file) => ({ file, relativePath: "" }));
-  }
-  const out = [];
-  const walk = async (entry) => {
-    if (entry.isFile) {
-      const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
-      const relativePath = entry.fullPath.replace(/^\//, "");
-      out.push({ file, relativePath: relativePath.includes("/") ? relativePath : "" });
-      return;
-    }
-    const reader = entry.createReader();
-    for (;;) {
-      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
-      if (!batch.length) break;
-      for (const child of batch) await walk(child);
-    }
-  };
-  for (const entry of entries) await walk(entry);
-  return out;
-}
 
 /**
  * Upload files to s3drive straight from the browser.

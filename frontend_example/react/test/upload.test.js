@@ -10,7 +10,9 @@ import {
   TransferMeter,
   backoffDelay,
   describeError,
+  droppedItems,
   folderOf,
+  rateText,
   uploadFiles,
   withRetries,
 } from "../../upload.js";
@@ -473,5 +475,53 @@ describe("TransferMeter", () => {
     expect(meter.update(300, 1000)).toMatchObject({ speed: 150 });
     now = 2500;
     expect(meter.update(50, 1000)).toMatchObject({ speed: null }); // a retry restarted the bytes
+  });
+});
+
+describe("droppedItems", () => {
+  // The browser's FileSystemEntry API, reduced to what droppedItems reads.
+  const fileEntry = (fullPath) => ({ isFile: true, fullPath, file: (ok) => ok({ name: fullPath.split("/").pop() }) });
+  const dirEntry = (children, perRead = 2) => ({
+    isFile: false,
+    createReader: () => {
+      let next = 0;
+      return {
+        readEntries: (ok) => {
+          ok(children.slice(next, next + perRead)); // a few a call, as browsers do
+          next += perRead;
+        },
+      };
+    },
+  });
+  const item = (entry) => ({ kind: "file", webkitGetAsEntry: () => entry });
+
+  it("walks dropped folders to the last entry and keeps each file's path", async () => {
+    const holiday = dirEntry([
+      fileEntry("/holiday/a.jpg"),
+      fileEntry("/holiday/b.jpg"),
+      dirEntry([fileEntry("/holiday/day1/c.jpg")]),
+    ]);
+    const items = await droppedItems({ items: [item(fileEntry("/notes.txt")), item(holiday)] });
+    expect(items.map(({ file, relativePath }) => [file.name, relativePath])).toEqual([
+      ["notes.txt", ""],
+      ["a.jpg", "holiday/a.jpg"],
+      ["b.jpg", "holiday/b.jpg"],
+      ["c.jpg", "holiday/day1/c.jpg"],
+    ]);
+  });
+
+  it("falls back to the flat file list without the entry API", async () => {
+    const files = [{ name: "x.txt" }];
+    const items = await droppedItems({ items: [{ kind: "file" }], files });
+    expect(items).toEqual([{ file: files[0], relativePath: "" }]);
+  });
+});
+
+describe("rateText", () => {
+  it("says how much, how fast and how long is left", () => {
+    expect(rateText({ loaded: 3 * 1024 ** 2, total: 10 * 1024 ** 2, speed: 1024 ** 2, eta: 7 })).toBe(
+      "3.0 MiB of 10.0 MiB · 1.0 MiB/s · 7 s left",
+    );
+    expect(rateText({ loaded: 10, total: 10, speed: 0, eta: 0 })).toBe("10 B of 10 B");
   });
 });
