@@ -36,7 +36,7 @@ $(STAMP): requirements.txt requirements-dev.txt | $(PY)
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m s3drive.devserver $(RUN_ARGS)
+	$(PY) -m s3drive.dev $(RUN_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -46,7 +46,7 @@ import botocore.auth  # noqa: E402
 import requests  # noqa: E402
 from boto3.s3.transfer import TransferConfig  # noqa: E402
 
-from s3drive import devstack  # noqa: E402
+from s3drive.dev import ministack  # noqa: E402
 
 BUCKET = "bench-multipart"
 MINISTACK_VENV = Path(os.environ.get("S3DRIVE_MINISTACK_VENV", ROOT / ".cache" / "ministack-venv"))
@@ -86,11 +86,11 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 @contextlib.contextmanager
 def s3_server(kind: str, tmp: Path) -> Iterator[str]:
     """Run MiniStack (AUTH=true) or moto server in its own process; yield its URL."""
-    port = devstack.free_port()
+    port = ministack.free_port()
     log = open(tmp / f"{kind}.log", "ab")  # noqa: SIM115 - the child keeps its own copy
     if kind == "ministack":
-        executable = devstack.ensure_ministack(MINISTACK_VENV)
-        proc = devstack.start_ministack(
+        executable = ministack.ensure_ministack(MINISTACK_VENV)
+        proc = ministack.start_ministack(
             port=port, data_dir=tmp / "ministack", persist=False, log_path=tmp / "ministack.log", executable=executable
         )
     else:
@@ -99,16 +99,16 @@ def s3_server(kind: str, tmp: Path) -> Iterator[str]:
             [str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, start_new_session=True
         )
     log.close()
-    url = devstack.endpoint_url(port)
+    url = ministack.endpoint_url(port)
     try:
         if kind == "ministack":
-            devstack.wait_ready(url, proc=proc)
+            ministack.wait_ready(url, proc=proc)
         else:
             wait_http(url + "/moto-api/", proc)
-        devstack.ensure_bucket(url, BUCKET, cors_origins=[])
+        ministack.ensure_bucket(url, BUCKET, cors_origins=[])
         yield url
     finally:
-        devstack.stop_process(proc)
+        ministack.stop_process(proc)
 
 
 def migrate(database_url: str) -> None:
@@ -125,7 +125,7 @@ def migrate(database_url: str) -> None:
 @contextlib.contextmanager
 def broker(s3_url: str, database_url: str, tmp: Path, threads: int) -> Iterator[tuple[str, int]]:
     """Run the broker under gunicorn (one gthread worker); yield its URL and the worker's pid."""
-    port = devstack.free_port()
+    port = ministack.free_port()
     env = {
         **os.environ,
         "S3DRIVE_DATABASE_URL": database_url,
@@ -285,7 +285,7 @@ def main() -> None:
 
 
 def run(args, sizes: list[int], tmp: Path, s3_url: str, broker_url: str, pid: int) -> None:
-    s3 = devstack.s3_client(s3_url)  # CRC32 trailers off: both sides send the bare bytes
+    s3 = ministack.s3_client(s3_url)  # CRC32 trailers off: both sides send the bare bytes
     api = BrokerClient(broker_url)
     cold = memory_kib(pid)
     # Warm up both paths once (imports, the broker's boto3 client and pools, connections).

@@ -102,7 +102,7 @@ def _sweep_once(limit: int, grace: timedelta | None) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def dev_command(args: tuple[str, ...]) -> None:
     """Run the dev stack: MiniStack S3, API and example frontend (see `s3drive dev --help`)."""
-    from .devserver import main as run_dev_stack  # noqa: PLC0415 - the dev stack imports the app factory
+    from .dev.server import main as run_dev_stack  # noqa: PLC0415 - the dev stack imports the app factory
 
     sys.exit(run_dev_stack(list(args)))
 

@@ -13,6 +13,13 @@ def sha256_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
+def usage(client, auth) -> dict:
+    """Return the caller's usage (GET /api/files/usage) through a Flask test client."""
+    response = client.get("/api/files/usage", headers=auth)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
 def spec(name: str = "photo.jpg", data: bytes = b"x" * 10, content_type: str = "image/jpeg", **extra) -> dict:
     """Return a FileSpec for these bytes."""
     return {"file_name": name, "content_type": content_type, "file_size": len(data), **extra}

@@ -1,6 +1,6 @@
 """What the end-to-end tests share: the app served over HTTP, Chromium, HeadObject-or-None.
 
-For a boto3 client of an emulator, use s3drive.devstack.s3_client.
+For a boto3 client of an emulator, use s3drive.ministack.s3_client.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from moto.server import ThreadedMotoServer
 
-from s3drive import devstack
+from s3drive.dev import ministack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Kept outside tmp dirs so the install (~10 s) is paid once per machine.
@@ -76,10 +76,10 @@ def _post(url: str) -> None:
 def install_ministack(venv_dir: Path = MINISTACK_VENV) -> Path:
     """Install the pinned MiniStack or raise S3ServerError saying why."""
     try:
-        return devstack.ensure_ministack(venv_dir)
-    except (devstack.MinistackError, OSError) as exc:
+        return ministack.ensure_ministack(venv_dir)
+    except (ministack.MinistackError, OSError) as exc:
         raise S3ServerError(
-            f"MiniStack {devstack.MINISTACK_VERSION} is required for the end-to-end "
+            f"MiniStack {ministack.MINISTACK_VERSION} is required for the end-to-end "
             f"S3 tests but could not be installed into {venv_dir} (needs PyPI once; "
             f"set S3DRIVE_MINISTACK_VENV to use another install): {exc}"
         ) from exc
@@ -100,20 +100,20 @@ def _start_ready(executable: Path, data_dir: Path, persist: bool) -> tuple[subpr
     for _ in range(START_ATTEMPTS):
         # free_port can race with other processes; a lost race exits MiniStack
         # early and wait_ready notices, so we just try another port.
-        port = devstack.free_port()
-        proc = devstack.start_ministack(
+        port = ministack.free_port()
+        proc = ministack.start_ministack(
             port=port,
             data_dir=data_dir,
             persist=persist,
             log_path=log_path,
             executable=executable,
         )
-        url = devstack.endpoint_url(port)
+        url = ministack.endpoint_url(port)
         try:
-            devstack.wait_ready(url, timeout=STARTUP_TIMEOUT, proc=proc)
+            ministack.wait_ready(url, timeout=STARTUP_TIMEOUT, proc=proc)
             return proc, url
-        except devstack.MinistackError as exc:
-            devstack.stop_process(proc)
+        except ministack.MinistackError as exc:
+            ministack.stop_process(proc)
             error = exc
     raise S3ServerError(f"MiniStack did not start: {error}\n--- log ---\n{_log_tail(log_path)}")
 
@@ -128,4 +128,4 @@ def ministack_server(tmp_dir: Path, *, persist: bool = False) -> Iterator[str]:
     try:
         yield url
     finally:
-        devstack.stop_process(proc)
+        ministack.stop_process(proc)

@@ -32,7 +32,8 @@ from conftest import empty_tables, make_test_app
 from live import ServedApp, head_or_none
 from s3servers import ministack_server
 
-from s3drive import devstack, signing
+from s3drive import signing
+from s3drive.dev import ministack
 from s3drive.client import cli, config, upload
 from s3drive.client.api import Api, RetryPolicy
 from s3drive.client.download import free_path, safe_file_name
@@ -111,7 +112,7 @@ def stack(database_url, tmp_path_factory) -> Iterator[Stack]:
         )
         log = RequestLog(app.wsgi_app)
         app.wsgi_app = log
-        s3 = devstack.s3_client(s3_url)
+        s3 = ministack.s3_client(s3_url)
         s3.create_bucket(Bucket=bucket)
         with ServedApp(app, "s3drive-client-tests") as served:
             yield Stack(app, served.url, s3, bucket, log)

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 from conftest import BUCKET
-from helpers import presign, put_bytes, sha256_b64, spec
+from helpers import presign, put_bytes, sha256_b64, spec, usage
 
 from s3drive.extensions import db
 from s3drive.models import File, User
-
-
-def usage(client, auth) -> dict:
-    return client.get("/api/files/usage", headers=auth).get_json()
 
 
 def count_s3_calls(app) -> list[str]:

@@ -1,4 +1,4 @@
-"""The dev stack end to end: `python -m s3drive.devserver` as a subprocess.
+"""The dev stack end to end: `python -m s3drive.dev` as a subprocess.
 
 Each server gets free ports and its own data directory, so the tests run next to a
 developer's `make run` and in parallel workers. MiniStack is the shared pinned
@@ -21,7 +21,7 @@ import pytest
 import requests
 from s3servers import MINISTACK_VENV, install_ministack
 
-from s3drive import devstack
+from s3drive.dev import ministack
 
 pytestmark = pytest.mark.e2e
 
@@ -36,10 +36,10 @@ class DevServer:
 
     def __init__(self, data_dir: Path, port: int | None = None, s3_port: int | None = None):
         self.data_dir = data_dir
-        self.port = port or devstack.free_port()
-        self.s3_port = s3_port or devstack.free_port()
+        self.port = port or ministack.free_port()
+        self.s3_port = s3_port or ministack.free_port()
         while self.s3_port == self.port:
-            self.s3_port = devstack.free_port()
+            self.s3_port = ministack.free_port()
         self.log_path = data_dir.parent / f"{data_dir.name}-devserver.log"
         self.proc: subprocess.Popen | None = None
 
@@ -73,7 +73,7 @@ class DevServer:
         # say) must not leak into this isolated stack.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("S3DRIVE_", "AWS_"))}
         env["S3DRIVE_MINISTACK_VENV"] = str(MINISTACK_VENV)
-        cmd = [sys.executable, "-m", "s3drive.devserver", "--data-dir", str(self.data_dir)]
+        cmd = [sys.executable, "-m", "s3drive.dev", "--data-dir", str(self.data_dir)]
         cmd += ["--port", str(self.port), "--s3-port", str(self.s3_port)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -165,7 +165,7 @@ def upload(server: DevServer, auth: dict, name: str, content: bytes, content_typ
 
 
 def read_object(server: DevServer, key: str) -> bytes:
-    client = devstack.s3_client(server.s3_url)
+    client = ministack.s3_client(server.s3_url)
     return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
 
@@ -278,7 +278,7 @@ def test_ctrl_c_stops_everything_and_restart_keeps_files(ministack_ready, tmp_pa
         assert usage["file_count"] == 1 and usage["used_bytes"] == len(content)
         assert read_object(dev, ticket["s3_key"]) == content
         # CORS rules live in MiniStack's persisted state too.
-        cors = devstack.s3_client(dev.s3_url).get_bucket_cors(Bucket=BUCKET)
+        cors = ministack.s3_client(dev.s3_url).get_bucket_cors(Bucket=BUCKET)
         assert dev.origin in cors["CORSRules"][0]["AllowedOrigins"]
 
         dev.interrupt()
@@ -290,7 +290,7 @@ def test_ctrl_c_stops_everything_and_restart_keeps_files(ministack_ready, tmp_pa
 def test_second_server_on_same_data_dir_is_refused(server):
     other = DevServer(server.data_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("S3DRIVE_", "AWS_"))}
-    cmd = [sys.executable, "-m", "s3drive.devserver", "--data-dir", str(server.data_dir)]
+    cmd = [sys.executable, "-m", "s3drive.dev", "--data-dir", str(server.data_dir)]
     cmd += ["--port", str(other.port), "--s3-port", str(other.s3_port)]
     result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1

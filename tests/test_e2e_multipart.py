@@ -23,7 +23,7 @@ from live import ServedApp
 from s3servers import ministack_server, moto_server
 from test_e2e_uploads import Api, LiveApp, S3Calls
 
-from s3drive import devstack
+from s3drive.dev import ministack
 
 pytestmark = pytest.mark.e2e
 
@@ -81,7 +81,7 @@ class Env:
     def __init__(self, live_app: LiveApp):
         self.live = live_app
         self.api = Api(live_app.base_url).login(f"mp-{uuid.uuid4().hex[:8]}")
-        self.s3 = devstack.s3_client(live_app.s3_url)
+        self.s3 = ministack.s3_client(live_app.s3_url)
         self.bucket = live_app.bucket
 
     def start(self, data: bytes, name: str = "video.mp4", **extra) -> dict:
@@ -125,7 +125,7 @@ def env(request, live) -> Env:
     live_app = live(request.param)
     empty_tables(live_app.app)
     try:
-        devstack.s3_client(live_app.s3_url).create_bucket(Bucket=live_app.bucket)
+        ministack.s3_client(live_app.s3_url).create_bucket(Bucket=live_app.bucket)
     except ClientError as error:
         if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise

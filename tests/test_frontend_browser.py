@@ -1,6 +1,6 @@
 """The example page (frontend_example/) in a real browser, against the dev stack.
 
-`python -m s3drive.devserver` runs as a subprocess on free ports with its own data
+`python -m s3drive.dev` runs as a subprocess on free ports with its own data
 directory (MiniStack with AUTH=true: signatures, signed headers and bucket CORS are
 enforced as on AWS), with a 5 MiB multipart threshold and part size so that a 30 MiB
 file goes multipart in five-megabyte parts. Playwright drives Debian's Chromium.
@@ -34,7 +34,7 @@ import requests
 from live import chromium_browser, unavailable
 from s3servers import MINISTACK_VENV, S3ServerError, install_ministack
 
-from s3drive import devstack
+from s3drive.dev import ministack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -53,14 +53,14 @@ PART_PUTS = "**/*partNumber=*"
 
 
 class DevStack:
-    """`python -m s3drive.devserver` on free ports, a temporary data dir and a 5 MiB multipart threshold."""
+    """`python -m s3drive.dev` on free ports, a temporary data dir and a 5 MiB multipart threshold."""
 
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir
-        self.port = devstack.free_port()
-        self.s3_port = devstack.free_port()
+        self.port = ministack.free_port()
+        self.s3_port = ministack.free_port()
         while self.s3_port == self.port:
-            self.s3_port = devstack.free_port()
+            self.s3_port = ministack.free_port()
         self.log_path = data_dir.parent / "devserver.log"
         self.proc: subprocess.Popen | None = None
 
@@ -86,7 +86,7 @@ class DevStack:
             # Each test signs in through the page; the default 10 a minute is for real clients.
             S3DRIVE_LOGIN_RATE_LIMIT="1000 per minute",
         )
-        cmd = [sys.executable, "-m", "s3drive.devserver", "--data-dir", str(self.data_dir)]
+        cmd = [sys.executable, "-m", "s3drive.dev", "--data-dir", str(self.data_dir)]
         cmd += ["--port", str(self.port), "--s3-port", str(self.s3_port)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -118,7 +118,7 @@ class DevStack:
 
     def s3(self):
         """Return a boto3 client for the stack's MiniStack."""
-        return devstack.s3_client(f"http://127.0.0.1:{self.s3_port}")
+        return ministack.s3_client(f"http://127.0.0.1:{self.s3_port}")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 from conftest import BUCKET, register_and_login
-from helpers import presign, put_bytes, sha256_b64, spec
+from helpers import presign, put_bytes, sha256_b64, spec, usage
 from sqlalchemy import func, select
 from werkzeug.http import parse_options_header
 
@@ -54,10 +54,6 @@ def upload_many(client, auth, count: int, size: int = 8) -> list[dict]:
         body = client.post("/api/files/confirm_uploads/", json={"ids": ids[start : start + 1000]}, headers=auth)
         assert body.get_json()["total_successful"] == len(ids[start : start + 1000])
     return tickets
-
-
-def usage(client, auth) -> dict:
-    return client.get("/api/files/usage", headers=auth).get_json()
 
 
 def head(s3, key: str) -> dict | None:

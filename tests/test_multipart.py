@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from conftest import BUCKET, make_test_app, register_and_login
-from helpers import sha256_b64, spec
+from helpers import sha256_b64, spec, usage
 
 from s3drive.config import ConfigError
 from s3drive.errors import StorageUnavailable
@@ -62,10 +62,6 @@ def put_parts(signed: dict, data: bytes, part_size: int = PART) -> dict[int, str
 def complete(client, auth, upload_id: str, etags: dict[int, str] | None = None):
     body = {} if etags is None else {"parts": [{"part_number": n, "etag": e} for n, e in sorted(etags.items())]}
     return client.post(f"/api/files/multipart/{upload_id}/complete", json=body, headers=auth)
-
-
-def usage(client, auth) -> dict:
-    return client.get("/api/files/usage", headers=auth).get_json()
 
 
 def record(app, file_id: str) -> File:

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from conftest import BUCKET, register_and_login
+from helpers import usage
 from sqlalchemy.exc import OperationalError
 
 from s3drive.app import close_app
@@ -133,10 +134,6 @@ def upload_parts(client, base, headers, created, data: bytes, part_size: int = P
 def record_by_key(app, key: str) -> File:
     with app.app_context():
         return db.session.query(File).filter_by(s3_key=key).one()
-
-
-def usage(client, auth) -> dict:
-    return client.get("/api/files/usage", headers=auth).get_json()
 
 
 def assert_companion_error(response, status: int) -> str:

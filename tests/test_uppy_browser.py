@@ -31,7 +31,7 @@ from conftest import empty_tables, make_test_app
 from live import ServedApp, chromium_browser, unavailable
 from s3servers import ministack_server
 
-from s3drive import devstack
+from s3drive.dev import ministack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -97,7 +97,7 @@ def stack(database_url, page_origin, tmp_path_factory):
     """MiniStack with a bucket (CORS for the page) and the API served with CORS for the page."""
     bucket = f"s3drive-uppy-{uuid.uuid4().hex[:10]}"
     with ministack_server(tmp_path_factory.mktemp("ministack-uppy")) as s3_url:
-        devstack.ensure_bucket(s3_url, bucket, cors_origins=[page_origin])
+        ministack.ensure_bucket(s3_url, bucket, cors_origins=[page_origin])
         app = make_test_app(
             database_url,
             S3_BUCKET=bucket,
@@ -107,7 +107,7 @@ def stack(database_url, page_origin, tmp_path_factory):
             CORS_ORIGINS=[page_origin],
         )
         with ServedApp(app, "s3drive-uppy") as served:
-            yield {"app": app, "api": served.url, "s3": devstack.s3_client(s3_url), "bucket": bucket}
+            yield {"app": app, "api": served.url, "s3": ministack.s3_client(s3_url), "bucket": bucket}
 
 
 def login(api: str, username: str) -> str:

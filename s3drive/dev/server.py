@@ -1,6 +1,6 @@
 """The dev stack: MiniStack S3, a SQLite database, the API and the example frontend.
 
-`make run`, `python -m s3drive.devserver` or `s3drive dev` starts everything on
+`make run`, `python -m s3drive.dev` or `s3drive dev` starts everything on
 loopback with state kept under data/ (objects, database, generated secrets), so a
 restart picks up where the last run stopped. Not for production: the JWT secret
 and the demo password are generated and stored in plain files. POSIX only.
@@ -25,9 +25,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, send_from_directory
 
-from . import devstack
+from . import ministack
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FRONTEND_DIR = PROJECT_ROOT / "frontend_example"
 HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -191,14 +191,14 @@ def start_s3(args: argparse.Namespace) -> subprocess.Popen:
         )
     if not (args.ministack_venv / "bin" / "ministack").exists():
         print(
-            f"Installing MiniStack {devstack.MINISTACK_VERSION} into {args.ministack_venv} (first run only) ...",
+            f"Installing MiniStack {ministack.MINISTACK_VERSION} into {args.ministack_venv} (first run only) ...",
             flush=True,
         )
     try:
-        executable = devstack.ensure_ministack(args.ministack_venv)
-    except (devstack.MinistackError, OSError) as error:
+        executable = ministack.ensure_ministack(args.ministack_venv)
+    except (ministack.MinistackError, OSError) as error:
         raise DevServerError(f"cannot install MiniStack (needs PyPI once): {error}") from None
-    proc = devstack.start_ministack(
+    proc = ministack.start_ministack(
         port=args.s3_port,
         data_dir=ministack_dir,
         persist=True,
@@ -212,8 +212,8 @@ def start_s3(args: argparse.Namespace) -> subprocess.Popen:
 def wait_s3_ready(args: argparse.Namespace, proc: subprocess.Popen) -> float:
     """Wait until MiniStack answers, or raise with the end of its log."""
     try:
-        return devstack.wait_ready(devstack.endpoint_url(args.s3_port), timeout=MINISTACK_READY_TIMEOUT, proc=proc)
-    except devstack.MinistackError as error:
+        return ministack.wait_ready(ministack.endpoint_url(args.s3_port), timeout=MINISTACK_READY_TIMEOUT, proc=proc)
+    except ministack.MinistackError as error:
         log_path = args.data_dir / "ministack" / "ministack.log"
         try:
             tail = log_path.read_text(errors="replace")[-2000:]
@@ -224,7 +224,7 @@ def wait_s3_ready(args: argparse.Namespace, proc: subprocess.Popen) -> float:
 
 def stop_s3(args: argparse.Namespace, proc: subprocess.Popen) -> None:
     """Stop MiniStack's whole process group and forget its pid."""
-    devstack.stop_process(proc, timeout=MINISTACK_STOP_TIMEOUT)
+    ministack.stop_process(proc, timeout=MINISTACK_STOP_TIMEOUT)
     (args.data_dir / "ministack" / "ministack.pid").unlink(missing_ok=True)
 
 
@@ -233,8 +233,8 @@ def stop_s3(args: argparse.Namespace, proc: subprocess.Popen) -> None:
 
 def use_dev_credentials() -> None:
     """Point the AWS credential chain at MiniStack's fixed key (AUTH=true accepts no other)."""
-    os.environ["AWS_ACCESS_KEY_ID"] = devstack.ACCESS_KEY
-    os.environ["AWS_SECRET_ACCESS_KEY"] = devstack.SECRET_KEY
+    os.environ["AWS_ACCESS_KEY_ID"] = ministack.ACCESS_KEY
+    os.environ["AWS_SECRET_ACCESS_KEY"] = ministack.SECRET_KEY
     # A session token or profile of a real account must not ride along to the emulator.
     os.environ.pop("AWS_SESSION_TOKEN", None)
     os.environ.pop("AWS_PROFILE", None)
@@ -249,7 +249,7 @@ def app_config(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     notes: list[str] = []
     config: dict[str, Any] = {
         "DEV_STACK": True,
-        "S3_ENDPOINT_URL": devstack.endpoint_url(args.s3_port),
+        "S3_ENDPOINT_URL": ministack.endpoint_url(args.s3_port),
         "S3_ADDRESSING_STYLE": "path",
     }
     for name in config:
@@ -292,8 +292,8 @@ def prepare_database(app: Flask, data_dir: Path) -> str:
     from flask_migrate import upgrade  # noqa: PLC0415 - only the dev stack migrates at start
     from werkzeug.security import check_password_hash, generate_password_hash  # noqa: PLC0415
 
-    from .extensions import db  # noqa: PLC0415
-    from .services.users import create_user, find_user  # noqa: PLC0415
+    from ..extensions import db  # noqa: PLC0415
+    from ..services.users import create_user, find_user  # noqa: PLC0415
 
     password, _ = read_or_create_secret(data_dir / "demo-password", lambda: secrets.token_urlsafe(12))
     with app.app_context():
@@ -332,7 +332,7 @@ def register_frontend(app: Flask, directory: Path = FRONTEND_DIR) -> None:
 
 def build_app(args: argparse.Namespace) -> tuple[Flask, str, list[str]]:
     """Create the configured app with the frontend attached and the database ready."""
-    from . import create_app  # noqa: PLC0415 - keep `--help` fast
+    from .. import create_app  # noqa: PLC0415 - keep `--help` fast
 
     config, notes = app_config(args)
     app = create_app(config)
@@ -349,7 +349,7 @@ def ensure_dev_bucket(app: Flask) -> None:
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
     try:
-        devstack.ensure_bucket(
+        ministack.ensure_bucket(
             app.config["S3_ENDPOINT_URL"],
             app.config["S3_BUCKET"],
             cors_origins=app.config["CORS_ORIGINS"],
@@ -375,7 +375,7 @@ def _banner(args: argparse.Namespace, app: Flask, password: str, notes: list[str
         f"  App:       {base}/",
         f"  API docs:  {base}/docs   (OpenAPI: {base}/openapi.json)",
         f"  S3:        {app.config['S3_ENDPOINT_URL']}  MiniStack, bucket {app.config['S3_BUCKET']},"
-        f" key {devstack.ACCESS_KEY}/{devstack.SECRET_KEY}",
+        f" key {ministack.ACCESS_KEY}/{ministack.SECRET_KEY}",
         f"  Data:      {args.data_dir}  (started in {took:.1f}s)",
         f"  Sign in:   {DEMO_USERNAME} / {password}",
         *(f"  Note:      {note}" for note in notes),
@@ -389,7 +389,7 @@ def serve(args: argparse.Namespace) -> None:
     """Start MiniStack and the API, serve until interrupted, then stop both."""
     from werkzeug.serving import make_server  # noqa: PLC0415
 
-    from .app import close_app  # noqa: PLC0415
+    from ..app import close_app  # noqa: PLC0415
 
     if not _port_is_free(args.port):
         raise DevServerError(f"port {args.port} (API) is in use; pick another with --port / S3DRIVE_DEV_PORT")
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     # send SIGTERM: both must still stop us, and we stop MiniStack (own group).
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    from .config import ConfigError  # noqa: PLC0415
+    from ..config import ConfigError  # noqa: PLC0415
 
     try:
         with data_dir_lock(args.data_dir):
