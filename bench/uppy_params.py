@@ -56,7 +56,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from s3drive.dev import ministack  # noqa: E402
+from s3drive.dev import ministack as dev_s3  # noqa: E402
 
 COMPANION_DIR = REPO / "bench" / "companion"
 VENV_BIN = Path(sys.executable).parent
@@ -106,32 +106,32 @@ def process(args: list[str], *, env: dict, log: Path, cwd: Path, ready_url: str)
         wait_http(ready_url, proc, log)
         yield proc
     finally:
-        ministack.stop_process(proc)
+        dev_s3.stop_process(proc)
 
 
 @contextmanager
 def ministack(tmp: Path):
     """Run MiniStack (AUTH=true) with the bench bucket; yield its URL."""
-    executable = ministack.ensure_ministack(REPO / ".cache" / "ministack-venv")
-    port = ministack.free_port()
-    proc = ministack.start_ministack(
+    executable = dev_s3.ensure_ministack(REPO / ".cache" / "ministack-venv")
+    port = dev_s3.free_port()
+    proc = dev_s3.start_ministack(
         port=port, data_dir=tmp / "ministack", persist=False, log_path=tmp / "ministack.log", executable=executable
     )
-    url = ministack.endpoint_url(port)
+    url = dev_s3.endpoint_url(port)
     try:
-        ministack.wait_ready(url, proc=proc)
-        ministack.ensure_bucket(url, BUCKET, cors_origins=[])
+        dev_s3.wait_ready(url, proc=proc)
+        dev_s3.ensure_bucket(url, BUCKET, cors_origins=[])
         yield url
     finally:
-        ministack.stop_process(proc)
+        dev_s3.stop_process(proc)
 
 
 def s3drive_env(tmp: Path, s3_url: str, database_url: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("S3DRIVE_")}
     env.update(
-        AWS_ACCESS_KEY_ID=ministack.ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=ministack.SECRET_KEY,
-        AWS_DEFAULT_REGION=ministack.REGION,
+        AWS_ACCESS_KEY_ID=dev_s3.ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=dev_s3.SECRET_KEY,
+        AWS_DEFAULT_REGION=dev_s3.REGION,
         S3DRIVE_DATABASE_URL=database_url or f"sqlite:///{tmp}/bench.sqlite3",
         S3DRIVE_S3_BUCKET=BUCKET,
         S3DRIVE_S3_ENDPOINT_URL=s3_url,
@@ -187,7 +187,7 @@ def s3drive(tmp: Path, s3_url: str, args: argparse.Namespace):
     )
     if migrated.returncode:
         sys.exit(f"flask db upgrade failed:\n{migrated.stdout}{migrated.stderr}")
-    port = ministack.free_port()
+    port = dev_s3.free_port()
     command = [
         str(VENV_BIN / "gunicorn"),
         f"--workers={args.workers}",
@@ -215,7 +215,7 @@ def install_companion() -> Path:
 def companion(tmp: Path, s3_url: str):
     """Serve Uppy Companion's S3 routes against the same MiniStack; yield its URL."""
     script = install_companion()
-    port = ministack.free_port()
+    port = dev_s3.free_port()
     (tmp / "companion-data").mkdir()
     env = {
         **os.environ,
@@ -229,10 +229,10 @@ def companion(tmp: Path, s3_url: str):
         "COMPANION_PREAUTH_SECRET": secrets.token_urlsafe(32),
         # Required by Companion's config check; only its remote-URL uploads use it.
         "COMPANION_UPLOAD_URLS": "http://127.0.0.1/",
-        "COMPANION_AWS_KEY": ministack.ACCESS_KEY,
-        "COMPANION_AWS_SECRET": ministack.SECRET_KEY,
+        "COMPANION_AWS_KEY": dev_s3.ACCESS_KEY,
+        "COMPANION_AWS_SECRET": dev_s3.SECRET_KEY,
         "COMPANION_AWS_BUCKET": BUCKET,
-        "COMPANION_AWS_REGION": ministack.REGION,
+        "COMPANION_AWS_REGION": dev_s3.REGION,
         "COMPANION_AWS_ENDPOINT": s3_url,
         "COMPANION_AWS_FORCE_PATH_STYLE": "true",
     }

@@ -33,11 +33,11 @@ from live import ServedApp, head_or_none
 from s3servers import ministack_server
 
 from s3drive import signing
-from s3drive.dev import ministack
 from s3drive.client import cli, config, upload
 from s3drive.client.api import Api, RetryPolicy
 from s3drive.client.download import free_path, safe_file_name
 from s3drive.client.errors import ClientError as ClientSideError
+from s3drive.dev import ministack
 
 pytestmark = pytest.mark.e2e
 

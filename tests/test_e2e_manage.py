@@ -18,9 +18,9 @@ from live import head_or_none
 from s3servers import ministack_server
 from werkzeug.http import parse_options_header
 
-from s3drive.dev import ministack
 from s3drive import storage as storage_module
 from s3drive.app import close_app
+from s3drive.dev import ministack as dev_s3
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ def ministack(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture
 def s3(ministack):
-    client = ministack.s3_client(ministack)
+    client = dev_s3.s3_client(ministack)
     client.bucket = f"s3drive-manage-{uuid.uuid4().hex[:10]}"
     client.create_bucket(Bucket=client.bucket)
     return client

@@ -29,7 +29,7 @@ from live import ServedApp, head_or_none
 from s3servers import ministack_server, moto_server
 
 from s3drive import signing
-from s3drive.dev import ministack
+from s3drive.dev import ministack as dev_s3
 from s3drive.timeutil import utcnow
 
 pytestmark = pytest.mark.e2e
@@ -248,7 +248,7 @@ def make_live(live_apps):
     def make(endpoint: str, confirm: str, **settings) -> LiveApp:
         live = live_apps(endpoint, confirm, **settings)
         empty_tables(live.app)
-        client = ministack.s3_client(live.s3_url)
+        client = dev_s3.s3_client(live.s3_url)
         # Created per test, not per module: another module's mock_aws() resets moto's
         # process-wide state (the moto server thread shares it) when tests interleave.
         try:
@@ -283,7 +283,7 @@ class Env:
 def make_env(make_live, endpoint: str, confirm: str, **settings) -> Env:
     live = make_live(endpoint, confirm, **settings)
     api = Api(live.base_url).login(f"user-{uuid.uuid4().hex[:8]}")
-    return Env(live=live, api=api, s3=ministack.s3_client(live.s3_url))
+    return Env(live=live, api=api, s3=dev_s3.s3_client(live.s3_url))
 
 
 @pytest.fixture(params=ENDPOINTS)
