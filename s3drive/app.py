@@ -1,44 +1,52 @@
-"""The app factory: settings, extensions, blueprints, error handlers."""
+"""The app factory: settings, then extensions, blueprints, error answers and commands."""
 
 from __future__ import annotations
 
-import re
 import secrets
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import SQLAlchemyError
 
+from . import api, commands, policy, storage
 from . import config as settings
+from .api import errors as api_errors
 from .config import ConfigError
-from .errors import (
-    AppError,
-    DatabaseUnavailable,
-    app_error_response,
-    error_response,
-    http_error_response,
-    log_internal_error,
-)
-from .extensions import cors, db, jwt, limiter, make_api, migrate
-from .policy import UploadPolicy
-from .schemas import BatchUploadSchema, FileSpecSchema
-from .storage import Storage
+from .extensions import cors, db, jwt, limiter, migrate
+from .services import watcher
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "close_app"]
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Create the app: defaults, then S3DRIVE_* variables, then `config`; validate; wire up."""
     app = Flask(__name__, instance_relative_config=True)
+    load_settings(app, config)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errors(app)
+    register_commands(app)
+    check_start_up(app)
+    return app
+
+
+def close_app(app: Flask) -> None:
+    """Release what an app holds: the upload watcher, the S3 thread pool, database connections."""
+    watcher.stop(app)
+    app.extensions["s3drive.storage"].close()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def load_settings(app: Flask, config: dict[str, Any] | None) -> None:
+    """Read defaults, S3DRIVE_* variables and `config`; validate them; derive Flask's own settings."""
     app.json.sort_keys = False  # keep schema order; sorting big batch answers costs time
     app.config.update(settings.DEFAULTS)
     app.config.from_prefixed_env("S3DRIVE")
@@ -47,6 +55,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings.validate(app.config)
     _derive_flask_settings(app)
 
+
+def register_extensions(app: Flask) -> None:
+    """Bind the database, migrations, JWT, rate limits and CORS; build the policy and the S3 door."""
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)
     jwt.init_app(app)
@@ -60,41 +71,23 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             expose_headers=["X-Request-ID", "Retry-After"],
             max_age=600,
         )
-    app.extensions["s3drive.storage"] = Storage(app.config)
-    app.extensions["s3drive.policy"] = UploadPolicy.from_config(app.config)
-
-    api = make_api(app)
-    from .api import admin, auth, files, listing, manage, multipart, ops, uppy  # noqa: PLC0415
-
-    # multipart before files: its routes must win over /api/files/<file_id>.
-    for blueprint in (auth.blp, multipart.blp, listing.blp, files.blp, manage.blp, admin.blp, uppy.blp, ops.blp):
-        api.register_blueprint(blueprint)
-    # The upload route reads one of two bodies by hand; publish both shapes.
-    api.spec.components.schema("FileSpec", schema=FileSpecSchema)
-    api.spec.components.schema("BatchUpload", schema=BatchUploadSchema)
-    app.extensions["s3drive.api"] = api
-
-    _register_error_handlers(app)
-    _register_request_id(app)
-    _register_jwt_callbacks()
-    from .cli import register_cli  # noqa: PLC0415
-
-    register_cli(app)
-    _check_start_up(app)
-    return app
+    storage.init_app(app)
+    policy.init_app(app)
 
 
-def close_app(app: Flask) -> None:
-    """Release what an app holds: the upload watcher, the S3 thread pool, database connections."""
-    from .services.watcher import EXTENSION_KEY  # noqa: PLC0415 - services import the app's extensions
+def register_blueprints(app: Flask) -> None:
+    """Register the API's blueprints and its OpenAPI document."""
+    api.init_app(app)
 
-    watcher = app.extensions.get(EXTENSION_KEY)
-    if watcher is not None:
-        watcher.stop()
-    app.extensions["s3drive.storage"].close()
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+
+def register_errors(app: Flask) -> None:
+    """Answer every error in the envelope (JWT failures included)."""
+    api_errors.init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    """Add the s3drive commands to `flask --app wsgi`."""
+    commands.init_app(app)
 
 
 def _derive_flask_settings(app: Flask) -> None:
@@ -136,97 +129,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
         cursor.close()
 
 
-def _register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(AppError)
-    def handle_app_error(error: AppError):
-        db.session.rollback()
-        return app_error_response(error)
-
-    @app.errorhandler(HTTPException)
-    def handle_http_error(error: HTTPException):
-        return http_error_response(error)
-
-    @app.errorhandler(OperationalError)
-    def handle_database_down(error: OperationalError):
-        db.session.rollback()
-        app.logger.error("database error (request_id=%s): %s", g.get("request_id", "-"), error)
-        return app_error_response(DatabaseUnavailable())
-
-    @app.errorhandler(Exception)
-    def handle_unexpected(error: Exception):
-        try:
-            db.session.rollback()
-        except SQLAlchemyError:
-            pass
-        log_internal_error(error)
-        return error_response(
-            500,
-            "internal_error",
-            "An unexpected error occurred; quote the request id when reporting it.",
-            {"request_id": g.get("request_id")},
-        )
-
-
-def _register_request_id(app: Flask) -> None:
-    @app.before_request
-    def assign_request_id():
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
-
-    @app.after_request
-    def echo_request_id(response):
-        response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
-        return response
-
-
-def _register_jwt_callbacks() -> None:
-    from .models import User  # noqa: PLC0415
-    from .services.users import token_user  # noqa: PLC0415
-
-    @jwt.unauthorized_loader
-    def missing_token(reason: str):
-        return error_response(401, "unauthorized", f"Authentication required: {reason}.")
-
-    @jwt.invalid_token_loader
-    def invalid_token(reason: str):
-        return error_response(401, "invalid_token", f"The token is invalid: {reason}.")
-
-    @jwt.expired_token_loader
-    def expired_token(header: dict, payload: dict):
-        return error_response(401, "token_expired", "The token has expired; refresh it or log in again.")
-
-    @jwt.revoked_token_loader
-    def revoked_token(header: dict, payload: dict):
-        return error_response(401, "token_revoked", "The token has been revoked; log in again.")
-
-    @jwt.token_in_blocklist_loader
-    def token_revoked(header: dict, payload: dict) -> bool:
-        # One query answers both this and load_user below, which flask-jwt-extended calls next.
-        user, revoked = token_user(payload["sub"], payload["jti"])
-        g.token_user = (payload["jti"], user)
-        return revoked
-
-    @jwt.user_lookup_loader
-    def load_user(header: dict, payload: dict):
-        jti, user = g.pop("token_user", (None, None))
-        if jti != payload["jti"]:
-            user = db.session.get(User, payload["sub"])
-        return user if user is not None and user.is_active else None
-
-    @jwt.user_lookup_error_loader
-    def user_gone(header: dict, payload: dict):
-        return error_response(401, "invalid_token", "The account for this token is disabled or gone.")
-
-    @jwt.needs_fresh_token_loader
-    def needs_fresh(header: dict, payload: dict):
-        return error_response(401, "unauthorized", "A fresh login is required.")
-
-    @jwt.token_verification_failed_loader
-    def verification_failed(header: dict, payload: dict):
-        return error_response(401, "invalid_token", "The token failed verification.")
-
-
-def _check_start_up(app: Flask) -> None:
+def check_start_up(app: Flask) -> None:
     """Fail at start-up, with one line naming the variable, on an unusable setup."""
     if app.config.get("TESTING") or not app.config["CHECK_DATABASE"]:
         return

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-GIB = 1024**3
-MIB = 1024**2
+from .parts import DEFAULT_PART_SIZE, GIB, MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_SINGLE_PUT, MIB, MIN_PART_SIZE
 
 # Broad by default: documents, media and archives. Executables are refused by
 # extension in policy.py whatever their declared type.
@@ -57,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_FILE_SIZE": 5 * GIB,
     "MAX_BATCH": 1000,
     "MULTIPART_THRESHOLD": 100 * MIB,
-    "DEFAULT_PART_SIZE": 16 * MIB,
+    "DEFAULT_PART_SIZE": DEFAULT_PART_SIZE,
     # A multipart upload holds its quota reservation this long (signing parts extends it).
     "MULTIPART_EXPIRES_IN": 24 * 3600,
     "DEFAULT_QUOTA_BYTES": 10 * GIB,
@@ -167,15 +166,15 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError("S3DRIVE_SSE_KMS_KEY_ID needs S3DRIVE_SSE=aws:kms")
     if not 60 <= config["URL_EXPIRES_IN"] <= 7 * 24 * 3600:
         raise ConfigError("S3DRIVE_URL_EXPIRES_IN must be between 60 and 604800 seconds (SigV4 limit)")
-    if config["MULTIPART_THRESHOLD"] < 5 * MIB:
+    if config["MULTIPART_THRESHOLD"] < MIN_PART_SIZE:
         raise ConfigError("S3DRIVE_MULTIPART_THRESHOLD must be at least 5 MiB (S3's minimum part size)")
-    if config["MULTIPART_THRESHOLD"] > 5 * GIB:
+    if config["MULTIPART_THRESHOLD"] > MAX_SINGLE_PUT:
         raise ConfigError("S3DRIVE_MULTIPART_THRESHOLD must be at most 5 GiB (S3's single PUT limit)")
-    if not 5 * MIB <= config["DEFAULT_PART_SIZE"] <= 5 * GIB:
+    if not MIN_PART_SIZE <= config["DEFAULT_PART_SIZE"] <= MAX_PART_SIZE:
         raise ConfigError("S3DRIVE_DEFAULT_PART_SIZE must be between 5 MiB and 5 GiB (S3's part size limits)")
     if not 60 <= config["MULTIPART_EXPIRES_IN"] <= 30 * 24 * 3600:
         raise ConfigError("S3DRIVE_MULTIPART_EXPIRES_IN must be between 60 and 2592000 seconds (30 days)")
-    if config["MAX_FILE_SIZE"] > 5 * 1024 * GIB:
+    if config["MAX_FILE_SIZE"] > MAX_OBJECT_SIZE:
         raise ConfigError("S3DRIVE_MAX_FILE_SIZE must be at most 5 TiB (S3's object limit)")
     if config["MAX_BATCH"] > 10000:
         raise ConfigError("S3DRIVE_MAX_BATCH must be at most 10000")

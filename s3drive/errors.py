@@ -1,11 +1,11 @@
-"""Domain errors and the one JSON error envelope every layer answers with."""
+"""Domain errors: an HTTP status and a stable code each, raised by policy, storage and services.
+
+Pure Python (no Flask): api/errors.py renders them in the API's envelope.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-
-from flask import Response, current_app, g, has_request_context, jsonify, request
 
 
 class AppError(Exception):
@@ -76,11 +76,31 @@ class ContentTypeNotAllowed(AppError):
 
 
 class ValidationFailed(AppError):
+    """Bad field values; `field` names the one at fault (details: field -> messages)."""
+
     status, code, message = 422, "validation_error", "The request has invalid fields."
+
+    def __init__(self, message: str | None = None, *, field: str | None = None, **kwargs):
+        if field is not None and "details" not in kwargs:
+            kwargs["details"] = {field: [message or self.message]}
+        super().__init__(message, **kwargs)
 
 
 class IntegrityMismatch(AppError):
     status, code = 422, "integrity_mismatch"
+
+
+class MultipartRefused(IntegrityMismatch):
+    """S3 refused a multipart call over the upload's state or parts; `s3_error` is S3's error code."""
+
+    def __init__(self, s3_error: str, message: str = ""):
+        super().__init__(message or s3_error, details={"s3_error": s3_error})
+        self.s3_error = s3_error
+
+    @property
+    def size_differs(self) -> bool:
+        """Tell whether S3 refused because the parts' total differs from MpuObjectSize."""
+        return self.s3_error == "InvalidRequest" and "mp-object-size" in self.message.lower()
 
 
 class QuotaExceeded(AppError):
@@ -101,104 +121,3 @@ class StorageUnavailable(ServiceUnavailable):
 
 class DatabaseUnavailable(ServiceUnavailable):
     code, message = "database_unavailable", "The database is unavailable, try again later."
-
-
-ERROR_RENDERERS = "s3drive.error_renderers"
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    details: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """Build an error answer: the envelope, or the shape the request's blueprint renders errors in."""
-    if has_request_context() and request.blueprint:
-        renderer = current_app.extensions.get(ERROR_RENDERERS, {}).get(request.blueprint)
-        if renderer is not None:
-            return renderer(status, code, message, details, headers)
-    return envelope_response(status, code, message, details, headers)
-
-
-def render_errors_with(blueprint, renderer: Callable[..., Response]) -> None:
-    """Have every error answer to the blueprint's requests built by renderer (error_response's arguments)."""
-
-    def register(state) -> None:
-        state.app.extensions.setdefault(ERROR_RENDERERS, {})[blueprint.name] = renderer
-
-    blueprint.record_once(register)
-
-
-def envelope_response(
-    status: int,
-    code: str,
-    message: str,
-    details: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """Build the envelope `{"error": {code, message, details}}` every error uses."""
-    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
-    response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
-
-
-def app_error_response(error: AppError) -> Response:
-    """Render an AppError in the envelope."""
-    return error_response(error.status, error.code, error.message, error.details, error.headers)
-
-
-def log_internal_error(error: BaseException) -> None:
-    """Log an unexpected exception with the request id, for the 500 answer."""
-    current_app.logger.error("unhandled exception (request_id=%s)", g.get("request_id", "-"), exc_info=error)
-
-
-# Werkzeug/webargs/flask-limiter raise HTTPExceptions; give each status a code of ours.
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "batch_too_large",
-    415: "bad_request",
-    422: "validation_error",
-    429: "rate_limited",
-}
-
-
-def _flatten_messages(messages: Any) -> dict[str, Any]:
-    # webargs nests messages by location ({"json": {...}}); clients want field -> messages.
-    if isinstance(messages, dict) and len(messages) == 1 and next(iter(messages)) in ("json", "query", "form"):
-        messages = next(iter(messages.values()))
-    return messages if isinstance(messages, dict) else {"_schema": messages}
-
-
-def http_error_response(error) -> Response:
-    """Render a werkzeug HTTPException (routing, webargs, rate limits) in the envelope."""
-    status = error.code or 500
-    code = _HTTP_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
-    if status == 415:
-        status = 400
-    data = getattr(error, "data", None) or {}
-    details: dict[str, Any] = {}
-    headers: dict[str, str] = dict(data.get("headers") or {})
-    message = error.description or error.name
-    if status == 404:
-        message = "No such route or resource."
-    elif status == 413:
-        message = "The request body is too large."
-    elif status == 422 and "messages" in data:
-        message = "The request has invalid fields."
-        details = _flatten_messages(data["messages"])
-    elif status == 429:
-        message = f"Too many requests ({error.description}); slow down."
-        limit = getattr(error, "limit", None)
-        headers.setdefault("Retry-After", str(getattr(getattr(limit, "limit", None), "get_expiry", lambda: 60)()))
-    response = error_response(status, code, message, details, headers)
-    if status == 405 and getattr(error, "valid_methods", None):
-        response.headers["Allow"] = ", ".join(error.valid_methods)
-    return response

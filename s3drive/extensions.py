@@ -24,27 +24,3 @@ migrate = Migrate()
 jwt = JWTManager()
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
 cors = CORS()
-
-
-def make_api(app):
-    """Create the flask-smorest Api for one app; its errors use the s3drive envelope."""
-    from flask_smorest import Api
-
-    from .errors import http_error_response
-    from .schemas import ErrorSchema
-
-    class S3DriveApi(Api):
-        ERROR_SCHEMA = ErrorSchema
-
-        def handle_http_exception(self, error):
-            return http_error_response(error)
-
-    api = S3DriveApi(
-        app,
-        spec_kwargs={
-            "components": {
-                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
-            }
-        },
-    )
-    return api

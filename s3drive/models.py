@@ -6,6 +6,7 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, String, Text, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column
@@ -54,7 +55,9 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
-class FileStatus:
+class FileStatus(StrEnum):
+    """The states of a file record (API.md: File.status)."""
+
     PENDING = "pending"
     UPLOADING = "uploading"
     COMPLETE = "complete"
@@ -63,9 +66,9 @@ class FileStatus:
     ABORTED = "aborted"
     DELETED = "deleted"
 
-    ALL = (PENDING, UPLOADING, COMPLETE, REJECTED, EXPIRED, ABORTED, DELETED)
-    # Statuses whose size is held against the quota until the URL expires.
-    RESERVING = (PENDING, UPLOADING)
+
+# Statuses whose size is held against the quota until the URL expires.
+RESERVING_STATUSES = (FileStatus.PENDING, FileStatus.UPLOADING)
 
 
 class User(db.Model):

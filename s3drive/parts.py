@@ -6,6 +6,8 @@ and the command-line client cut files into the same parts with them.
 
 from __future__ import annotations
 
+from .errors import ValidationFailed
+
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
@@ -15,11 +17,15 @@ TIB = 1024 * GIB
 MIN_PART_SIZE = 5 * MIB
 MAX_PART_SIZE = 5 * GIB
 MAX_PARTS = 10_000
+# The part size of new uploads unless the client or S3DRIVE_DEFAULT_PART_SIZE says otherwise.
+DEFAULT_PART_SIZE = 16 * MIB
 # S3's largest single PUT (and CopyObject source), and its largest object.
 MAX_SINGLE_PUT = 5 * GIB
 MAX_OBJECT_SIZE = 5 * TIB
 # Part URLs signed in one call of the API (native and Companion routes).
 MAX_SIGN_BATCH = 1000
+# Longest part ETag accepted from a client (S3's are 32 hex digits, quoted).
+MAX_ETAG_LENGTH = 128
 
 
 def part_count(size: int, part_size: int) -> int:
@@ -46,6 +52,27 @@ def fitting_part_size(size: int, wanted: int) -> int:
     """Return `wanted` (at least 5 MiB), grown in whole MiB when the file would need more than 10,000 parts."""
     needed = smallest_part_size(size)
     return max(MIN_PART_SIZE, wanted, -(-needed // MIB) * MIB)
+
+
+def choose_part_size(size: int, requested: object, default: int) -> int:
+    """Return the part size of a new upload: the requested one if S3 allows it for this size (else
+    validation_error), or the default grown to fit 10,000 parts."""
+    if requested is None:
+        return fitting_part_size(size, default)
+    if type(requested) is not int:
+        raise ValidationFailed(field="part_size", details={"part_size": ["Not a valid integer."]})
+    if not MIN_PART_SIZE <= requested <= MAX_PART_SIZE:
+        raise ValidationFailed(
+            f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes.",
+            details={"part_size": [f"Must be between {MIN_PART_SIZE} and {MAX_PART_SIZE}."]},
+        )
+    smallest = smallest_part_size(size)
+    if requested < smallest:
+        raise ValidationFailed(
+            f"A file of {size} bytes needs parts of at least {smallest} bytes (at most {MAX_PARTS} parts).",
+            details={"part_size": [f"Must be at least {smallest} for this file size."]},
+        )
+    return requested
 
 
 def max_part_number(size: int, min_part_size: int = MIN_PART_SIZE) -> int:

@@ -7,8 +7,13 @@ import binascii
 import fnmatch
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+
+from flask import Flask, current_app
+
+from .errors import AppError, ContentTypeNotAllowed, FileTooLarge, ValidationFailed
+from .parts import choose_part_size
 
 MAX_NAME_BYTES = 255
 MAX_FOLDER_LENGTH = 1024
@@ -38,15 +43,6 @@ _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _KEY_SAFE = re.compile(r"[A-Za-z0-9._-]+")
 
 
-class PolicyError(ValueError):
-    """A value breaks policy; `code` says which error code the API answers with."""
-
-    def __init__(self, message: str, code: str = "validation_error", field: str | None = None):
-        super().__init__(message)
-        self.code = code
-        self.field = field
-
-
 def _strip_controls(text: str) -> str:
     if text.isascii() and text.isprintable():
         return text  # the common case, without a per-character walk
@@ -68,7 +64,9 @@ def sanitize_file_name(raw: str) -> str:
         name = re.split(r"[/\\]", name)[-1]
     name = _strip_controls(name).strip().strip(".").strip()
     if not name:
-        raise PolicyError("File name is empty after removing path parts and control characters.", field="file_name")
+        raise ValidationFailed(
+            "File name is empty after removing path parts and control characters.", field="file_name"
+        )
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         stem, dot, ext = name.rpartition(".")
         if dot and 0 < len(ext.encode("utf-8")) <= 16:
@@ -77,6 +75,19 @@ def sanitize_file_name(raw: str) -> str:
         else:
             name = _truncate_utf8(name, MAX_NAME_BYTES).rstrip()
     return name
+
+
+def checked_name(raw: str) -> str:
+    """Return a sanitized display name, refusing executable extensions (as presign does)."""
+    name = sanitize_file_name(raw)
+    refuse_denied_extension(name)
+    return name
+
+
+def refuse_denied_extension(name: str) -> None:
+    """Raise content_type_not_allowed for names Windows or browsers would run on a double-click."""
+    if extension_of(name) in DENIED_EXTENSIONS:
+        raise ContentTypeNotAllowed(f"Files with the extension .{extension_of(name)} are not allowed.")
 
 
 def extension_of(name: str) -> str:
@@ -108,13 +119,13 @@ def normalize_folder(raw: str | None) -> str:
         if part in ("", "."):
             continue
         if part == "..":
-            raise PolicyError("Folder may not contain '..'.", field="folder")
+            raise ValidationFailed("Folder may not contain '..'.", field="folder")
         if len(part.encode("utf-8")) > MAX_NAME_BYTES:
-            raise PolicyError("Folder names are limited to 255 bytes each.", field="folder")
+            raise ValidationFailed("Folder names are limited to 255 bytes each.", field="folder")
         parts.append(part)
     folder = "/".join(parts)
     if len(folder) > MAX_FOLDER_LENGTH:
-        raise PolicyError(f"Folder is limited to {MAX_FOLDER_LENGTH} characters.", field="folder")
+        raise ValidationFailed(f"Folder is limited to {MAX_FOLDER_LENGTH} characters.", field="folder")
     return folder
 
 
@@ -129,10 +140,10 @@ def normalize_tags(raw: list[str] | str | None) -> list[str]:
         if not tag or tag in tags:
             continue
         if len(tag) > MAX_TAG_LENGTH:
-            raise PolicyError(f"Tags are limited to {MAX_TAG_LENGTH} characters.", field="tags")
+            raise ValidationFailed(f"Tags are limited to {MAX_TAG_LENGTH} characters.", field="tags")
         tags.append(tag)
     if len(tags) > MAX_TAGS:
-        raise PolicyError(f"At most {MAX_TAGS} tags per file.", field="tags")
+        raise ValidationFailed(f"At most {MAX_TAGS} tags per file.", field="tags")
     return tags
 
 
@@ -145,7 +156,9 @@ def normalize_checksum(raw: str | None) -> str | None:
     except (binascii.Error, ValueError):
         digest = b""
     if len(digest) != 32:
-        raise PolicyError("checksum_sha256 must be the base64 SHA-256 digest (44 characters).", field="checksum_sha256")
+        raise ValidationFailed(
+            "checksum_sha256 must be the base64 SHA-256 digest (44 characters).", field="checksum_sha256"
+        )
     return base64.b64encode(digest).decode()
 
 
@@ -161,6 +174,39 @@ def content_type_allowed(content_type: str, allowed: tuple[str, ...]) -> bool:
     return content_type in exact or any(fnmatch.fnmatchcase(content_type, p) for p in wildcards)
 
 
+@dataclass(slots=True)
+class UploadSpec:
+    """One upload as presign takes it: validated, sanitized and checked against policy.
+
+    `index` is its position in the request (failures name it). `part_size` is set for a
+    multipart upload. With size_declared False (an Uppy form of unknown size), `size` is the
+    most the upload may be: what it reserves until confirm records the size S3 reports.
+    """
+
+    index: int
+    file_name: str
+    content_type: str
+    size: int
+    checksum_sha256: str | None = None
+    tier: str = "standard"
+    title: str | None = None
+    description: str | None = None
+    tags: list[str] = field(default_factory=list)
+    folder: str = ""
+    method: str = "PUT"
+    part_size: int | None = None
+    size_declared: bool = True
+
+
+@dataclass
+class UploadFailure:
+    """An upload of a batch that was refused: its position, its name as sent, and why."""
+
+    index: int
+    file_name: str | None
+    error: AppError
+
+
 @dataclass(frozen=True)
 class UploadPolicy:
     """The limits one upload is checked against; built once from the app config."""
@@ -168,6 +214,7 @@ class UploadPolicy:
     max_file_size: int
     allowed_content_types: tuple[str, ...]
     multipart_threshold: int
+    default_part_size: int
 
     @classmethod
     def from_config(cls, config) -> UploadPolicy:
@@ -176,33 +223,111 @@ class UploadPolicy:
             max_file_size=config["MAX_FILE_SIZE"],
             allowed_content_types=tuple(config["ALLOWED_CONTENT_TYPES"]),
             multipart_threshold=config["MULTIPART_THRESHOLD"],
+            default_part_size=config["DEFAULT_PART_SIZE"],
         )
+
+    def upload_spec(self, index: int, fields: dict, *, multipart: bool = False) -> UploadSpec:
+        """Apply policy to a FileSpec's loaded fields; return the upload, or raise its domain error.
+
+        Files above the multipart threshold (all of them with multipart=True) become multipart
+        uploads, with the requested `part_size` if S3 allows it.
+        """
+        name = sanitize_file_name(fields["file_name"])
+        self.check_size(fields["file_size"])
+        content_type = self.check_content_type(fields["content_type"], name)
+        if fields["method"] == "POST" and fields["checksum_sha256"]:
+            # S3-compatible stores neither check nor keep a checksum sent in a POST form.
+            raise ValidationFailed(
+                "checksum_sha256 needs method PUT; POST forms cannot carry a verified checksum.",
+                field="checksum_sha256",
+            )
+        spec = UploadSpec(
+            index,
+            name,
+            content_type,
+            fields["file_size"],
+            normalize_checksum(fields["checksum_sha256"]),
+            fields["tier"],
+            fields["title"],
+            fields["description"],
+            normalize_tags(fields["tags"]),
+            normalize_folder(fields["folder"]),
+            fields["method"],
+        )
+        if multipart or spec.size > self.multipart_threshold:
+            self.make_multipart(spec, fields.get("part_size"))
+        return spec
+
+    def make_multipart(self, spec: UploadSpec, requested_part_size: object = None) -> None:
+        """Turn an upload into a multipart one, with its part size."""
+        if spec.checksum_sha256:
+            # S3 keeps SHA-256 only per part for multipart objects: a whole-file digest cannot be verified.
+            raise ValidationFailed(
+                "checksum_sha256 cannot be verified for multipart uploads; leave it out for large files.",
+                details={"checksum_sha256": ["Not supported for multipart uploads."]},
+            )
+        spec.method = "PUT"
+        spec.part_size = choose_part_size(spec.size, requested_part_size, self.default_part_size)
 
     def check_content_type(self, content_type: str, file_name: str) -> str:
         """Return the normalized MIME type, or raise content_type_not_allowed."""
         ctype = content_type.strip().lower()
         if not _MIME_RE.match(ctype):
-            raise PolicyError("content_type must be a MIME type like image/jpeg.", field="content_type")
-        if extension_of(file_name) in DENIED_EXTENSIONS:
-            raise PolicyError(
-                f"Files with the extension .{extension_of(file_name)} are not allowed.",
-                code="content_type_not_allowed",
-            )
+            raise ValidationFailed("content_type must be a MIME type like image/jpeg.", field="content_type")
+        refuse_denied_extension(file_name)
         if not content_type_allowed(ctype, self.allowed_content_types):
-            raise PolicyError(f"Content type {ctype} is not allowed.", code="content_type_not_allowed")
+            raise ContentTypeNotAllowed(f"Content type {ctype} is not allowed.")
         return ctype
 
     def check_size(self, size: int) -> None:
         """Raise file_too_large when a file exceeds the per-file limit."""
         if size > self.max_file_size:
-            raise PolicyError(f"File is {size} bytes; the limit is {self.max_file_size} bytes.", code="file_too_large")
+            raise FileTooLarge(f"File is {size} bytes; the limit is {self.max_file_size} bytes.")
 
 
-def object_key(prefix: str, user_id: str, batch_id: str, file_id: str, file_name: str) -> str:
-    """Return the server-chosen key: owner-scoped, per-batch prefix, never raw input."""
-    return f"{prefix}users/{user_id}/{batch_id}/{file_id}/{key_safe_name(file_name)}"
+def init_app(app: Flask) -> None:
+    """Build the app's upload policy from its config."""
+    app.extensions["s3drive.policy"] = UploadPolicy.from_config(app.config)
+
+
+def get_policy() -> UploadPolicy:
+    """Return the current app's upload policy."""
+    return current_app.extensions["s3drive.policy"]
+
+
+# -- key layout: <prefix>users/<user id>/<batch id>/<file id>/<key-safe name> -------------
+
+
+def user_prefix(prefix: str, user_id: str) -> str:
+    """Return the key prefix of all of a user's objects."""
+    return f"{prefix}users/{user_id}/"
 
 
 def batch_prefix(prefix: str, user_id: str, batch_id: str) -> str:
     """Return the key prefix shared by the files of one presign request."""
-    return f"{prefix}users/{user_id}/{batch_id}/"
+    return f"{user_prefix(prefix, user_id)}{batch_id}/"
+
+
+def object_key(prefix: str, user_id: str, batch_id: str, file_id: str, file_name: str) -> str:
+    """Return the server-chosen key: owner-scoped, per-batch prefix, never raw input."""
+    return f"{batch_prefix(prefix, user_id, batch_id)}{file_id}/{key_safe_name(file_name)}"
+
+
+@dataclass(frozen=True)
+class KeyParts:
+    """The parts of a key made by object_key."""
+
+    prefix: str
+    user_id: str
+    batch_id: str
+    file_id: str
+    name: str
+
+
+def parse_key(key: str) -> KeyParts:
+    """Split a key made by object_key into its parts; raise ValueError for any other key."""
+    head, marker, rest = key.rpartition("users/")
+    parts = rest.split("/", 3)
+    if not marker or len(parts) != 4 or not all(parts):
+        raise ValueError(f"not an s3drive object key: {key!r}")
+    return KeyParts(head, *parts)

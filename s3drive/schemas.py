@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+import email.header
+import posixpath
+from dataclasses import dataclass
+from email.errors import HeaderParseError
+from typing import Any
 
-from .policy import TIERS
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_dump, validate, validates_schema
+from webargs.fields import DelimitedList
+
+from .errors import AppError, BatchTooLarge, ValidationFailed
+from .models import FileStatus
+from .parts import MAX_ETAG_LENGTH, MAX_PART_SIZE, MAX_PARTS, MAX_SIGN_BATCH, MIN_PART_SIZE
+from .policy import TIERS, UploadFailure, UploadPolicy, UploadSpec
+from .services.listing import DEFAULT_LIMIT, DEFAULT_SORT, MAX_LIMIT, MAX_QUERY_LENGTH, SORTS
 from .timeutil import isoformat_z
 
 USERNAME_RE = r"^[A-Za-z0-9_.-]{3,64}$"
@@ -144,6 +155,60 @@ class BatchUploadSchema(BaseSchema):
     files = fields.List(fields.Raw(), required=True, metadata={"items": FileSpecSchema})
 
 
+_file_spec_schema = FileSpecSchema()
+_batch_upload_schema = BatchUploadSchema()
+
+
+def load_or_fail(schema: Schema, data: Any) -> Any:
+    """Load data with a schema; marshmallow's ValidationError becomes validation_error (422)."""
+    try:
+        return schema.load(data)
+    except ValidationError as error:
+        raise ValidationFailed(details=error.normalized_messages()) from None
+
+
+def check_batch_size(values: list, max_batch: int, what: str = "files") -> None:
+    """Refuse an empty batch (validation_error) or one over max_batch (batch_too_large)."""
+    if len(values) > max_batch:
+        raise BatchTooLarge(
+            f"A batch holds at most {max_batch} {what}; this one has {len(values)}.",
+            details={"max_batch": max_batch, "requested": len(values)},
+        )
+    if not values:
+        raise ValidationFailed("The batch is empty.", details={what: ["Give at least one."]})
+
+
+def load_upload_request(body: dict, max_batch: int) -> list[Any] | None:
+    """Return the raw FileSpecs of a batch body ({"files": [...]}), or None for the single-file form."""
+    if "files" not in body:
+        return None
+    files = load_or_fail(_batch_upload_schema, body)["files"]
+    check_batch_size(files, max_batch)
+    return files
+
+
+def load_upload_spec(raw: Any, policy: UploadPolicy, index: int = 0, *, multipart: bool = False) -> UploadSpec:
+    """Validate one FileSpec (plus an optional part_size) and apply policy; raise its domain error."""
+    if not isinstance(raw, dict):
+        raise ValidationFailed("Each file must be a JSON object.", details={"_schema": ["Not an object."]})
+    loaded = load_file_spec_fast(raw) or load_or_fail(_file_spec_schema, raw)
+    loaded["part_size"] = raw.get("part_size")
+    return policy.upload_spec(index, loaded, multipart=multipart)
+
+
+def load_upload_specs(items: list[Any], policy: UploadPolicy) -> tuple[list[UploadSpec], list[UploadFailure]]:
+    """Load each FileSpec of a batch on its own (partial success): the valid uploads and the failures."""
+    specs: list[UploadSpec] = []
+    failures: list[UploadFailure] = []
+    for index, raw in enumerate(items):
+        try:
+            specs.append(load_upload_spec(raw, policy, index))
+        except AppError as error:
+            name = raw.get("file_name") if isinstance(raw, dict) else None
+            failures.append(UploadFailure(index, name if isinstance(name, str) else None, error))
+    return specs, failures
+
+
 class UploadTicketSchema(BaseSchema):
     id = fields.String()
     file_name = fields.String()
@@ -176,10 +241,22 @@ class ConfirmOneSchema(BaseSchema):
     s3_key = fields.String(validate=validate.Length(min=1, max=1024))
     id = fields.String(validate=validate.Length(min=1, max=64))
 
+    @validates_schema
+    def one_of(self, data: dict, **kwargs) -> None:
+        """Require exactly one of id and s3_key."""
+        if ("id" in data) == ("s3_key" in data):
+            raise ValidationError("Give id or s3_key.", field_name="id")
+
 
 class ConfirmManySchema(BaseSchema):
     s3_keys = fields.List(fields.String(validate=validate.Length(min=1, max=1024)))
     ids = fields.List(fields.String(validate=validate.Length(min=1, max=64)))
+
+    @validates_schema
+    def one_of(self, data: dict, **kwargs) -> None:
+        """Require exactly one of ids and s3_keys."""
+        if ("ids" in data) == ("s3_keys" in data):
+            raise ValidationError("Give ids or s3_keys.", field_name="ids")
 
 
 class FileSchema(BaseSchema):
@@ -243,3 +320,414 @@ class LimitsSchema(BaseSchema):
 class HealthSchema(BaseSchema):
     status = fields.String()
     checks = fields.Dict()
+
+
+# -- multipart ----------------------------------------------------------------------------
+
+
+class MultipartCreateSchema(FileSpecSchema):
+    part_size = fields.Integer(
+        strict=True,
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=MIN_PART_SIZE, max=MAX_PART_SIZE),
+        metadata={"description": "Bytes per part (the last may be smaller); default chosen from file_size."},
+    )
+
+
+class UploadedPartSchema(BaseSchema):
+    part_number = fields.Integer()
+    size = fields.Integer()
+    etag = fields.String()
+
+
+class MultipartUploadSchema(BaseSchema):
+    id = fields.String()
+    s3_key = fields.String()
+    file_name = fields.String()
+    upload_id = fields.String(allow_none=True)
+    part_size = fields.Integer()
+    part_count = fields.Integer()
+    file_size = fields.Integer()
+    status = fields.String()
+    expires_at = Timestamp()
+    parts = fields.List(fields.Nested(UploadedPartSchema), metadata={"description": "Only in the status answer."})
+    bytes_uploaded = fields.Integer(metadata={"description": "Only in the status answer."})
+
+    @post_dump
+    def only_in_status(self, data: dict, **kwargs) -> dict:
+        """Leave out parts and bytes_uploaded where they were not read (create answers)."""
+        for name in ("parts", "bytes_uploaded"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
+
+
+class SignPartsSchema(BaseSchema):
+    part_numbers = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_PARTS)),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_SIGN_BATCH),
+    )
+
+
+class SignedPartSchema(BaseSchema):
+    part_number = fields.Integer()
+    url = fields.String()
+    headers = fields.Dict(keys=fields.String(), values=fields.String())
+    size = fields.Integer(metadata={"description": "Exact bytes to send; the URL signs this Content-Length."})
+
+
+class SignedPartsSchema(BaseSchema):
+    parts = fields.List(fields.Nested(SignedPartSchema))
+    expires_at = Timestamp()
+
+
+class CompletedPartSchema(BaseSchema):
+    part_number = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_PARTS))
+    etag = fields.String(required=True, validate=validate.Length(min=1, max=MAX_ETAG_LENGTH + 2))
+
+
+class CompleteMultipartSchema(BaseSchema):
+    parts = fields.List(
+        fields.Nested(CompletedPartSchema),
+        load_default=None,
+        validate=validate.Length(min=1, max=MAX_PARTS),
+        metadata={"description": "Leave out (send {}) to let the server list the parts in S3."},
+    )
+
+
+class MultipartAbortSchema(BaseSchema):
+    id = fields.String()
+    status = fields.String()
+
+
+# -- file management ----------------------------------------------------------------------
+
+
+class FileUpdateSchema(BaseSchema):
+    file_name = fields.String(validate=validate.Length(min=1, max=4096))
+    title = fields.String(allow_none=True, validate=validate.Length(max=200))
+    description = fields.String(allow_none=True, validate=validate.Length(max=2000))
+    tags = TagsField(allow_none=True, metadata={"type": "array", "items": {"type": "string"}})
+    folder = fields.String(allow_none=True, validate=validate.Length(max=4096))
+    tier = fields.String(validate=validate.OneOf(list(TIERS)))
+
+
+class DeletedSchema(BaseSchema):
+    id = fields.String()
+    status = fields.String(metadata={"example": "deleted"})
+
+
+class BatchDeleteSchema(BaseSchema):
+    ids = fields.List(fields.String(validate=validate.Length(min=1, max=64)), required=True)
+
+
+class FailedDeleteSchema(BaseSchema):
+    id = fields.String()
+    error = fields.Nested(ErrorBodySchema)
+
+
+class BatchDeleteResultSchema(BaseSchema):
+    deleted = fields.List(fields.String())
+    failed = fields.List(fields.Nested(FailedDeleteSchema))
+
+
+class DownloadArgsSchema(BaseSchema):
+    disposition = fields.String(load_default="attachment", validate=validate.OneOf(["attachment", "inline"]))
+    redirect = fields.Boolean(load_default=False)
+
+
+class DownloadSchema(BaseSchema):
+    url = fields.String()
+    expires_at = Timestamp()
+
+
+class CopySchema(BaseSchema):
+    file_name = fields.String(validate=validate.Length(min=1, max=4096))
+    folder = fields.String(allow_none=True, validate=validate.Length(max=4096))
+
+
+# -- listing ------------------------------------------------------------------------------
+
+
+class FileListQuerySchema(BaseSchema):
+    status = fields.String(
+        load_default=FileStatus.COMPLETE,
+        validate=validate.OneOf(list(FileStatus)),
+        metadata={"description": "Only files with this status."},
+    )
+    folder = fields.String(
+        load_default=None,
+        validate=validate.Length(max=4096),
+        metadata={
+            "description": "Only files directly in this folder (`photos/2026`; empty for the root), and list the "
+            "folders directly under it in `folders`. Omitted: files of every folder, and `folders` is null."
+        },
+    )
+    q = fields.String(
+        load_default=None,
+        validate=validate.Length(max=MAX_QUERY_LENGTH),
+        metadata={"description": "Text the name or title contains, case-insensitive; % and _ are literal."},
+    )
+    tag = fields.String(
+        load_default=None,
+        validate=validate.Length(max=256),
+        metadata={"description": "Only files with exactly this tag (case-insensitive, as tags are stored lowercase)."},
+    )
+    sort = fields.String(
+        load_default=DEFAULT_SORT,
+        validate=validate.OneOf(SORTS),
+        metadata={"description": "created_at, file_name or size; a leading - sorts descending."},
+    )
+    limit = fields.Integer(
+        load_default=DEFAULT_LIMIT,
+        validate=validate.Range(min=1, max=MAX_LIMIT),
+    )
+    cursor = fields.String(
+        load_default=None,
+        validate=validate.Length(max=2048),
+        metadata={"description": "`next_cursor` of the previous page, with the same sort."},
+    )
+
+
+class FileListSchema(BaseSchema):
+    items = fields.List(fields.Nested(FileSchema))
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "Pass as `cursor` for the next page; null on the last page."}
+    )
+    folders = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={
+            "description": "Names of the folders directly under `folder` that hold files of the listed status "
+            "(on every page); null when `folder` was not given."
+        },
+    )
+
+
+# -- administration -----------------------------------------------------------------------
+
+
+MAX_BIGINT = 2**63 - 1
+
+
+class CountBytesSchema(BaseSchema):
+    count = fields.Integer()
+    bytes = fields.Integer()
+
+
+class UserCountsSchema(BaseSchema):
+    total = fields.Integer()
+    active = fields.Integer()
+    disabled = fields.Integer()
+    admins = fields.Integer(metadata={"description": "active administrators"})
+
+
+class AdminStatsSchema(BaseSchema):
+    users = fields.Nested(UserCountsSchema)
+    files = fields.Dict(
+        keys=fields.String(), values=fields.Nested(CountBytesSchema), metadata={"description": "by status"}
+    )
+    used_bytes = fields.Integer()
+    reserved_bytes = fields.Integer(metadata={"description": "held by upload URLs that have not expired"})
+    quota_bytes = fields.Integer(metadata={"description": "sum of all quotas"})
+    lapsed_reservations = fields.Integer(metadata={"description": "expired uploads the sweeper has yet to settle"})
+
+
+class AdminUserSchema(UserSchema):
+    """The User shape, plus what only admins see."""
+
+    is_active = fields.Boolean()
+    file_count = fields.Integer()
+
+
+class AdminUserPageSchema(BaseSchema):
+    items = fields.List(fields.Nested(AdminUserSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class AdminUserQuerySchema(BaseSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=512))
+    q = fields.String(load_default=None, validate=validate.Length(max=64), metadata={"description": "in username"})
+
+
+class AdminUserUpdateSchema(BaseSchema):
+    class Meta:
+        unknown = RAISE  # a mistyped field must not pass as a no-op
+
+    quota_bytes = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_BIGINT))
+    is_active = fields.Boolean()
+    is_admin = fields.Boolean()
+
+
+class SweepResultSchema(BaseSchema):
+    confirmed = fields.Integer(metadata={"description": "expired uploads whose objects arrived and fit the quota"})
+    expired = fields.Integer(metadata={"description": "expired uploads without an object, or over the quota"})
+    rejected = fields.Integer(metadata={"description": "expired uploads whose objects differ from the declaration"})
+    multipart_aborted = fields.Integer()
+    keys_purged = fields.Integer(metadata={"description": "keys of rejected/expired records deleted from S3"})
+    revoked_tokens_deleted = fields.Integer()
+    errors = fields.Integer(metadata={"description": "S3 failures; those records are retried on the next run"})
+    more = fields.Boolean(metadata={"description": "a batch was full: run again"})
+
+
+# -- Uppy (Companion's field names) -------------------------------------------------------
+
+
+class SessionSchema(BaseSchema):
+    companion_endpoint = fields.String(metadata={"description": "Give it to Uppy 6 as `companionEndpoint`."})
+    expires_at = Timestamp()
+
+
+class ParamsQuerySchema(BaseSchema):
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    type = fields.String(load_default=None, validate=validate.Length(max=255))
+
+
+class ParamsSchema(BaseSchema):
+    method = fields.String()
+    url = fields.String()
+    form_fields = fields.Dict(keys=fields.String(), values=fields.String(), data_key="fields")
+    expires = fields.Integer(metadata={"description": "Seconds the form stays valid."})
+
+
+class CreateUploadSchema(BaseSchema):
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    type = fields.String(load_default=None, validate=validate.Length(max=255))
+    metadata = fields.Dict(load_default=dict, metadata={"description": "Uppy meta; `size` declares the size."})
+
+
+class CreatedUploadSchema(BaseSchema):
+    key = fields.String()
+    uploadId = fields.String()  # noqa: N815 - Companion's field names
+    bucket = fields.String()
+
+
+class KeyQuerySchema(BaseSchema):
+    key = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class BatchQuerySchema(KeyQuerySchema):
+    partNumbers = DelimitedList(  # noqa: N815
+        fields.Integer(validate=validate.Range(min=1, max=MAX_PARTS)),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_SIGN_BATCH),
+    )
+
+
+class CompanionStoredPartSchema(BaseSchema):
+    PartNumber = fields.Integer()  # noqa: N815
+    ETag = fields.String()  # noqa: N815
+    Size = fields.Integer()  # noqa: N815
+
+
+class CompanionSignedPartSchema(BaseSchema):
+    url = fields.String()
+    expires = fields.Integer()
+
+
+class CompanionSignedBatchSchema(BaseSchema):
+    presignedUrls = fields.Dict(keys=fields.String(), values=fields.String())  # noqa: N815
+
+
+class CompanionPartSchema(BaseSchema):
+    PartNumber = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_PARTS))  # noqa: N815
+    ETag = fields.String(  # noqa: N815
+        required=True, validate=validate.Length(min=1, max=MAX_ETAG_LENGTH + 2)
+    )
+
+
+class CompleteUploadSchema(BaseSchema):
+    parts = fields.List(
+        fields.Nested(CompanionPartSchema), required=True, validate=validate.Length(min=1, max=MAX_PARTS)
+    )
+
+
+class CompletedUploadSchema(BaseSchema):
+    location = fields.String()
+    key = fields.String()
+    bucket = fields.String()
+
+
+# -- Companion metadata (Uppy sends name, type and a file's meta fields) --------------------
+
+# Meta fields Uppy may send that mean something here; Uppy sends all of a file's meta, the rest is ignored.
+METADATA_KEYS = frozenset({"name", "type", "size", "title", "description", "tags", "folder", "relativePath", "tier"})
+MAX_METADATA_VALUE = 4096
+# Uppy 6 sends String(value) for every meta field, so an unset one arrives as "null".
+_ABSENT = frozenset({"", "null", "undefined"})
+
+
+@dataclass
+class CompanionFile:
+    """An Uppy file as Companion's routes describe it: FileSpec fields but the size, and the size if declared."""
+
+    fields: dict[str, Any]
+    declared_size: int | None
+
+
+def load_companion_file(filename: Any, content_type: Any, raw_metadata: Any) -> CompanionFile:
+    """Decode an Uppy file's name, type and meta into FileSpec fields (its size only if the app declared it)."""
+    metadata = decode_metadata(raw_metadata)
+    return CompanionFile(file_spec_fields(filename, content_type, metadata), declared_size(metadata))
+
+
+def decode_text(value: Any, field: str) -> str:
+    """Return a metadata string with RFC 2047 encoded-words (=?UTF-8?B?...?=) decoded."""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValidationFailed(details={field: ["Must be a string."]})
+    text = str(value)
+    if len(text) > MAX_METADATA_VALUE:
+        raise ValidationFailed(details={field: [f"Longer than {MAX_METADATA_VALUE} characters."]})
+    if "=?" not in text:
+        return text  # the usual case; decode_header would also fold whitespace
+    try:
+        return str(email.header.make_header(email.header.decode_header(text)))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        raise ValidationFailed(details={field: ["Not a valid RFC 2047 encoded word."]}) from None
+
+
+def decode_metadata(raw: Any) -> dict[str, str]:
+    """Return the allow-listed metadata fields, decoded; unset ('null') and unknown fields are dropped."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValidationFailed(details={"metadata": ["Must be an object of meta fields."]})
+    metadata = {}
+    for key, value in raw.items():
+        if key not in METADATA_KEYS or value is None:
+            continue
+        text = decode_text(value, f"metadata.{key}").strip()
+        if text not in _ABSENT:
+            metadata[key] = text
+    return metadata
+
+
+def declared_size(metadata: dict[str, str]) -> int | None:
+    """Return the file size the app declared in the meta, or None."""
+    text = metadata.get("size")
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 18:
+        raise ValidationFailed(details={"metadata.size": ["Must be the file's size in bytes."]})
+    return int(text)
+
+
+def file_spec_fields(filename: Any, content_type: Any, metadata: dict[str, str]) -> dict[str, Any]:
+    """Return the FileSpec fields of an Uppy file but its size: name, type, and the allow-listed meta."""
+    name = decode_text(filename, "filename") if filename not in (None, "") else metadata.get("name", "")
+    ctype = content_type if content_type not in (None, "") else metadata.get("type") or "application/octet-stream"
+    folder = metadata.get("folder", "")
+    relative = metadata.get("relativePath", "")
+    if relative:
+        # A dropped folder: "holiday/day1/a.jpg" files a.jpg under <folder>/holiday/day1.
+        folder = posixpath.join(folder, posixpath.dirname(relative.replace("\\", "/")))
+    spec: dict[str, Any] = {"file_name": name, "content_type": ctype}
+    for field in ("title", "description", "tags", "tier"):
+        if field in metadata:
+            spec[field] = metadata[field]
+    if folder:
+        spec["folder"] = folder
+    return spec

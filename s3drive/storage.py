@@ -1,27 +1,51 @@
-"""The only module that talks to S3: signing, head/list/delete calls, error mapping."""
+"""The only door to S3: signing, the S3 calls services need, SSE settings, S3 errors as domain errors.
+
+One boto3 client, one fast signer and one bounded thread pool per process, created lazily
+(clients are thread-safe, sessions are not). Nothing outside this module (and the dev
+stack) imports boto3.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from flask import Flask, current_app
 
-from .errors import StorageUnavailable
+from .errors import AppError, InvalidState, MultipartRefused, ObjectMissing, StorageUnavailable
+from .parts import MAX_SINGLE_PUT, MIB, copy_part_ranges
 from .signing import S3Presigner, credentials_from_boto3
 
 # S3 error codes that mean "this object is not there".
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+# S3 error codes that say the object cannot be read until it is restored from an archive tier.
+_ARCHIVED_CODES = {"InvalidObjectState", "ObjectNotInActiveTierError"}
 DELETE_CHUNK = 1000
 # CopyObject takes sources up to 5 GiB; larger objects are copied part by part (UploadPartCopy).
-MULTIPART_COPY_THRESHOLD = 5 * 1024**3
-MULTIPART_COPY_PART_SIZE = 256 * 1024**2
-MAX_PARTS = 10_000
+MULTIPART_COPY_THRESHOLD = MAX_SINGLE_PUT
+MULTIPART_COPY_PART_SIZE = 256 * MIB
+# Browsers hide response headers unless exposed; uploads need ETag (multipart completion)
+# and the checksum/version headers.
+CORS_EXPOSE_HEADERS = [
+    "ETag",
+    "Location",
+    "x-amz-checksum-sha256",
+    "x-amz-checksum-crc32",
+    "x-amz-version-id",
+    "x-amz-request-id",
+    "x-amz-id-2",
+]
+CORS_METHODS = ["GET", "PUT", "POST", "HEAD", "DELETE"]
+CORS_MAX_AGE_SECONDS = 3000
+# The lifecycle rule `flask init-bucket` sets: S3 aborts multipart uploads nobody finished.
+LIFECYCLE_RULE_ID = "s3drive-abort-incomplete-multipart-uploads"
 
 
 @dataclass(frozen=True)
@@ -51,20 +75,6 @@ class PartInfo:
 _MULTIPART_REFUSALS = {"NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "InvalidRequest"}
 
 
-class MultipartRefused(Exception):
-    """S3 refused a multipart call because of the upload's state or parts; `code` is S3's error code."""
-
-    def __init__(self, code: str, message: str = ""):
-        super().__init__(message or code)
-        self.code = code
-        self.message = message or code
-
-    @property
-    def size_differs(self) -> bool:
-        """Tell whether S3 refused because the parts' total differs from MpuObjectSize."""
-        return self.code == "InvalidRequest" and "mp-object-size" in self.message.lower()
-
-
 class Storage:
     """One boto3 client and one bounded thread pool per process, created lazily."""
 
@@ -74,6 +84,9 @@ class Storage:
         self.endpoint_url = config["S3_ENDPOINT_URL"]
         self.addressing_style = config["S3_ADDRESSING_STYLE"]
         self.max_workers = config["S3_MAX_WORKERS"]
+        # Server-side encryption of every object written (signed into upload URLs too).
+        self.sse = config["SSE"]
+        self.sse_kms_key_id = config["SSE_KMS_KEY_ID"]
         self._lock = threading.Lock()
         self._session: boto3.session.Session | None = None
         self._client = None
@@ -168,17 +181,44 @@ class Storage:
         return self.signer.presign_post(key, fields=fields, conditions=conditions, expires_in=expires_in)
 
     def presign_upload_parts(
-        self, key: str, upload_id: str, parts: list[tuple[int, int]], expires_in: int
+        self, key: str, upload_id: str, parts: list[tuple[int, int | None]], expires_in: int
     ) -> list[str]:
-        """Return UploadPart URLs for (part number, exact size) pairs; each signs its Content-Length."""
+        """Return UploadPart URLs for (part number, size) pairs; each signs its exact Content-Length,
+        or none where the size is None (Uppy picks its own part sizes and never tells them)."""
         return self.signer.presign_many(
             "PUT",
             [
-                (key, {"Content-Length": str(size)}, {"partNumber": str(number), "uploadId": upload_id})
+                (
+                    key,
+                    None if size is None else {"Content-Length": str(size)},
+                    {"partNumber": str(number), "uploadId": upload_id},
+                )
                 for number, size in parts
             ],
             expires_in=expires_in,
         )
+
+    def upload_headers(
+        self, content_type: str, file_id: str, checksum_sha256: str | None = None, storage_class: str = "STANDARD"
+    ) -> dict[str, str]:
+        """Return the headers an upload must carry, all of them signed: type, record id, checksum,
+        storage class and server-side encryption."""
+        headers = {"Content-Type": content_type, "x-amz-meta-file-id": file_id}
+        if checksum_sha256:
+            headers["x-amz-checksum-sha256"] = checksum_sha256
+            # Names the algorithm as the AWS SDKs do; stores such as moto keep the checksum only then.
+            headers["x-amz-sdk-checksum-algorithm"] = "SHA256"
+        if storage_class != "STANDARD":
+            headers["x-amz-storage-class"] = storage_class
+        if self.sse:
+            headers["x-amz-server-side-encryption"] = self.sse
+            if self.sse_kms_key_id:
+                headers["x-amz-server-side-encryption-aws-kms-key-id"] = self.sse_kms_key_id
+        return headers
+
+    def object_url(self, key: str) -> str:
+        """Return the object's unsigned URL (as Companion reports a completed upload's location)."""
+        return self.signer.bucket_url.rstrip("/") + "/" + quote(key, safe="/~")
 
     # -- network calls ----------------------------------------------------------------
 
@@ -251,15 +291,15 @@ class Storage:
         }
         return found, (max(found) if page.get("IsTruncated") and found else None)
 
+    def _encryption(self) -> dict[str, str]:
+        """Return the SSE parameters of a call that writes an object."""
+        params = {"ServerSideEncryption": self.sse} if self.sse else {}
+        if self.sse and self.sse_kms_key_id:
+            params["SSEKMSKeyId"] = self.sse_kms_key_id
+        return params
+
     def create_multipart_upload(
-        self,
-        key: str,
-        *,
-        content_type: str,
-        metadata: Mapping[str, str],
-        storage_class: str | None = None,
-        sse: str | None = None,
-        sse_kms_key_id: str | None = None,
+        self, key: str, *, content_type: str, metadata: Mapping[str, str], storage_class: str = "STANDARD"
     ) -> str:
         """Start a multipart upload (CreateMultipartUpload) and return its upload id."""
         params: dict[str, Any] = {
@@ -267,17 +307,24 @@ class Storage:
             "Key": key,
             "ContentType": content_type,
             "Metadata": dict(metadata),
+            **self._encryption(),
         }
-        if storage_class and storage_class != "STANDARD":
+        if storage_class != "STANDARD":
             params["StorageClass"] = storage_class
-        if sse:
-            params["ServerSideEncryption"] = sse
-            if sse_kms_key_id:
-                params["SSEKMSKeyId"] = sse_kms_key_id
         try:
             return self.client.create_multipart_upload(**params)["UploadId"]
         except (ClientError, BotoCoreError) as error:
             raise translate_error(error) from error
+
+    def start_multipart_uploads(self, uploads: list[tuple[str, str, Mapping[str, str], str]]) -> list[Future]:
+        """Start CreateMultipartUpload for (key, content type, metadata, storage class) tuples concurrently;
+        return a future per upload that gives its upload id (or raises StorageUnavailable)."""
+        return [
+            self.executor.submit(
+                self.create_multipart_upload, key, content_type=content_type, metadata=metadata, storage_class=tier
+            )
+            for key, content_type, metadata, tier in uploads
+        ]
 
     def list_parts(self, key: str, upload_id: str, page_size: int = 1000) -> list[PartInfo]:
         """Return every stored part of an upload (ListParts, page by page); MultipartRefused if it is gone."""
@@ -337,6 +384,13 @@ class Storage:
                 errors[item["Key"]] = item.get("Message") or item.get("Code") or "delete failed"
         return deleted, errors
 
+    def discard(self, keys: Iterable[str], what: str = "object") -> None:
+        """Delete objects nobody should keep, logging (not raising) what S3 failed to delete:
+        their records are dead already, and the sweeper's purge removes what is left."""
+        _, errors = self.delete_objects(keys)
+        for key, error in errors.items():
+            current_app.logger.warning("could not delete %s %s: %s", what, key, error)
+
     def copy_object(
         self,
         source_key: str,
@@ -346,8 +400,6 @@ class Storage:
         storage_class: str,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
-        sse: str | None = None,
-        sse_kms_key_id: str | None = None,
         multipart_threshold: int | None = None,
         part_size: int | None = None,
     ) -> str | None:
@@ -355,14 +407,11 @@ class Storage:
 
         metadata=None keeps the source's content type and metadata; otherwise both are
         replaced. Objects above the threshold are copied in ranges (UploadPartCopy) run
-        concurrently on the pool.
+        concurrently on the pool. An archived source is invalid_state, a missing one
+        object_missing.
         """
         threshold = MULTIPART_COPY_THRESHOLD if multipart_threshold is None else multipart_threshold
-        target = {"Bucket": self.bucket, "Key": dest_key, "StorageClass": storage_class}
-        if sse:
-            target["ServerSideEncryption"] = sse
-            if sse_kms_key_id:
-                target["SSEKMSKeyId"] = sse_kms_key_id
+        target = {"Bucket": self.bucket, "Key": dest_key, "StorageClass": storage_class, **self._encryption()}
         try:
             if size > threshold:
                 part_size = MULTIPART_COPY_PART_SIZE if part_size is None else part_size
@@ -375,7 +424,7 @@ class Storage:
                     target["ContentType"] = content_type
             response = self.client.copy_object(CopySource={"Bucket": self.bucket, "Key": source_key}, **target)
         except (ClientError, BotoCoreError) as error:
-            raise translate_error(error) from error
+            raise _object_state_error(error) from error
         return _strip_etag(response.get("CopyObjectResult", {}).get("ETag"))
 
     def _copy_in_parts(
@@ -443,21 +492,40 @@ class Storage:
             raise translate_error(error) from error
         return True
 
+    def configure_bucket(self, cors_origins: list[str], abort_incomplete_days: int, prefix: str = "") -> None:
+        """Set the bucket's CORS rules for these browser origins (none: left as they are), and a
+        lifecycle rule that aborts multipart uploads left incomplete for abort_incomplete_days
+        (other lifecycle rules are kept)."""
+        try:
+            if cors_origins:
+                self.client.put_bucket_cors(Bucket=self.bucket, CORSConfiguration=cors_rules(cors_origins))
+            rules = [rule for rule in self._lifecycle_rules() if rule.get("ID") != LIFECYCLE_RULE_ID]
+            rules.append(
+                {
+                    "ID": LIFECYCLE_RULE_ID,
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": prefix},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": abort_incomplete_days},
+                }
+            )
+            self.client.put_bucket_lifecycle_configuration(Bucket=self.bucket, LifecycleConfiguration={"Rules": rules})
+        except (ClientError, BotoCoreError) as error:
+            raise translate_error(error) from error
+
+    def _lifecycle_rules(self) -> list[dict[str, Any]]:
+        try:
+            return self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket).get("Rules", [])
+        except ClientError as error:
+            if _error_code(error) == "NoSuchLifecycleConfiguration":
+                return []
+            raise
+
     def check_bucket(self) -> None:
         """Raise StorageUnavailable unless the bucket answers HeadBucket."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as error:
             raise translate_error(error) from error
-
-
-def copy_part_ranges(size: int, part_size: int) -> list[tuple[int, int, int]]:
-    """Return (part number, first byte, last byte) for a copy in parts of at least part_size."""
-    part_size = max(part_size, -(-size // MAX_PARTS))  # S3 allows at most 10,000 parts
-    return [
-        (number, first, min(first + part_size, size) - 1)
-        for number, first in enumerate(range(0, size, part_size), start=1)
-    ]
 
 
 def _error_code(error: ClientError) -> str:
@@ -468,10 +536,20 @@ def _strip_etag(etag: str | None) -> str | None:
     return etag.strip('"') if etag else etag
 
 
-def _multipart_error(error: Exception) -> Exception:
+def _multipart_error(error: Exception) -> AppError:
     """Return MultipartRefused for S3's verdicts on the upload itself, StorageUnavailable otherwise."""
     if isinstance(error, ClientError) and _error_code(error) in _MULTIPART_REFUSALS:
         return MultipartRefused(_error_code(error), str(error.response.get("Error", {}).get("Message") or ""))
+    return translate_error(error)
+
+
+def _object_state_error(error: Exception) -> AppError:
+    """Return a 409 for S3 answers about the object's state (archived, missing), storage_unavailable otherwise."""
+    code = _error_code(error) if isinstance(error, ClientError) else ""
+    if code in _ARCHIVED_CODES:
+        return InvalidState("The object is archived; restore it first.", details={"s3_error": code})
+    if code in ("NoSuchKey", "404"):
+        return ObjectMissing("The stored object is missing.", details={"s3_error": code})
     return translate_error(error)
 
 
@@ -488,3 +566,25 @@ def translate_error(error: Exception) -> StorageUnavailable:
             "Object storage failed to answer the request.", details={"s3_error": code, "status": status}
         )
     return StorageUnavailable(details={"reason": type(error).__name__})
+
+
+def cors_rules(cors_origins: list[str]) -> dict:
+    """Return the bucket CORS configuration that lets these origins upload directly from browsers."""
+    rule = {
+        "AllowedOrigins": list(cors_origins),
+        "AllowedMethods": CORS_METHODS,
+        "AllowedHeaders": ["*"],
+        "ExposeHeaders": CORS_EXPOSE_HEADERS,
+        "MaxAgeSeconds": CORS_MAX_AGE_SECONDS,
+    }
+    return {"CORSRules": [rule]}
+
+
+def init_app(app: Flask) -> None:
+    """Give the app its Storage (created lazily per process: no S3 call at start-up)."""
+    app.extensions["s3drive.storage"] = Storage(app.config)
+
+
+def get_storage() -> Storage:
+    """Return the current app's Storage."""
+    return current_app.extensions["s3drive.storage"]

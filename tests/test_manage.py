@@ -21,9 +21,10 @@ from werkzeug.http import parse_options_header
 from s3drive import storage as storage_module
 from s3drive.extensions import db
 from s3drive.models import File, User
+from s3drive.parts import copy_part_ranges
 from s3drive.policy import TIERS
-from s3drive.services.manage import ascii_fallback, content_disposition
-from s3drive.storage import Storage, copy_part_ranges
+from s3drive.services.files import ascii_fallback, content_disposition
+from s3drive.storage import Storage
 
 MIB = 1024**2
 

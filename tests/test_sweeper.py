@@ -328,7 +328,7 @@ def test_cli_sweep_loop_survives_a_failed_run(app, client, auth, s3, monkeypatch
     real_sweep = sweeper.sweep_until_done
     monkeypatch.setattr(storage, "head_object", flaky_head)
     monkeypatch.setattr(sweeper, "sweep_until_done", broken_once)
-    monkeypatch.setattr("s3drive.cli.time.sleep", sleep)
+    monkeypatch.setattr("s3drive.commands.time.sleep", sleep)
 
     with pytest.raises(StopLoop):
         app.test_cli_runner().invoke(args=["sweep", "--loop", "30"], catch_exceptions=False)

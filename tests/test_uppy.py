@@ -26,6 +26,8 @@ from s3drive.app import close_app
 from s3drive.errors import StorageUnavailable
 from s3drive.extensions import db
 from s3drive.models import File, FileStatus, new_time_ordered_id
+from s3drive import schemas
+from s3drive.policy import UploadSpec
 from s3drive.services import uppy as uppy_service
 from s3drive.services.sweeper import sweep
 from s3drive.services.uploads import presign_uploads
@@ -408,10 +410,10 @@ def test_undeclared_form_confirmed_by_the_app_or_the_sweeper_keeps_the_arrived_s
     user_id = client.get("/api/auth/me", headers=auth).get_json()["id"]
     with app.app_context():
         specs = [
-            {"file_name": name, "content_type": "text/plain", "file_size": 1000, "method": "POST"}
-            for name in ("a.txt", "b.txt")
+            UploadSpec(index, name, "text/plain", 1000, method="POST", size_declared=False)
+            for index, name in enumerate(("a.txt", "b.txt"))
         ]
-        tickets = presign_uploads(user_id, specs, size_is_limit=True).tickets
+        tickets = presign_uploads(user_id, specs).tickets
     forms = [{"url": t["presigned_url"], "fields": t["fields"]} for t in tickets]
     post_form(forms[0], b"1" * 123)
     post_form(forms[1], b"2" * 45)
@@ -666,11 +668,11 @@ def test_cors_preflight_for_configured_origins(make_app, s3):
     ],
 )
 def test_decode_text_handles_rfc2047(raw, decoded):
-    assert uppy_service.decode_text(raw, "title") == decoded
+    assert schemas.decode_text(raw, "title") == decoded
 
 
 def test_metadata_is_limited_to_the_allow_list():
-    metadata = uppy_service.decode_metadata(
+    metadata = schemas.decode_metadata(
         {"title": "T", "relativePath": "null", "secret": "x", "x-amz-acl": "public-read", "size": "5", "tags": None}
     )
     assert metadata == {"title": "T", "size": "5"}

@@ -1,46 +1,57 @@
-"""Blueprints: thin views. Schema in, service call, schema out."""
+"""The HTTP API: blueprints of thin views (schema in, service call, schema out) and their registration."""
 
 from __future__ import annotations
 
-import json
+import re
+import uuid
 
-from flask import request
-from flask_jwt_extended import jwt_required
-from flask_smorest import Blueprint as SmorestBlueprint
-from webargs.flaskparser import FlaskParser
+from flask import Flask, g, request
+from flask_smorest import Api
 
-from ..errors import BadRequest
+from ..schemas import BatchUploadSchema, ErrorSchema, FileSpecSchema
+from . import admin, auth, files, listing, manage, multipart, ops, uppy
+from .errors import http_error_response
 
-
-def json_object_body() -> dict:
-    """Return the request body as a dict, or raise bad_request (not JSON / not an object)."""
-    if not request.is_json:
-        raise BadRequest("Send a JSON object with Content-Type: application/json.")
-    try:
-        body = json.loads(request.get_data(cache=True))
-    except (ValueError, RecursionError):
-        raise BadRequest("The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise BadRequest("The request body must be a JSON object.")
-    return body
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class JSONObjectParser(FlaskParser):
-    """webargs parser whose JSON location insists on a JSON object body (400 otherwise)."""
+class S3DriveApi(Api):
+    """flask-smorest's Api, documenting and answering errors in the s3drive envelope."""
 
-    def load_json(self, req, schema):
-        return json_object_body()
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error):
+        """Render werkzeug/webargs errors in the envelope (flask-smorest's own handler would not)."""
+        return http_error_response(error)
 
 
-class Blueprint(SmorestBlueprint):
-    ARGUMENTS_PARSER = JSONObjectParser()
+def init_app(app: Flask) -> None:
+    """Register the blueprints with the OpenAPI document, and the request id every answer carries."""
+    api = S3DriveApi(
+        app,
+        spec_kwargs={
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            }
+        },
+    )
+    # multipart before files: its routes must win over /api/files/<file_id>.
+    for module in (auth, multipart, listing, files, manage, admin, uppy, ops):
+        api.register_blueprint(module.blp)
+    # The upload route reads one of two bodies by hand; publish both shapes.
+    api.spec.components.schema("FileSpec", schema=FileSpecSchema)
+    api.spec.components.schema("BatchUpload", schema=BatchUploadSchema)
+    app.extensions["s3drive.api"] = api
+    _register_request_id(app)
 
 
-def auth_required(refresh: bool = False, verify_type: bool = True):
-    """Require a valid token and document the bearer scheme in the OpenAPI."""
+def _register_request_id(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
 
-    def decorator(view):
-        guarded = jwt_required(refresh=refresh, verify_type=verify_type)(view)
-        return SmorestBlueprint.doc(security=[{"bearerAuth": []}])(guarded)
-
-    return decorator
+    @app.after_request
+    def echo_request_id(response):
+        response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+        return response

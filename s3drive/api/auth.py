@@ -16,7 +16,7 @@ from ..schemas import (
     UserSchema,
 )
 from ..services import users
-from . import Blueprint, auth_required
+from .base import Blueprint, auth_required
 
 blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Accounts and tokens")
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 from flask import current_app, jsonify
 from flask_jwt_extended import current_user
 
-from ..errors import (
-    BatchTooLarge,
-    ValidationFailed,
-)
-from ..policy import TIERS
+from ..policy import TIERS, get_policy
 from ..schemas import (
     BatchUploadResultSchema,
     ConfirmManyResultSchema,
@@ -19,16 +15,18 @@ from ..schemas import (
     FileSchema,
     LimitsSchema,
     UsageSchema,
+    check_batch_size,
+    load_upload_request,
+    load_upload_spec,
+    load_upload_specs,
 )
 from ..services import confirm as confirm_service
 from ..services import files as file_service
 from ..services import uploads, users
 from ..timeutil import isoformat_z
-from . import Blueprint, auth_required, json_object_body
+from .base import Blueprint, auth_required, json_object_body
 
 blp = Blueprint("files", __name__, url_prefix="/api/files", description="Uploads and file records")
-
-_file_schema = FileSchema()
 
 
 def _ticket_json(ticket: dict) -> dict:
@@ -54,36 +52,26 @@ def _ticket_json(ticket: dict) -> dict:
 def upload():
     """Presign uploads: one FileSpec, or {"files": [FileSpec, ...]} for a batch."""
     body = json_object_body()
-    if "files" not in body:
-        result = uploads.presign_uploads(current_user.id, [body])
+    policy = get_policy()
+    items = load_upload_request(body, current_app.config["MAX_BATCH"])
+    if items is None:
+        result = uploads.presign_uploads(current_user.id, [load_upload_spec(body, policy)])
         if result.failures:
             raise result.failures[0].error
         return jsonify(_ticket_json(result.tickets[0]))
 
-    # Each file is validated on its own (partial success); only the list is checked here.
-    specs = body["files"]
-    if not isinstance(specs, list):
-        raise ValidationFailed(details={"files": ["Not a valid list."]})
-    max_batch = current_app.config["MAX_BATCH"]
-    if len(specs) > max_batch:
-        raise BatchTooLarge(
-            f"A batch holds at most {max_batch} files; this one has {len(specs)}.",
-            details={"max_batch": max_batch, "requested": len(specs)},
-        )
-    if not specs:
-        raise ValidationFailed("The batch is empty.", details={"files": ["Give at least one file."]})
-
+    # Each file is validated on its own (partial success).
+    specs, failures = load_upload_specs(items, policy)
     result = uploads.presign_uploads(current_user.id, specs)
-    ok, failed = len(result.tickets), len(result.failures)
+    failures = sorted(failures + result.failures, key=lambda failure: failure.index)
+    ok, failed = len(result.tickets), len(failures)
     message = f"Generated upload URLs for {ok} files" + (f", {failed} failed." if failed else ".")
     return jsonify(
         {
             "message": message,
             "successful": [_ticket_json(t) for t in result.tickets],
-            "failed": [
-                {"index": f.index, "file_name": f.file_name, "error": f.error.to_dict()} for f in result.failures
-            ],
-            "total_requested": len(specs),
+            "failed": [{"index": f.index, "file_name": f.file_name, "error": f.error.to_dict()} for f in failures],
+            "total_requested": len(items),
             "total_successful": ok,
             "total_failed": failed,
         }
@@ -96,16 +84,7 @@ def upload():
 @blp.response(200, ConfirmOneResultSchema)
 def confirm_upload(args):
     """Confirm one upload by id or s3_key: S3 must hold what was declared."""
-    if ("id" in args) == ("s3_key" in args):
-        raise ValidationFailed("Give exactly one of id or s3_key.", details={"id": ["Give id or s3_key."]})
-    outcome = confirm_service.confirm_one(current_user.id, file_id=args.get("id"), s3_key=args.get("s3_key"))
-    return {
-        "s3_key": outcome.s3_key,
-        "id": outcome.id,
-        "status": "success",
-        "message": outcome.message,
-        "file": outcome.file,
-    }
+    return confirm_service.confirm_one(current_user.id, file_id=args.get("id"), s3_key=args.get("s3_key"))
 
 
 @blp.route("/confirm_uploads/", methods=["POST"])
@@ -114,14 +93,8 @@ def confirm_upload(args):
 @blp.response(200, ConfirmManyResultSchema)
 def confirm_uploads(args):
     """Confirm a batch of uploads by ids or s3_keys, concurrently against S3."""
-    if ("ids" in args) == ("s3_keys" in args):
-        raise ValidationFailed("Give exactly one of ids or s3_keys.", details={"ids": ["Give ids or s3_keys."]})
     values = args.get("ids", args.get("s3_keys"))
-    max_batch = current_app.config["MAX_BATCH"]
-    if len(values) > max_batch:
-        raise BatchTooLarge(f"Confirm at most {max_batch} files at once.", details={"max_batch": max_batch})
-    if not values:
-        raise ValidationFailed("Nothing to confirm.", details={"ids": ["Give at least one."]})
+    check_batch_size(values, current_app.config["MAX_BATCH"], "ids" if "ids" in args else "s3_keys")
     if "ids" in args:
         outcomes = confirm_service.confirm_uploads(current_user.id, ids=values)
     else:
@@ -129,7 +102,7 @@ def confirm_uploads(args):
     ok = sum(o.status == "success" for o in outcomes)
     return {
         "message": "Upload confirmation processed",
-        "results": [{"s3_key": o.s3_key, "id": o.id, "status": o.status, "message": o.message} for o in outcomes],
+        "results": outcomes,
         "total_requested": len(outcomes),
         "total_successful": ok,
         "total_failed": len(outcomes) - ok,

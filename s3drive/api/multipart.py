@@ -4,87 +4,22 @@ from __future__ import annotations
 
 from flask import jsonify
 from flask_jwt_extended import current_user
-from marshmallow import fields, validate
 
-from ..schemas import BaseSchema, FileSchema, FileSpecSchema, Timestamp
+from ..policy import get_policy
+from ..schemas import (
+    CompleteMultipartSchema,
+    FileSchema,
+    MultipartAbortSchema,
+    MultipartCreateSchema,
+    MultipartUploadSchema,
+    SignedPartsSchema,
+    SignPartsSchema,
+)
 from ..services import multipart
-from ..services.uploads import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE
 from ..timeutil import isoformat_z
-from . import Blueprint, auth_required
+from .base import Blueprint, auth_required
 
 blp = Blueprint("multipart", __name__, url_prefix="/api/files/multipart", description="Large files")
-
-
-# -- schemas -------------------------------------------------------------------------------
-
-
-class MultipartCreateSchema(FileSpecSchema):
-    part_size = fields.Integer(
-        strict=True,
-        load_default=None,
-        allow_none=True,
-        validate=validate.Range(min=MIN_PART_SIZE, max=MAX_PART_SIZE),
-        metadata={"description": "Bytes per part (the last may be smaller); default chosen from file_size."},
-    )
-
-
-class UploadedPartSchema(BaseSchema):
-    part_number = fields.Integer()
-    size = fields.Integer()
-    etag = fields.String()
-
-
-class MultipartUploadSchema(BaseSchema):
-    id = fields.String()
-    s3_key = fields.String()
-    file_name = fields.String()
-    upload_id = fields.String(allow_none=True)
-    part_size = fields.Integer()
-    part_count = fields.Integer()
-    file_size = fields.Integer()
-    status = fields.String()
-    expires_at = Timestamp()
-    parts = fields.List(fields.Nested(UploadedPartSchema), metadata={"description": "Only in the status answer."})
-    bytes_uploaded = fields.Integer(metadata={"description": "Only in the status answer."})
-
-
-class SignPartsSchema(BaseSchema):
-    part_numbers = fields.List(
-        fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_PARTS)),
-        required=True,
-        validate=validate.Length(min=1, max=multipart.MAX_SIGN_BATCH),
-    )
-
-
-class SignedPartSchema(BaseSchema):
-    part_number = fields.Integer()
-    url = fields.String()
-    headers = fields.Dict(keys=fields.String(), values=fields.String())
-    size = fields.Integer(metadata={"description": "Exact bytes to send; the URL signs this Content-Length."})
-
-
-class SignedPartsSchema(BaseSchema):
-    parts = fields.List(fields.Nested(SignedPartSchema))
-    expires_at = Timestamp()
-
-
-class CompletedPartSchema(BaseSchema):
-    part_number = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_PARTS))
-    etag = fields.String(required=True, validate=validate.Length(min=1, max=multipart.MAX_ETAG_LENGTH + 2))
-
-
-class CompleteMultipartSchema(BaseSchema):
-    parts = fields.List(
-        fields.Nested(CompletedPartSchema),
-        load_default=None,
-        validate=validate.Length(min=1, max=MAX_PARTS),
-        metadata={"description": "Leave out (send {}) to let the server list the parts in S3."},
-    )
-
-
-class MultipartAbortSchema(BaseSchema):
-    id = fields.String()
-    status = fields.String()
 
 
 # -- routes --------------------------------------------------------------------------------
@@ -94,8 +29,9 @@ class MultipartAbortSchema(BaseSchema):
 @auth_required()
 @blp.arguments(MultipartCreateSchema)
 @blp.response(201, MultipartUploadSchema)
-def create(spec):
+def create(fields):
     """Start a multipart upload: policy and quota checked, the S3 upload created."""
+    spec = get_policy().upload_spec(0, fields, multipart=True)
     return multipart.describe(multipart.create_multipart(current_user.id, spec))
 
 

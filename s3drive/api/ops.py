@@ -9,8 +9,9 @@ from sqlalchemy import text
 from ..errors import DatabaseUnavailable, StorageUnavailable
 from ..extensions import db
 from ..schemas import HealthSchema
-from ..services import get_storage, metrics
-from . import Blueprint
+from ..services import metrics
+from ..storage import get_storage
+from .base import Blueprint
 
 blp = Blueprint("ops", __name__, description="Health checks")
 

@@ -15,15 +15,27 @@ from flask import current_app, jsonify, request
 from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException, NoAuthorizationError, RevokedTokenError
 from jwt.exceptions import ExpiredSignatureError, PyJWTError
-from marshmallow import fields, validate
-from webargs.fields import DelimitedList
 
-from ..errors import Unauthorized, envelope_response, error_response, render_errors_with
-from ..schemas import BaseSchema, Timestamp
-from ..services import multipart as multipart_service
+from ..errors import Unauthorized
+from ..schemas import (
+    BaseSchema,
+    BatchQuerySchema,
+    CompanionSignedBatchSchema,
+    CompanionSignedPartSchema,
+    CompanionStoredPartSchema,
+    CompletedUploadSchema,
+    CompleteUploadSchema,
+    CreatedUploadSchema,
+    CreateUploadSchema,
+    KeyQuerySchema,
+    ParamsQuerySchema,
+    ParamsSchema,
+    SessionSchema,
+    load_companion_file,
+)
 from ..services import uppy
-from ..services.uploads import MAX_PARTS
-from . import Blueprint
+from .base import Blueprint
+from .errors import envelope_response, error_response, render_errors_with
 
 blp = Blueprint("uppy", __name__, url_prefix="", description="Uppy Companion-compatible S3 routes")
 
@@ -40,84 +52,6 @@ def companion_route(rule: str, endpoint: str, methods: list[str]):
         return view
 
     return decorator
-
-
-# -- schemas -------------------------------------------------------------------------------
-
-
-class SessionSchema(BaseSchema):
-    companion_endpoint = fields.String(metadata={"description": "Give it to Uppy 6 as `companionEndpoint`."})
-    expires_at = Timestamp()
-
-
-class ParamsQuerySchema(BaseSchema):
-    filename = fields.String(required=True, validate=validate.Length(min=1, max=1024))
-    type = fields.String(load_default=None, validate=validate.Length(max=255))
-
-
-class ParamsSchema(BaseSchema):
-    method = fields.String()
-    url = fields.String()
-    form_fields = fields.Dict(keys=fields.String(), values=fields.String(), data_key="fields")
-    expires = fields.Integer(metadata={"description": "Seconds the form stays valid."})
-
-
-class CreateUploadSchema(BaseSchema):
-    filename = fields.String(required=True, validate=validate.Length(min=1, max=1024))
-    type = fields.String(load_default=None, validate=validate.Length(max=255))
-    metadata = fields.Dict(load_default=dict, metadata={"description": "Uppy meta; `size` declares the size."})
-
-
-class CreatedUploadSchema(BaseSchema):
-    key = fields.String()
-    uploadId = fields.String()  # noqa: N815 - Companion's field names
-    bucket = fields.String()
-
-
-class KeyQuerySchema(BaseSchema):
-    key = fields.String(required=True, validate=validate.Length(min=1, max=1024))
-
-
-class BatchQuerySchema(KeyQuerySchema):
-    partNumbers = DelimitedList(  # noqa: N815
-        fields.Integer(validate=validate.Range(min=1, max=MAX_PARTS)),
-        required=True,
-        validate=validate.Length(min=1, max=multipart_service.MAX_SIGN_BATCH),
-    )
-
-
-class CompanionStoredPartSchema(BaseSchema):
-    PartNumber = fields.Integer()  # noqa: N815
-    ETag = fields.String()  # noqa: N815
-    Size = fields.Integer()  # noqa: N815
-
-
-class CompanionSignedPartSchema(BaseSchema):
-    url = fields.String()
-    expires = fields.Integer()
-
-
-class CompanionSignedBatchSchema(BaseSchema):
-    presignedUrls = fields.Dict(keys=fields.String(), values=fields.String())  # noqa: N815
-
-
-class CompanionPartSchema(BaseSchema):
-    PartNumber = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_PARTS))  # noqa: N815
-    ETag = fields.String(  # noqa: N815
-        required=True, validate=validate.Length(min=1, max=multipart_service.MAX_ETAG_LENGTH + 2)
-    )
-
-
-class CompleteUploadSchema(BaseSchema):
-    parts = fields.List(
-        fields.Nested(CompanionPartSchema), required=True, validate=validate.Length(min=1, max=MAX_PARTS)
-    )
-
-
-class CompletedUploadSchema(BaseSchema):
-    location = fields.String()
-    key = fields.String()
-    bucket = fields.String()
 
 
 # -- auth ----------------------------------------------------------------------------------
@@ -167,7 +101,8 @@ def params(args, token=None):
     user_id = caller_id(token)
     metadata = {key[9:-1]: value for key, value in request.args.items() if key.startswith("metadata[")}
     # Built by hand, not dumped through marshmallow: the hot path.
-    return jsonify(uppy.upload_params(user_id, args["filename"], args["type"], metadata))
+    upload = load_companion_file(args["filename"], args["type"], metadata)
+    return jsonify(uppy.upload_params(user_id, upload))
 
 
 @companion_route("/s3/multipart", "create_multipart", ["POST"])
@@ -175,7 +110,8 @@ def params(args, token=None):
 @blp.response(200, CreatedUploadSchema)
 def create_multipart(args, token=None):
     """Start a multipart upload; a size declared in metadata is reserved, else checked at complete."""
-    record = uppy.create_upload(caller_id(token), args["filename"], args["type"], args["metadata"])
+    user_id = caller_id(token)
+    record = uppy.create_upload(user_id, load_companion_file(args["filename"], args["type"], args["metadata"]))
     return {"key": record.s3_key, "uploadId": record.upload_id, "bucket": uppy.bucket_name()}
 
 

@@ -24,25 +24,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from ..storage import cors_rules
+
 MINISTACK_VERSION = "1.5.33"
 # MiniStack with AUTH=true only accepts the credentials it was started with.
 ACCESS_KEY = "test"
 SECRET_KEY = "test"
 REGION = "us-east-1"
-
-CORS_METHODS = ["GET", "PUT", "POST", "HEAD", "DELETE"]
-# Browsers hide response headers unless exposed; uploads need ETag (multipart
-# completion) and the checksum/version headers to confirm what S3 stored.
-CORS_EXPOSE_HEADERS = [
-    "ETag",
-    "Location",
-    "x-amz-checksum-sha256",
-    "x-amz-checksum-crc32",
-    "x-amz-version-id",
-    "x-amz-request-id",
-    "x-amz-id-2",
-]
-CORS_MAX_AGE_SECONDS = 3000
 
 
 class MinistackError(RuntimeError):
@@ -255,18 +243,6 @@ def _create_bucket(client, bucket: str, region: str) -> None:
             "BucketAlreadyExists",
         ):
             raise
-
-
-def cors_rules(cors_origins: list[str]) -> dict:
-    """Return the bucket CORS configuration for direct browser uploads."""
-    rule = {
-        "AllowedOrigins": list(cors_origins),
-        "AllowedMethods": CORS_METHODS,
-        "AllowedHeaders": ["*"],
-        "ExposeHeaders": CORS_EXPOSE_HEADERS,
-        "MaxAgeSeconds": CORS_MAX_AGE_SECONDS,
-    }
-    return {"CORSRules": [rule]}
 
 
 def ensure_bucket(

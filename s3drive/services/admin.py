@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 
-from ..errors import Conflict, Forbidden, NotFound, ValidationFailed
+from ..cursors import checked_text, checked_time, decode_cursor, encode_cursor
+from ..errors import Conflict, Forbidden, NotFound
 from ..extensions import db
-from ..models import File, FileStatus, User
+from ..models import RESERVING_STATUSES, File, FileStatus, User
 from ..timeutil import utcnow
-from .users import lock_user
+from .quota import chunked, holds_reservation, lock_user, reserved_by_user
 
-IN_CHUNK = 500
+USERS_CURSOR_SCOPE = "admin users"
 
 
 def stats(now: datetime | None = None) -> dict[str, Any]:
@@ -28,7 +27,7 @@ def stats(now: datetime | None = None) -> dict[str, Any]:
         users["total"] += count
         users["active" if is_active else "disabled"] += count
         users["admins"] += count if is_admin and is_active else 0
-    files = {status: {"count": 0, "bytes": 0} for status in FileStatus.ALL}
+    files = {status: {"count": 0, "bytes": 0} for status in FileStatus}
     for status, count, size in db.session.execute(
         select(File.status, func.count(), func.coalesce(func.sum(File.size), 0)).group_by(File.status)
     ):
@@ -49,8 +48,8 @@ def stats(now: datetime | None = None) -> dict[str, Any]:
 
 def _reservations(now: datetime) -> tuple[int, int]:
     # Bytes still held by live upload URLs, and how many uploads lapsed without confirm (sweeper's work).
-    held = File.status.in_(FileStatus.RESERVING)
-    live = db.session.scalar(select(func.coalesce(func.sum(File.size), 0)).where(held, File.expires_at > now))
+    live = db.session.scalar(select(func.coalesce(func.sum(File.size), 0)).where(holds_reservation(now)))
+    held = File.status.in_(RESERVING_STATUSES)
     lapsed = db.session.scalar(select(func.count()).select_from(File).where(held, File.expires_at <= now))
     return int(live or 0), int(lapsed or 0)
 
@@ -61,51 +60,34 @@ def list_users(limit: int = 50, cursor: str | None = None, q: str | None = None)
     if q:
         query = query.where(func.lower(User.username).contains(q.lower(), autoescape=True))
     if cursor:
-        created_at, user_id = decode_cursor(cursor)
+        created_at, user_id = decode_user_cursor(cursor)
         query = query.where(or_(User.created_at > created_at, and_(User.created_at == created_at, User.id > user_id)))
     page = list(db.session.scalars(query))
     has_more = len(page) > limit
     page = page[:limit]
     views = with_usage(page)
-    next_cursor = encode_cursor(page[-1]) if has_more else None
+    next_cursor = encode_user_cursor(page[-1]) if has_more else None
     return views, next_cursor
 
 
-def encode_cursor(user: User) -> str:
+def encode_user_cursor(user: User) -> str:
     """Return the opaque cursor that continues after this user."""
-    raw = f"{user.created_at.isoformat()}|{user.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor([user.created_at.isoformat(), user.id], USERS_CURSOR_SCOPE)
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_user_cursor(cursor: str) -> tuple[datetime, str]:
     """Return (created_at, id) from a cursor, or raise validation_error."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, user_id = raw.split("|", 1)
-        created_at = datetime.fromisoformat(stamp)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed("The cursor is not valid.", details={"cursor": ["Not a valid cursor."]}) from None
-    if created_at.tzinfo is None or not user_id or len(user_id) > 64:
-        raise ValidationFailed("The cursor is not valid.", details={"cursor": ["Not a valid cursor."]})
-    return created_at, user_id
+    created_at, user_id = decode_cursor(cursor, USERS_CURSOR_SCOPE, 2)
+    return checked_time(created_at), checked_text(user_id, 64)
 
 
 def with_usage(users: list[User], now: datetime | None = None) -> list[dict]:
     """Return the admin view of users, with reserved bytes and file counts read in two queries."""
     now = now or utcnow()
     ids = [user.id for user in users]
-    reserved: dict[str, int] = {}
+    reserved = reserved_by_user(ids, now)
     counts: dict[str, int] = {}
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
-        reserved.update(
-            (uid, total)
-            for uid, total in db.session.execute(
-                select(File.user_id, func.sum(File.size))
-                .where(File.user_id.in_(chunk), File.status.in_(FileStatus.RESERVING), File.expires_at > now)
-                .group_by(File.user_id)
-            )
-        )
+    for chunk in chunked(ids):
         counts.update(
             (uid, count)
             for uid, count in db.session.execute(

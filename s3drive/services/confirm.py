@@ -1,4 +1,4 @@
-"""Confirming uploads: ask S3 what arrived, compare with what was declared, settle quota."""
+"""Confirming uploads: ask S3 what arrived, compare it with what was declared, count it in the ledger."""
 
 from __future__ import annotations
 
@@ -20,34 +20,46 @@ from ..errors import (
 from ..extensions import db
 from ..models import File, FileStatus
 from ..policy import batch_prefix
-from ..storage import ObjectInfo
-from ..timeutil import utcnow
-from . import get_storage
-from .users import available_bytes, lock_user
+from ..storage import ObjectInfo, get_storage
+from .quota import chunked, open_ledger, reread, transition
 
 # A batch group this large is confirmed with one listing instead of HeadObject each.
 LIST_MIN_FILES = 3
-IN_CHUNK = 500
+
+
+@dataclass
+class Verdict:
+    """What S3 holds for a record, compared with its declaration."""
+
+    status: str  # success | missing | mismatch | error
+    message: str
+    info: ObjectInfo | None = None
 
 
 @dataclass
 class ConfirmOutcome:
-    """The result for one requested id or key; `file` is set when the record exists."""
+    """The result for one requested id or key; `file` is set when the record exists, `error` unless success."""
 
     id: str | None
     s3_key: str | None
     status: str  # success | missing | mismatch | not_found | error
     message: str
     file: File | None = None
-    code: str | None = None  # finer reason for the single-file route (e.g. invalid_state)
+    error: AppError | None = None
+
+
+# The error each verdict that is not a success answers with on the single-file route.
+_VERDICT_ERRORS: dict[str, type[AppError]] = {
+    "missing": ObjectMissing,
+    "mismatch": IntegrityMismatch,
+    "error": StorageUnavailable,
+}
 
 
 def load_owned_files(user_id: str, column, values: list[str]) -> dict[str, File]:
     """Return the user's files whose id (or key) is among values, keyed by that value."""
     found: dict[str, File] = {}
-    unique = list(dict.fromkeys(values))
-    for start in range(0, len(unique), IN_CHUNK):
-        chunk = unique[start : start + IN_CHUNK]
+    for chunk in chunked(list(dict.fromkeys(values))):
         query = select(File).where(File.user_id == user_id, column.in_(chunk))
         for record in db.session.scalars(query):
             found[getattr(record, column.key)] = record
@@ -66,37 +78,27 @@ def confirm_uploads(
     `observed` holds HeadObject answers by key that the caller already has (the upload watcher's).
     """
     by_id = ids is not None
-    column = File.id if by_id else File.s3_key
-    requested = ids if by_id else s3_keys
-    records = load_owned_files(user_id, column, requested)
+    requested = ids if by_id else s3_keys or []
+    records = load_owned_files(user_id, File.id if by_id else File.s3_key, requested)
 
     pending = [r for r in records.values() if r.status == FileStatus.PENDING]
     known = observed or {}
     observed = {**inspect_objects([r for r in pending if r.s3_key not in known]), **known}
-    verdicts = {record.id: judge(record, observed.get(record.s3_key)) for record in pending}
-    settled = settle(user_id, verdicts)
+    settled = settle(user_id, [(record, judge(record, observed.get(record.s3_key))) for record in pending])
 
     outcomes = []
     for value in requested:
         record = records.get(value)
         if record is None:
+            error = NotFound("No such file.", details={"id": value} if by_id else {})
             outcomes.append(
-                ConfirmOutcome(value if by_id else None, None if by_id else value, "not_found", "No such file.")
+                ConfirmOutcome(
+                    value if by_id else None, None if by_id else value, "not_found", error.message, None, error
+                )
             )
-            continue
-        status, message, code = settled.get(record.id) or state_outcome(record)
-        outcomes.append(ConfirmOutcome(record.id, record.s3_key, status, message, record, code))
+        else:
+            outcomes.append(settled.get(record.id) or state_outcome(record))
     return outcomes
-
-
-_SINGLE_ERRORS: dict[str, type[AppError]] = {
-    "not_found": NotFound,
-    "object_missing": ObjectMissing,
-    "integrity_mismatch": IntegrityMismatch,
-    "quota_exceeded": QuotaExceeded,
-    "invalid_state": InvalidState,
-    "storage_unavailable": StorageUnavailable,
-}
 
 
 def confirm_one(user_id: str, *, file_id: str | None = None, s3_key: str | None = None) -> ConfirmOutcome:
@@ -105,51 +107,53 @@ def confirm_one(user_id: str, *, file_id: str | None = None, s3_key: str | None 
         [outcome] = confirm_uploads(user_id, ids=[file_id])
     else:
         [outcome] = confirm_uploads(user_id, s3_keys=[s3_key or ""])
-    if outcome.status != "success":
-        error = _SINGLE_ERRORS[outcome.code or "not_found"]
-        raise error(outcome.message, details={"id": outcome.id} if outcome.id else {})
+    if outcome.error is not None:
+        raise outcome.error
     return outcome
 
 
-def state_outcome(record: File) -> tuple[str, str, str | None]:
+def outcome(record: File, status: str, message: str, error: AppError | None = None) -> ConfirmOutcome:
+    """Return the outcome of a record."""
+    return ConfirmOutcome(record.id, record.s3_key, status, message, record, error)
+
+
+def state_outcome(record: File) -> ConfirmOutcome:
     """Return the outcome for a record that is not pending (confirming is idempotent)."""
     if record.status == FileStatus.COMPLETE:
-        return "success", "Upload confirmed", None
+        return outcome(record, "success", "Upload confirmed")
     if record.status == FileStatus.UPLOADING:
-        return "error", "This is a multipart upload: complete it with the multipart route.", "invalid_state"
-    return "error", f"The upload is {record.status}; request a new upload URL.", "invalid_state"
+        message = "This is a multipart upload: complete it with the multipart route."
+    else:
+        message = f"The upload is {record.status}; request a new upload URL."
+    return outcome(record, "error", message, InvalidState(message, details={"id": record.id}))
 
 
-def inspect_objects(records: list[File]) -> dict[str, ObjectInfo | None | StorageUnavailable]:
+def inspect_objects(records: list) -> dict[str, ObjectInfo | None | StorageUnavailable]:
     """Ask S3 about each record's object: listings for big batch groups, HeadObject otherwise."""
     storage = get_storage()
-    strategy = current_app.config["S3_CONFIRM"]
     heads: list[str] = []
-    groups: dict[str, list[File]] = defaultdict(list)
+    groups: dict[str, list] = defaultdict(list)
     for record in records:
         # A listing shows only size and ETag. That suffices where the store enforces the
         # signed type and checksum (S3_CONFIRM=list); elsewhere HeadObject shows them all.
-        if strategy == "list":
+        if current_app.config["S3_CONFIRM"] == "list":
             groups[record.batch_id].append(record)
         else:
             heads.append(record.s3_key)
-    prefix = current_app.config["S3_KEY_PREFIX"]
-    listings: dict[str, list[File]] = {}
+    listings: dict[str, list] = {}
     for batch_id, members in groups.items():
         if len(members) >= LIST_MIN_FILES:
-            listings[batch_prefix(prefix, members[0].user_id, batch_id)] = members
+            listings[batch_prefix(current_app.config["S3_KEY_PREFIX"], members[0].user_id, batch_id)] = members
         else:
             heads.extend(member.s3_key for member in members)
-
-    observed: dict[str, ObjectInfo | None | StorageUnavailable] = {}
-    tasks = [("list", p) for p in listings] + [("head", k) for k in heads]
 
     def run(task: tuple[str, str]):
         kind, target = task
         return storage.list_prefix(target) if kind == "list" else storage.head_object(target)
 
-    results = storage.map_concurrently(run, tasks)  # type: ignore[arg-type]
-    for (kind, target), value in results.items():
+    tasks = [("list", p) for p in listings] + [("head", k) for k in heads]
+    observed: dict[str, ObjectInfo | None | StorageUnavailable] = {}
+    for (kind, target), value in storage.map_concurrently(run, tasks).items():  # type: ignore[arg-type]
         if kind == "head":
             observed[target] = value
             continue
@@ -158,12 +162,12 @@ def inspect_objects(records: list[File]) -> dict[str, ObjectInfo | None | Storag
     return observed
 
 
-def judge(record: File, info: ObjectInfo | None | StorageUnavailable) -> tuple[str, str, ObjectInfo | None]:
-    """Compare what S3 holds with what was declared: (status, message, info)."""
+def judge(record, info: ObjectInfo | None | StorageUnavailable) -> Verdict:
+    """Compare what S3 holds with what was declared."""
     if isinstance(info, StorageUnavailable):
-        return "error", info.message, None
+        return Verdict("error", info.message)
     if info is None:
-        return "missing", "The object has not been uploaded yet.", None
+        return Verdict("missing", "The object has not been uploaded yet.")
     problems = []
     if record.size_declared and info.size != record.size:
         problems.append(f"size is {info.size} bytes, declared {record.size}")
@@ -178,8 +182,8 @@ def judge(record: File, info: ObjectInfo | None | StorageUnavailable) -> tuple[s
         if (info.metadata or {}).get("file-id") != record.id:
             problems.append("object metadata does not name this upload")
     if problems:
-        return "mismatch", "Uploaded object differs from the declaration: " + "; ".join(problems) + ".", info
-    return "success", "Upload confirmed", info
+        return Verdict("mismatch", "Uploaded object differs from the declaration: " + "; ".join(problems) + ".", info)
+    return Verdict("success", "Upload confirmed", info)
 
 
 def arrived_size(record, info: ObjectInfo) -> int:
@@ -192,55 +196,74 @@ def _base_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def settle(
-    user_id: str, verdicts: dict[str, tuple[str, str, ObjectInfo | None]]
-) -> dict[str, tuple[str, str, str | None]]:
-    """Record the verdicts in one transaction under the user's quota lock."""
-    decided = {fid: v for fid, v in verdicts.items() if v[0] in ("success", "mismatch")}
-    outcomes: dict[str, tuple[str, str, str | None]] = {
-        fid: (status, message, "object_missing" if status == "missing" else "storage_unavailable")
-        for fid, (status, message, _) in verdicts.items()
-        if fid not in decided
-    }
+def settle(user_id: str, judged: list[tuple[File, Verdict]]) -> dict[str, ConfirmOutcome]:
+    """Record the verdicts in one transaction under the user's quota lock; delete what is rejected."""
+    outcomes: dict[str, ConfirmOutcome] = {}
+    decided: dict[str, Verdict] = {}
+    for record, verdict in judged:
+        if verdict.status in ("success", "mismatch"):
+            decided[record.id] = verdict
+        else:  # not uploaded yet, or S3 did not answer: the record stays pending
+            outcomes[record.id] = outcome(record, verdict.status, verdict.message, _error(verdict, record.id))
     if not decided:
         return outcomes
-    now = utcnow()
-    user = lock_user(user_id)
+    ledger = open_ledger(user_id)
+    rejected: list[File] = []
     # Re-read under the lock: a concurrent confirm may have settled some already.
-    records = db.session.scalars(
-        select(File).where(File.id.in_(list(decided))).execution_options(populate_existing=True)
-    ).all()
-    available = None
-    to_delete = []
-    for record in records:
-        status, message, info = decided[record.id]
-        if record.status != FileStatus.PENDING:
-            continue
-        code = "integrity_mismatch"
-        if status == "success":
-            record.size, record.size_declared = arrived_size(record, info), True
-        if status == "success" and record.expires_at and record.expires_at <= now:
-            # The reservation lapsed with the URL; the bytes must fit the quota again.
-            if available is None:
-                available = available_bytes(user, now)
-            if record.size > available:
-                status, message = "mismatch", "The upload came too late and no longer fits your quota."
-                code = "quota_exceeded"
-            else:
-                available -= record.size
-        if status == "success":
-            record.status = FileStatus.COMPLETE
-            record.confirmed_at = now
-            record.etag = info.etag if info else None
-            user.used_bytes += record.size
-        else:
-            record.status = FileStatus.REJECTED
-            to_delete.append(record.s3_key)
-        outcomes[record.id] = (status, message, None if status == "success" else code)
+    for record in reread(decided):
+        if record.status == FileStatus.PENDING:
+            outcomes[record.id] = _count_or_reject(ledger, record, decided[record.id], rejected)
+    transition([record.id for record in rejected], FileStatus.PENDING, FileStatus.REJECTED)
     db.session.commit()
-    if to_delete:
-        _, errors = get_storage().delete_objects(to_delete)
-        for key, error in errors.items():
-            # The record is rejected either way; the sweeper removes what is left.
-            current_app.logger.warning("could not delete rejected object %s: %s", key, error)
+    if rejected:
+        get_storage().discard([record.s3_key for record in rejected], "rejected object")
     return outcomes
+
+
+def _count_or_reject(ledger, record: File, verdict: Verdict, rejected: list[File]) -> ConfirmOutcome:
+    """Count an arrived upload as used, or add it to `rejected` (mismatch, or a lapsed one that no longer fits)."""
+    if verdict.status == "success":
+        try:
+            ledger.count_arrival(record, arrived_size(record, verdict.info), verdict.info.etag)
+            return outcome(record, "success", verdict.message)
+        except QuotaExceeded as error:
+            error.details["id"] = record.id
+            rejected.append(record)
+            return outcome(record, "mismatch", error.message, error)
+    rejected.append(record)
+    return outcome(record, "mismatch", verdict.message, _error(verdict, record.id))
+
+
+def _error(verdict: Verdict, file_id: str) -> AppError:
+    return _VERDICT_ERRORS[verdict.status](verdict.message, details={"id": file_id})
+
+
+def settle_arrival(user_id: str, file_id: str, from_status: str, size: int, etag: str | None) -> File:
+    """Count one record's completed object (multipart complete, copy) under the quota lock.
+
+    Idempotent: a complete record is returned as it is. A record that moved on meanwhile
+    (aborted), an object of another size than declared, or a lapsed reservation that no longer
+    fits: the record is rejected (if still in from_status), its object deleted, the error raised.
+    """
+    ledger = open_ledger(user_id)
+    [record] = reread([file_id])
+    if record.status == FileStatus.COMPLETE:
+        db.session.commit()
+        return record
+    try:
+        if record.status != from_status:
+            raise InvalidState(f"The upload was {record.status} meanwhile.", details={"status": record.status})
+        if size != record.size:
+            raise IntegrityMismatch(
+                f"The uploaded object has {size} bytes, not the declared {record.size}; it was rejected.",
+                details={"size": size, "declared_size": record.size},
+            )
+        ledger.count_arrival(record, size, etag)
+    except AppError:
+        transition([file_id], from_status, FileStatus.REJECTED)
+        db.session.commit()
+        # The object just made must not outlive its record.
+        get_storage().discard([record.s3_key], "object of a rejected upload")
+        raise
+    db.session.commit()
+    return record

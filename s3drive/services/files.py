@@ -1,15 +1,329 @@
-"""Reading a user's file records."""
+"""A user's files: reading, metadata and tier changes, downloads, deletes and server-side copies.
+
+Rules of state:
+- metadata (name, title, description, tags, folder) may change while a file is live:
+  `pending`, `uploading` or `complete`; a rejected, expired, aborted or deleted record is
+  history and answers invalid_state. Renaming never moves the object: the key stays.
+- tier changes, downloads and copies need the bytes, so only `complete` files qualify,
+  and not while archived (GLACIER, DEEP_ARCHIVE): S3 refuses to read those until restored.
+- S3 first, database second: a failed S3 call leaves every record as it was (503).
+"""
 
 from __future__ import annotations
 
-from ..errors import NotFound
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from flask import current_app
+from sqlalchemy import Row
+
+from ..errors import AppError, InvalidState, NotFound, StorageUnavailable, ValidationFailed
 from ..extensions import db
-from ..models import File
+from ..models import File, FileStatus, new_ids
+from ..policy import TIERS, checked_name, normalize_folder, normalize_tags, object_key, sanitize_file_name
+from ..storage import DELETE_CHUNK, get_storage
+from ..timeutil import utcnow
+from .confirm import settle_arrival
+from .quota import chunked, locking, open_ledger, transition
+
+# S3 cannot read objects in these classes until they are restored.
+ARCHIVED_TIERS = frozenset({"glacier", "deep_archive"})
+EDITABLE_STATUSES = frozenset({FileStatus.PENDING, FileStatus.UPLOADING, FileStatus.COMPLETE})
+METADATA_FIELDS = ("file_name", "title", "description", "tags", "folder")
+# A copy in progress holds its size like an upload does; long enough for a multi-GiB copy.
+COPY_RESERVATION = timedelta(hours=6)
+# RFC 5987 attr-char beyond what quote() always keeps (letters, digits, "_.-~").
+_ATTR_CHAR_EXTRA = "!#$&+^`|"
+# In the quoted ASCII fallback: no quote, backslash, percent (some browsers decode it) or path parts.
+_FALLBACK_UNSAFE = re.compile(r'[^\x20-\x7e]|["\\%/]')
 
 
-def get_owned_file(user_id: str, file_id: str) -> File:
-    """Return the user's file, or not_found (also for other users' files)."""
-    record = db.session.get(File, file_id) if len(file_id) <= 64 else None
+@dataclass
+class DeleteOutcome:
+    """What a batch delete did: ids now deleted, and (id, error) for the rest."""
+
+    deleted: list[str] = field(default_factory=list)
+    failed: list[tuple[str, AppError]] = field(default_factory=list)
+
+
+# -- reading and locking ----------------------------------------------------------------
+
+
+def get_owned_file(user_id: str, file_id: str, not_found: str = "No such file.") -> File:
+    """Return the user's file, or not_found (also for other users' files: never reveal they exist)."""
+    record = db.session.get(File, file_id) if isinstance(file_id, str) and len(file_id) <= 64 else None
     if record is None or record.user_id != user_id:
-        raise NotFound("No such file.")
+        raise NotFound(not_found)
     return record
+
+
+def lock_file(user_id: str, file_id: str) -> File:
+    """Lock one of the user's file rows until commit and return it fresh, else not_found."""
+    get_owned_file(user_id, file_id)  # cheap not_found (and id length check) before locking
+    return db.session.scalars(locking([File], File.id == file_id, touch=File.status)).one()
+
+
+def lock_file_rows(user_id: str, ids: list[str]) -> dict[str, Row]:
+    """Lock the user's file rows among ids until commit; return id -> (id, s3_key, status, size)."""
+    found: dict[str, Row] = {}
+    columns = [File.id, File.s3_key, File.status, File.size]
+    # One lock order for everyone: no deadlocks between batches.
+    for chunk in chunked(sorted(set(ids))):
+        query = locking(columns, File.user_id == user_id, File.id.in_(chunk), touch=File.status, order_by=[File.id])
+        found.update((row.id, row) for row in db.session.execute(query))
+    return found
+
+
+# -- metadata and tier -------------------------------------------------------------------
+
+
+def update_file(user_id: str, file_id: str, changes: dict[str, Any]) -> File:
+    """Change a file's metadata and/or tier; a tier change copies the object in place."""
+    values = normalize_changes(changes)
+    if not values:
+        raise ValidationFailed("Give at least one field to change.", details={"_schema": ["Nothing to change."]})
+    record = lock_file(user_id, file_id)
+    if record.status not in EDITABLE_STATUSES:
+        raise InvalidState(f"The file is {record.status}; it can no longer be changed.")
+    tier = values.pop("tier", None)
+    if tier is not None and tier != record.tier:
+        record.etag = change_tier(record, tier) or record.etag
+        record.tier = tier
+    for name, value in values.items():
+        setattr(record, name, value)
+    db.session.commit()
+    return record
+
+
+def normalize_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply the presign rules to the fields of a PATCH; raise 422 or 415."""
+    values: dict[str, Any] = {}
+    if "file_name" in changes:
+        values["file_name"] = checked_name(changes["file_name"])
+    if "folder" in changes:
+        values["folder"] = normalize_folder(changes["folder"])
+    if "tags" in changes:
+        values["tags"] = normalize_tags(changes["tags"])
+    for name in ("title", "description", "tier"):
+        if name in changes:
+            values[name] = changes[name]
+    return values
+
+
+def change_tier(record: File, tier: str) -> str | None:
+    """Copy a complete file's object onto itself with a new storage class; return the ETag."""
+    require_readable(record, "change tier")
+    try:
+        return get_storage().copy_object(record.s3_key, record.s3_key, record.size, storage_class=TIERS[tier])
+    except AppError:
+        db.session.rollback()  # release the row lock; the record still names the old tier
+        raise
+
+
+def require_readable(record: File, action: str) -> None:
+    """Raise invalid_state unless the file is complete and S3 can read its object now."""
+    if record.status != FileStatus.COMPLETE:
+        raise InvalidState(f"The file is {record.status}; only complete files can {action}.")
+    if record.tier in ARCHIVED_TIERS:
+        raise InvalidState(f"The file is archived ({record.tier}); restore it before you {action}.")
+
+
+# -- download ----------------------------------------------------------------------------
+
+# Types a browser renders as a document that can run scripts (allowed uploads under text/* and image/*).
+ACTIVE_CONTENT_TYPES = frozenset(
+    {
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "text/xsl",
+        "application/xslt+xml",
+        "text/javascript",
+        "application/javascript",
+    }
+)
+
+
+@dataclass
+class DownloadLink:
+    """A presigned GET URL and when it stops working."""
+
+    url: str
+    expires_at: datetime
+
+
+def download_link(user_id: str, file_id: str, disposition: str = "attachment") -> DownloadLink:
+    """Return a presigned GET URL whose response names the file (Content-Disposition)."""
+    record = get_owned_file(user_id, file_id)
+    require_readable(record, "be downloaded")
+    expires_in = current_app.config["URL_EXPIRES_IN"]
+    query = {"response-content-disposition": content_disposition(record.file_name, disposition)}
+    if disposition == "inline" and record.content_type in ACTIVE_CONTENT_TYPES:
+        # Shown inline, these would run scripts in the bucket's origin: show their source instead.
+        query["response-content-type"] = "text/plain; charset=utf-8"
+    url = get_storage().presign_get(record.s3_key, expires_in, query=query)
+    return DownloadLink(url, utcnow() + timedelta(seconds=expires_in))
+
+
+def content_disposition(name: str, disposition: str = "attachment") -> str:
+    """Return a Content-Disposition value per RFC 6266: ASCII fallback plus UTF-8 filename*."""
+    try:
+        name = sanitize_file_name(name)  # stored names are clean already; this guards old rows
+    except ValidationFailed:
+        name = "download"
+    return f"{disposition}; filename=\"{ascii_fallback(name)}\"; filename*=UTF-8''{quote(name, safe=_ATTR_CHAR_EXTRA)}"
+
+
+def ascii_fallback(name: str) -> str:
+    """Return a plain-ASCII rendering of a name that is safe inside a quoted-string."""
+    fallback = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    fallback = _FALLBACK_UNSAFE.sub("_", fallback).strip()
+    stem, dot, ext = fallback.rpartition(".")
+    if dot and not stem.strip(" ._"):
+        return f"download.{ext}" if ext.strip(" ._") else "download"
+    return fallback if fallback.strip(" ._") else "download"
+
+
+# -- delete ------------------------------------------------------------------------------
+
+
+def delete_file(user_id: str, file_id: str) -> None:
+    """Delete one file: its object from S3, then the record; raise its error if it fails."""
+    get_owned_file(user_id, file_id)
+    outcome = delete_files(user_id, [file_id])
+    if outcome.failed:
+        raise outcome.failed[0][1]
+
+
+def delete_files(user_id: str, ids: list[str]) -> DeleteOutcome:
+    """Delete files by id: S3 DeleteObjects in chunks of 1,000, quota released for what S3 deleted.
+
+    The user's row and the files' rows stay locked across the S3 call (one round trip per
+    1,000 keys): a concurrent delete of the same file then finds it deleted and releases
+    nothing, and an in-place tier copy cannot bring an object back after its delete.
+    """
+    wanted = list(dict.fromkeys(ids))
+    ledger = open_ledger(user_id)
+    rows = lock_file_rows(user_id, wanted)
+    errors: dict[str, AppError] = {}
+    doomed: dict[str, Row] = {}
+    for file_id in wanted:
+        row = rows.get(file_id)
+        if row is None:
+            errors[file_id] = NotFound("No such file.")
+        elif row.status == FileStatus.UPLOADING:
+            errors[file_id] = InvalidState(
+                "This multipart upload is in progress: abort it with DELETE /api/files/multipart/<id>."
+            )
+        elif row.status != FileStatus.DELETED:  # deleting twice is not an error
+            doomed[row.s3_key] = row
+
+    gone, failures = delete_keys(list(doomed))
+    deleted_ids: list[str] = []
+    released = 0
+    for key, row in doomed.items():
+        if key not in gone:
+            errors[row.id] = StorageUnavailable(f"Object storage did not delete the object: {failures.get(key)}")
+            continue
+        deleted_ids.append(row.id)
+        # A pending record stops reserving its size with the status change alone.
+        released += row.size if row.status == FileStatus.COMPLETE else 0
+    transition(deleted_ids, list(FileStatus), FileStatus.DELETED)
+    ledger.release(released)
+    db.session.commit()
+    return DeleteOutcome(
+        deleted=[file_id for file_id in wanted if file_id not in errors],
+        failed=[(file_id, errors[file_id]) for file_id in wanted if file_id in errors],
+    )
+
+
+def delete_keys(keys: list[str]) -> tuple[set[str], dict[str, str]]:
+    """Delete keys with one DeleteObjects call per 1,000, the calls running concurrently."""
+    storage = get_storage()
+    chunks = [tuple(keys[start : start + DELETE_CHUNK]) for start in range(0, len(keys), DELETE_CHUNK)]
+    gone: set[str] = set()
+    failures: dict[str, str] = {}
+    for chunk, result in storage.map_concurrently(storage.delete_objects, chunks).items():  # type: ignore[arg-type]
+        if isinstance(result, StorageUnavailable):
+            failures.update(dict.fromkeys(chunk, result.message))
+            continue
+        gone |= result[0]
+        failures.update(result[1])
+    return gone, failures
+
+
+# -- copy --------------------------------------------------------------------------------
+
+
+def copy_file(user_id: str, file_id: str, file_name: str | None = None, folder: str | None = None) -> File:
+    """Copy a complete file server-side to a new record and key, counted against the quota.
+
+    The copy is reserved first (a pending record, under the quota lock), then S3 copies,
+    then the record becomes complete. No lock is held during the S3 copy, and a crash
+    in between leaves only a reservation that expires.
+    """
+    source = get_owned_file(user_id, file_id)
+    require_readable(source, "be copied")
+    name = checked_name(file_name) if file_name is not None else source.file_name
+    target_folder = normalize_folder(folder) if folder is not None else source.folder
+    # Read before reserve_copy commits, which expires the loaded source.
+    source_key, size, tier, content_type = source.s3_key, source.size, source.tier, source.content_type
+    copy_id, copy_key = reserve_copy(user_id, source, name, target_folder)
+    try:
+        etag = get_storage().copy_object(
+            source_key,
+            copy_key,
+            size,
+            storage_class=TIERS[tier],
+            content_type=content_type,
+            metadata={"file-id": copy_id},
+        )
+    except AppError:
+        abandon_copy(user_id, copy_id, copy_key)
+        raise
+    return settle_arrival(user_id, copy_id, FileStatus.PENDING, size, etag)
+
+
+def reserve_copy(user_id: str, source: File, name: str, folder: str) -> tuple[str, str]:
+    """Insert the copy's record as a pending reservation, or raise quota_exceeded; commit."""
+    ledger = open_ledger(user_id)
+    ledger.reserve(source.size, "Copying")
+    copy_id, batch_id = new_ids(2)
+    copy_key = object_key(current_app.config["S3_KEY_PREFIX"], user_id, batch_id, copy_id, name)
+    db.session.add(
+        File(
+            id=copy_id,
+            user_id=user_id,
+            batch_id=batch_id,
+            file_name=name,
+            s3_key=copy_key,
+            content_type=source.content_type,
+            size=source.size,
+            checksum_sha256=source.checksum_sha256,
+            tier=source.tier,
+            title=source.title,
+            description=source.description,
+            tags=list(source.tags or []),
+            folder=folder,
+            status=FileStatus.PENDING,
+            method="COPY",
+            created_at=ledger.now,
+            expires_at=ledger.now + COPY_RESERVATION,
+        )
+    )
+    db.session.commit()
+    return copy_id, copy_key
+
+
+def abandon_copy(user_id: str, copy_id: str, copy_key: str) -> None:
+    """Mark a failed copy aborted (its reservation ends) and remove any partial object."""
+    open_ledger(user_id)
+    transition([copy_id], FileStatus.PENDING, FileStatus.ABORTED)
+    db.session.commit()
+    get_storage().discard([copy_key], "object of failed copy")

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import Text, bindparam, cast, event, exists, func, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine, Result
 
+from ..cursors import checked_text, checked_time, decode_cursor, encode_cursor, invalid_cursor
 from ..errors import ValidationFailed
 from ..extensions import db
 from ..models import File, FileStatus
-from ..policy import PolicyError, normalize_folder, normalize_tags
+from ..policy import normalize_folder, normalize_tags
 
 SORT_COLUMNS = {"created_at": File.created_at, "file_name": File.file_name, "size": File.size}
 SORTS = tuple(f"{sign}{name}" for name in SORT_COLUMNS for sign in ("", "-"))
@@ -50,8 +46,6 @@ LISTED_COLUMNS = (
     File.etag,
 )
 
-_CURSOR_MAC_BYTES = 16
-_MAX_CURSOR_CHARS = 2048
 _MAX_BIGINT = 2**63 - 1
 
 
@@ -86,14 +80,11 @@ def list_files(
     limit: int = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> Page:
-    """Return one page of the user's files, newest first by default, and the cursor of the next."""
-    if sort not in SORTS:
-        raise ValidationFailed(details={"sort": [f"Must be one of: {', '.join(SORTS)}."]})
-    if status not in FileStatus.ALL:
-        raise ValidationFailed(details={"status": [f"Must be one of: {', '.join(FileStatus.ALL)}."]})
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationFailed(details={"limit": [f"Must be between 1 and {MAX_LIMIT}."]})
-    folder = _normalized_folder(folder)
+    """Return one page of the user's files, newest first by default, and the cursor of the next.
+
+    The arguments are valid already (FileListQuerySchema); folder, search text and tag are normalized here.
+    """
+    folder = None if folder is None else normalize_folder(folder)
     dialect = db.session.get_bind().dialect.name
     descending, key_name = sort.startswith("-"), sort.lstrip("-")
     key_column = SORT_COLUMNS[key_name]
@@ -101,7 +92,7 @@ def list_files(
     statement = select(*LISTED_COLUMNS).where(*file_filters(user_id, status, folder, q, tag, dialect))
     if cursor:
         after = tuple_(key_column, File.id)
-        position = decode_cursor(cursor, sort, user_id)
+        position = decode_listing_cursor(cursor, sort, user_id)
         statement = statement.where(after < position if descending else after > position)
     order = (key_column.desc(), File.id.desc()) if descending else (key_column.asc(), File.id.asc())
     items = rows_as_dicts(db.session.execute(statement.order_by(*order).limit(limit + 1)))
@@ -110,7 +101,7 @@ def list_files(
     if len(items) > limit:
         del items[limit:]
         last = items[-1]
-        next_cursor = encode_cursor(sort, last[key_name], last["id"], user_id)
+        next_cursor = encode_listing_cursor(sort, last[key_name], last["id"], user_id)
     folders = subfolders(user_id, status, folder, dialect) if folder is not None else None
     return Page(items=items, next_cursor=next_cursor, folders=folders)
 
@@ -228,20 +219,9 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _normalized_folder(folder: str | None) -> str | None:
-    if folder is None:
-        return None
-    try:
-        return normalize_folder(folder)
-    except PolicyError as error:
-        raise ValidationFailed(str(error), details={"folder": [str(error)]}) from None
-
-
 def _normalized_query(q: str | None) -> str:
     if not q:
         return ""
-    if len(q) > MAX_QUERY_LENGTH:
-        raise ValidationFailed(details={"q": [f"At most {MAX_QUERY_LENGTH} characters."]})
     # Names are stored NFC (policy.sanitize_file_name); fold the query the same way.
     return unicodedata.normalize("NFC", q).strip().lower()
 
@@ -251,68 +231,43 @@ def _normalized_tag(tag: str | None) -> str:
         return ""
     try:
         tags = normalize_tags([tag])
-    except PolicyError as error:
-        raise ValidationFailed(str(error), details={"tag": [str(error)]}) from None
+    except ValidationFailed as error:
+        raise ValidationFailed(error.message, field="tag") from None
     return tags[0] if tags else ""
 
 
 # -- cursors ----------------------------------------------------------------------------
-# A cursor is base64url(JSON [sort, key, id] + HMAC over it and the user's id). The MAC makes it
-# opaque, tamper-evident and useless to another user; the decoder still checks every value, so
-# a bad cursor is a 422, never a database error.
+# A listing cursor holds [sort, key, id] of the page's last row, scoped to the user.
 
 
-def _cursor_mac(payload: bytes, user_id: str) -> bytes:
-    secret = current_app.config["JWT_SECRET_KEY"].encode()
-    message = b"s3drive listing cursor\0" + user_id.encode() + b"\0" + payload
-    return hmac.new(secret, message, hashlib.sha256).digest()[:_CURSOR_MAC_BYTES]
+def cursor_scope(user_id: str) -> str:
+    """Return the scope of a user's listing cursors (another user's cursor fails the MAC)."""
+    return f"listing\0{user_id}"
 
 
-def encode_cursor(sort: str, key: Any, file_id: str, user_id: str) -> str:
+def encode_listing_cursor(sort: str, key: Any, file_id: str, user_id: str) -> str:
     """Return the opaque cursor that resumes the user's listing after the row (key, id)."""
     if isinstance(key, datetime):
         key = key.astimezone(UTC).isoformat()
-    payload = json.dumps([sort, key, file_id], separators=(",", ":"), ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(payload + _cursor_mac(payload, user_id)).rstrip(b"=").decode()
+    return encode_cursor([sort, key, file_id], cursor_scope(user_id))
 
 
-def decode_cursor(cursor: str, sort: str, user_id: str) -> tuple[Any, str]:
+def decode_listing_cursor(cursor: str, sort: str, user_id: str) -> tuple[Any, str]:
     """Return the (key, id) a cursor resumes after; raise validation_error unless we made it for this user and sort."""
-    try:
-        if len(cursor) > _MAX_CURSOR_CHARS or not cursor.isascii():
-            raise ValueError
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        payload, mac = raw[:-_CURSOR_MAC_BYTES], raw[-_CURSOR_MAC_BYTES:]
-        if len(raw) <= _CURSOR_MAC_BYTES or not hmac.compare_digest(mac, _cursor_mac(payload, user_id)):
-            raise ValueError
-        cursor_sort, key, file_id = json.loads(payload)
-    except (ValueError, TypeError, binascii.Error):
-        raise ValidationFailed("The cursor is not valid.", details={"cursor": ["Not a valid cursor."]}) from None
+    cursor_sort, key, file_id = decode_cursor(cursor, cursor_scope(user_id), 3)
     if cursor_sort != sort:
         raise ValidationFailed(
             "The cursor belongs to another sort order.", details={"cursor": [f"Made for sort={cursor_sort}."]}
         )
-    return _checked_key(sort.lstrip("-"), key), _checked_text(file_id, 64)
+    return _checked_key(sort.lstrip("-"), key), checked_text(file_id, 64)
 
 
 def _checked_key(name: str, key: Any) -> Any:
     # Only reachable with a validly signed cursor, i.e. one we made; checked all the same.
     if name == "created_at":
-        try:
-            value = datetime.fromisoformat(_checked_text(key, 64))
-        except ValueError:
-            value = None
-        if value is None or value.tzinfo is None:
-            raise ValidationFailed("The cursor is not valid.", details={"cursor": ["Bad timestamp."]})
-        return value.astimezone(UTC)
+        return checked_time(key)
     if name == "size":
         if type(key) is not int or not 0 <= key <= _MAX_BIGINT:
-            raise ValidationFailed("The cursor is not valid.", details={"cursor": ["Bad size."]})
+            raise invalid_cursor("Bad size.")
         return key
-    return _checked_text(key, 1024)
-
-
-def _checked_text(value: Any, limit: int) -> str:
-    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
-        raise ValidationFailed("The cursor is not valid.", details={"cursor": ["Not a valid cursor."]})
-    return value
+    return checked_text(key, 1024)

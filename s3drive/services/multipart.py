@@ -12,23 +12,25 @@ for arbitrary sizes, part numbers or keys. Complete checks the total size again 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from ..errors import IntegrityMismatch, InvalidState, NotFound, ObjectMissing, QuotaExceeded, ValidationFailed
+from ..errors import IntegrityMismatch, InvalidState, MultipartRefused, NotFound, ObjectMissing, ValidationFailed
 from ..extensions import db
 from ..models import File, FileStatus
-from ..storage import MultipartRefused, ObjectInfo, PartInfo
+from ..parts import MAX_ETAG_LENGTH, part_count, part_length
+from ..policy import UploadSpec
+from ..storage import PartInfo, get_storage
 from ..timeutil import utcnow
-from . import get_storage
-from .uploads import MAX_PARTS, part_count, part_length, presign_uploads
-from .users import available_bytes, lock_user
+from .confirm import settle_arrival
+from .files import get_owned_file
+from .quota import transition
+from .uploads import presign_uploads
 
-MAX_SIGN_BATCH = 1000
-MAX_ETAG_LENGTH = 128
 _S3_REFUSALS = {
     "InvalidPart": "a listed part was not found in storage, or its ETag differs",
     "InvalidPartOrder": "the parts were not listed in ascending order",
@@ -38,8 +40,8 @@ _S3_REFUSALS = {
 
 def get_multipart(user_id: str, file_id: str) -> File:
     """Return the user's multipart upload record, or not_found (also for others' files and simple uploads)."""
-    record = db.session.get(File, file_id) if isinstance(file_id, str) and len(file_id) <= 64 else None
-    if record is None or record.user_id != user_id or record.part_size is None:
+    record = get_owned_file(user_id, file_id, "No such multipart upload.")
+    if record.part_size is None:
         raise NotFound("No such multipart upload.")
     return record
 
@@ -52,9 +54,9 @@ def find_multipart(user_id: str, s3_key: str, upload_id: str | None = None) -> F
     return record
 
 
-def create_multipart(user_id: str, spec: Any) -> File:
-    """Start a multipart upload for one FileSpec (+ optional part_size): policy, quota reserved, S3 upload created."""
-    result = presign_uploads(user_id, [spec], multipart=True)
+def create_multipart(user_id: str, spec: UploadSpec) -> File:
+    """Start a multipart upload (a spec with its part_size): quota reserved, the S3 upload created."""
+    result = presign_uploads(user_id, [spec])
     if result.failures:
         raise result.failures[0].error
     return get_multipart(user_id, result.tickets[0]["id"])
@@ -65,7 +67,7 @@ def upload_part_count(record: File) -> int:
     return part_count(record.size, record.part_size)
 
 
-def sign_parts(user_id: str, file_id: str, part_numbers: Any) -> list[dict[str, Any]]:
+def sign_parts(user_id: str, file_id: str, part_numbers: list[int]) -> list[dict[str, Any]]:
     """Return a PUT URL per part number (at most 1,000), each signing that part's exact Content-Length.
 
     Each item is {part_number, url, headers, size, expires_at}; the client sends `headers`
@@ -74,7 +76,7 @@ def sign_parts(user_id: str, file_id: str, part_numbers: Any) -> list[dict[str, 
     """
     record = get_multipart(user_id, file_id)
     _require_uploading(record)
-    numbers = _check_part_numbers(part_numbers, upload_part_count(record))
+    numbers = check_part_numbers(part_numbers, upload_part_count(record), "part_numbers")
     now = utcnow()
     expires_in = current_app.config["URL_EXPIRES_IN"]
     expires_at = now + timedelta(seconds=expires_in)
@@ -99,26 +101,43 @@ def list_parts(user_id: str, file_id: str) -> list[PartInfo]:
         db.session.refresh(record)
         if record.status == FileStatus.COMPLETE:
             return []  # a concurrent complete finished meanwhile
-        raise _gone(refusal) from None
+        raise gone(refusal) from None
     return [part for part in parts if 1 <= part.part_number <= count]
 
 
-def describe(record: File, parts: list[PartInfo] | None = None) -> dict[str, Any]:
-    """Return the API's MultipartUpload view of a record, with parts and bytes_uploaded when given."""
-    view = {
-        "id": record.id,
-        "s3_key": record.s3_key,
-        "file_name": record.file_name,
-        "upload_id": record.upload_id,
-        "part_size": record.part_size,
-        "part_count": upload_part_count(record),
-        "file_size": record.size,
-        "status": record.status,
-        "expires_at": record.expires_at,
-    }
+@dataclass
+class MultipartStatus:
+    """The API's MultipartUpload view of a record; parts and bytes_uploaded only in the status answer."""
+
+    id: str
+    s3_key: str
+    file_name: str
+    upload_id: str | None
+    part_size: int
+    part_count: int
+    file_size: int
+    status: str
+    expires_at: datetime | None
+    parts: list[PartInfo] | None = None
+    bytes_uploaded: int | None = None
+
+
+def describe(record: File, parts: list[PartInfo] | None = None) -> MultipartStatus:
+    """Return the MultipartUpload view of a record, with parts and bytes_uploaded when parts are given."""
+    view = MultipartStatus(
+        record.id,
+        record.s3_key,
+        record.file_name,
+        record.upload_id,
+        record.part_size,
+        upload_part_count(record),
+        record.size,
+        record.status,
+        record.expires_at,
+    )
     if parts is not None:
-        view["parts"] = [{"part_number": p.part_number, "size": p.size, "etag": p.etag} for p in parts]
-        view["bytes_uploaded"] = record.size if record.status == FileStatus.COMPLETE else sum(p.size for p in parts)
+        view.parts = parts
+        view.bytes_uploaded = record.size if record.status == FileStatus.COMPLETE else sum(p.size for p in parts)
     return view
 
 
@@ -148,7 +167,7 @@ def complete_multipart(user_id: str, file_id: str, parts: list[dict[str, Any]] |
         )
     except MultipartRefused as refusal:
         return _after_refusal(user_id, record, refusal)
-    return _settle_completed(user_id, record.id, storage.head_object(record.s3_key))
+    return _settle_completed(user_id, record, storage.head_object(record.s3_key))
 
 
 def abort_multipart(user_id: str, file_id: str) -> File:
@@ -163,7 +182,9 @@ def abort_multipart(user_id: str, file_id: str) -> File:
     storage = get_storage()
     # S3 first: if it fails, the record stays `uploading` and the client can retry.
     existed = storage.abort_multipart(record.s3_key, record.upload_id) if record.upload_id else False
-    if not _move(record.id, FileStatus.UPLOADING, FileStatus.ABORTED):
+    moved = transition([record.id], FileStatus.UPLOADING, FileStatus.ABORTED)
+    db.session.commit()
+    if not moved:
         db.session.refresh(record)
         if record.status == FileStatus.ABORTED:
             return record
@@ -188,10 +209,11 @@ def _nothing_to_abort(status: str) -> InvalidState:
     return InvalidState(f"The upload is {status}; there is nothing to abort.", details={"status": status})
 
 
-def _gone(refusal: MultipartRefused) -> InvalidState:
+def gone(refusal: MultipartRefused) -> InvalidState:
+    """Return the invalid_state answer for an upload S3 no longer has."""
     return InvalidState(
         "Storage no longer has this multipart upload (aborted or expired); abort it and start a new one.",
-        details={"s3_error": refusal.code},
+        details={"s3_error": refusal.s3_error},
     )
 
 
@@ -201,47 +223,33 @@ def keep_reserved(record: File, now: datetime, until: datetime) -> None:
         raise InvalidState("The multipart upload has expired; start a new one.", details={"status": "expired"})
     if record.expires_at >= until:
         return  # the usual case: no write
-    moved = db.session.execute(
-        update(File)
-        .where(File.id == record.id, File.status == FileStatus.UPLOADING, File.expires_at > now)
-        .values(expires_at=until)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    moved = transition([record.id], FileStatus.UPLOADING, where=[File.expires_at > now], expires_at=until)
     db.session.commit()
     if not moved:
         raise InvalidState("The multipart upload is no longer open.")
 
 
-def _check_part_numbers(part_numbers: Any, count: int) -> list[int]:
-    """Return the requested part numbers, deduplicated in order; each must lie within 1..count."""
-    if not isinstance(part_numbers, list) or not part_numbers:
-        raise ValidationFailed(details={"part_numbers": ["Give a list of 1 to 1000 part numbers."]})
-    if len(part_numbers) > MAX_SIGN_BATCH:
-        raise ValidationFailed(
-            f"Sign at most {MAX_SIGN_BATCH} parts a call.",
-            details={"part_numbers": [f"Longer than maximum length {MAX_SIGN_BATCH}."]},
-        )
+def check_part_numbers(part_numbers: list[int], highest: int, field: str) -> list[int]:
+    """Return the part numbers deduplicated in order, each within 1..highest (the schema checked the rest)."""
     for number in part_numbers:
-        if type(number) is not int or not 1 <= number <= count:
+        if not 1 <= number <= highest:
             raise ValidationFailed(
-                f"Part numbers of this upload run from 1 to {count}.",
-                details={"part_numbers": [f"Each must be an integer from 1 to {count}; got {number!r}."]},
+                f"Part numbers of this upload run from 1 to {highest}.",
+                details={field: [f"Each must be an integer from 1 to {highest}; got {number!r}."]},
             )
     return list(dict.fromkeys(part_numbers))
 
 
-def _client_etags(parts: Any, count: int) -> dict[int, str]:
-    """Return part number -> unquoted ETag from the client's list, refusing malformed entries."""
-    if not isinstance(parts, list) or not parts or len(parts) > MAX_PARTS:
-        raise ValidationFailed(details={"parts": ["Give the uploaded parts, or send {} to let the server list them."]})
+def _client_etags(parts: list[dict[str, Any]], count: int) -> dict[int, str]:
+    """Return part number -> unquoted ETag from the client's list (loaded by a schema), refusing
+    part numbers beyond the upload's plan, blank or unprintable ETags, and parts listed twice."""
     etags: dict[int, str] = {}
     for index, part in enumerate(parts):
-        number = part.get("part_number") if isinstance(part, dict) else None
-        etag = part.get("etag") if isinstance(part, dict) else None
-        if type(number) is not int or not 1 <= number <= count:
+        number, etag = part["part_number"], part["etag"]
+        if not 1 <= number <= count:
             raise ValidationFailed(details={"parts": {index: {"part_number": [f"Must be from 1 to {count}."]}}})
         # ETags are accepted quoted (as S3 sends them) or not.
-        etag = etag.strip().strip('"') if isinstance(etag, str) else ""
+        etag = etag.strip().strip('"')
         if not etag or len(etag) > MAX_ETAG_LENGTH or not (etag.isascii() and etag.isprintable()):
             raise ValidationFailed(details={"parts": {index: {"etag": ["Must be the ETag S3 returned for the part."]}}})
         if number in etags:
@@ -262,75 +270,40 @@ def _require_all_parts(etags: dict[int, str], count: int) -> None:
 def _after_refusal(user_id: str, record: File, refusal: MultipartRefused) -> File:
     """Answer S3's refusal to list or complete the parts."""
     storage = get_storage()
-    if refusal.code == "NoSuchUpload":
+    if refusal.s3_error == "NoSuchUpload":
         # Gone (aborted, expired), or completed by an earlier attempt that was never recorded.
         info = storage.head_object(record.s3_key)
         if info is not None and (info.metadata or {}).get("file-id") == record.id:
-            return _settle_completed(user_id, record.id, info)
+            return _settle_completed(user_id, record, info)
         db.session.refresh(record)
         if record.status == FileStatus.COMPLETE:
             return record
-        raise _gone(refusal)
+        raise gone(refusal)
     if refusal.size_differs:
         # Each part URL signs its length, so only a store that ignores signatures gets here.
-        storage.abort_multipart(record.s3_key, record.upload_id)
-        _move(record.id, FileStatus.UPLOADING, FileStatus.REJECTED)
+        reject_upload(record)
         raise IntegrityMismatch(
             f"The parts do not add up to the declared {record.size} bytes; the upload was rejected.",
-            details={"declared_size": record.size, "s3_error": refusal.code},
+            details={"declared_size": record.size, "s3_error": refusal.s3_error},
         )
-    reason = _S3_REFUSALS.get(refusal.code, refusal.message)
-    raise IntegrityMismatch(f"Storage refused to complete the upload: {reason}.", details={"s3_error": refusal.code})
+    reason = _S3_REFUSALS.get(refusal.s3_error, refusal.message)
+    raise IntegrityMismatch(
+        f"Storage refused to complete the upload: {reason}.", details={"s3_error": refusal.s3_error}
+    )
 
 
-def _settle_completed(user_id: str, file_id: str, info: ObjectInfo | None) -> File:
+def reject_upload(record: File) -> None:
+    """Abort the upload in S3 and mark the record rejected (its reservation goes with it)."""
+    get_storage().abort_multipart(record.s3_key, record.upload_id)
+    transition([record.id], FileStatus.UPLOADING, FileStatus.REJECTED)
+    db.session.commit()
+
+
+def _settle_completed(user_id: str, record: File, info) -> File:
     """Record a completed object under the quota lock: complete, or rejected if it is not as declared."""
-    now = utcnow()
-    user = lock_user(user_id)
-    # Re-read under the lock: a concurrent complete or abort may have settled it first.
-    record = db.session.scalars(select(File).where(File.id == file_id).execution_options(populate_existing=True)).one()
-    if record.status == FileStatus.COMPLETE:
-        db.session.commit()
-        return record
-    storage = get_storage()
-    if record.status != FileStatus.UPLOADING:
-        status = record.status
-        db.session.commit()
-        # An abort won the race: the object just made must not outlive its record.
-        storage.delete_objects([record.s3_key])
-        raise InvalidState(f"The upload was {status} meanwhile.", details={"status": status})
     if info is None:
-        db.session.commit()
-        raise ObjectMissing("Storage does not show the completed object yet; complete again.")
-    problem = None
-    if info.size != record.size:
-        problem = IntegrityMismatch(
-            f"The uploaded object has {info.size} bytes, not the declared {record.size}; it was rejected.",
-            details={"size": info.size, "declared_size": record.size},
-        )
-    elif record.expires_at is not None and record.expires_at <= now and record.size > available_bytes(user, now):
-        # The reservation lapsed; the bytes must fit the quota again (as confirm does).
-        problem = QuotaExceeded("The upload completed too late and no longer fits your quota.")
-    if problem is not None:
-        record.status = FileStatus.REJECTED
-        db.session.commit()
-        storage.delete_objects([record.s3_key])
-        raise problem
-    record.status = FileStatus.COMPLETE
-    record.confirmed_at = now
-    record.etag = info.etag
-    user.used_bytes += record.size
-    db.session.commit()
-    return record
-
-
-def _move(file_id: str, from_status: str, to_status: str) -> bool:
-    """Move a record from one status to another if it is still there; commit; tell whether it moved."""
-    moved = db.session.execute(
-        update(File)
-        .where(File.id == file_id, File.status == from_status)
-        .values(status=to_status)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.commit()
-    return bool(moved)
+        db.session.refresh(record)
+        if record.status != FileStatus.COMPLETE:
+            raise ObjectMissing("Storage does not show the completed object yet; complete again.")
+        return record
+    return settle_arrival(user_id, record.id, FileStatus.UPLOADING, info.size, info.etag)

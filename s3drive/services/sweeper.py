@@ -5,7 +5,7 @@ its current status (UPDATE ... WHERE status = 'pending'), so two sweepers, or a
 sweeper and a user's confirm, never process one upload twice.
 
 Quota needs no release here: a pending or uploading record holds quota only while
-its expires_at lies ahead (services.users.reserved_bytes), so expiring it only
+its expires_at lies ahead (services.quota), so expiring it only
 changes its status.
 
 A rejected or expired record whose expires_at is set may still have an object in
@@ -21,18 +21,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
-from ..errors import StorageUnavailable
+from ..errors import QuotaExceeded, StorageUnavailable
 from ..extensions import db
 from ..models import File, FileStatus, RevokedToken
+from ..storage import get_storage
 from ..timeutil import utcnow
-from . import get_storage
 from .confirm import arrived_size, inspect_objects, judge
-from .users import available_bytes, lock_user
+from .quota import open_ledger, reread, transition
 
 BATCH = 1000
-IN_CHUNK = 500
 # An upload that started just before its URL expired may still be running: S3
 # checks the signature when the request starts. 15 minutes lets a 100 MiB PUT
 # finish over a 1 Mbit/s link. Settable with S3DRIVE_SWEEP_GRACE_SECONDS.
@@ -114,71 +113,43 @@ def settle_expired_uploads(counts: dict, *, now: datetime, cutoff: datetime, lim
     to_expire: list[str] = []
     to_reject: list[str] = []
     for row in candidates:
-        status, _, info = judge(row, observed.get(row.s3_key))
-        if status == "success":
-            arrived[row.user_id].append((row, info))
-        elif status == "missing":
+        verdict = judge(row, observed.get(row.s3_key))
+        if verdict.status == "success":
+            arrived[row.user_id].append((row, verdict.info))
+        elif verdict.status == "missing":
             to_expire.append(row.id)
-        elif status == "mismatch":
+        elif verdict.status == "mismatch":
             to_reject.append(row.id)
         else:
             counts["errors"] += 1  # S3 did not answer; the next pass tries again
     for user_id in sorted(arrived):
         over_quota = _confirm_arrived(counts, user_id, arrived[user_id], now)
         to_expire.extend(over_quota)
-    still_pending = [File.status == FileStatus.PENDING]
-    counts["expired"] += _update_still(to_expire, still_pending, status=FileStatus.EXPIRED)
-    counts["rejected"] += _update_still(to_reject, still_pending, status=FileStatus.REJECTED)
+    counts["expired"] += len(transition(to_expire, FileStatus.PENDING, FileStatus.EXPIRED))
+    counts["rejected"] += len(transition(to_reject, FileStatus.PENDING, FileStatus.REJECTED))
     db.session.commit()
     return len(candidates)
 
 
 def _confirm_arrived(counts: dict, user_id: str, arrived: list, now: datetime) -> list[str]:
-    """Confirm one user's arrived uploads under the quota lock; return the ids that do not fit."""
-    user = lock_user(user_id)
-    # The lapsed reservations no longer count, so the bytes must fit the quota again (as confirm does).
-    available = available_bytes(user, now)
+    """Confirm one user's arrived uploads under the quota lock, oldest first; return the ids that do not fit."""
+    ledger = open_ledger(user_id, now)
     over_quota = []
+    # Re-read under the lock: a concurrent confirm or sweeper may have settled some first.
+    records = {record.id: record for record in reread(row.id for row, _ in arrived)}
     for row, info in sorted(arrived, key=lambda item: item[0].created_at):
-        size = arrived_size(row, info)
-        if size > available:
-            over_quota.append(row.id)
+        record = records[row.id]
+        if record.status != FileStatus.PENDING:
             continue
-        confirmed = db.session.execute(
-            update(File)
-            .where(File.id == row.id, File.status == FileStatus.PENDING)
-            .values(
-                status=FileStatus.COMPLETE,
-                confirmed_at=now,
-                etag=info.etag if info else None,
-                size=size,
-                size_declared=True,
-            )
-            .returning(File.id)
-            .execution_options(synchronize_session=False)
-        ).first()
-        if confirmed is not None:  # else a concurrent confirm or sweeper settled it first
-            user.used_bytes += size
-            available -= size
-            counts["confirmed"] += 1
+        try:
+            # The lapsed reservations no longer count, so the bytes must fit the quota again.
+            ledger.count_arrival(record, arrived_size(record, info), info.etag)
+        except QuotaExceeded:
+            over_quota.append(record.id)
+            continue
+        counts["confirmed"] += 1
     db.session.commit()  # releases this user's lock before the next user's
     return over_quota
-
-
-def _update_still(ids: list[str], conditions: list, **values) -> int:
-    """Update the records among ids that still meet the conditions (a concurrent confirm, sweeper or
-    part-signing call may have changed them), IN_CHUNK ids a statement; return how many changed."""
-    moved = 0
-    for start in range(0, len(ids), IN_CHUNK):
-        result = db.session.execute(
-            update(File)
-            .where(File.id.in_(ids[start : start + IN_CHUNK]), *conditions)
-            .values(**values)
-            .returning(File.id)
-            .execution_options(synchronize_session=False)
-        )
-        moved += len(result.all())
-    return moved
 
 
 # -- step 2: multipart uploads past their expiry ------------------------------------------
@@ -204,8 +175,8 @@ def abort_stale_multipart(counts: dict, *, now: datetime, cutoff: datetime, limi
     aborted = [task[0] for task, result in results.items() if not isinstance(result, StorageUnavailable)]
     counts["errors"] += len(candidates) - len(aborted)
     # The expiry is re-checked: a part-signing call may have extended it meanwhile.
-    still_stale = [File.status == FileStatus.UPLOADING, File.expires_at < cutoff]
-    counts["multipart_aborted"] += _update_still(aborted, still_stale, status=FileStatus.EXPIRED)
+    still_stale = [File.expires_at < cutoff]
+    counts["multipart_aborted"] += len(transition(aborted, FileStatus.UPLOADING, FileStatus.EXPIRED, where=still_stale))
     db.session.commit()
     return len(candidates)
 
@@ -229,8 +200,8 @@ def purge_dead_objects(counts: dict, *, now: datetime, cutoff: datetime, limit: 
         current_app.logger.warning("sweeper could not delete %s: %s", key, error)
     counts["errors"] += len(errors)
     purged = [row.id for row in candidates if row.s3_key in deleted]
-    still_dead = [File.status.in_(DEAD), File.expires_at.is_not(None)]
-    counts["keys_purged"] += _update_still(purged, still_dead, expires_at=None)
+    still_dead = [File.expires_at.is_not(None)]
+    counts["keys_purged"] += len(transition(purged, DEAD, where=still_dead, expires_at=None))
     db.session.commit()
     return len(candidates)
 

@@ -28,42 +28,36 @@ once the form expires.
 
 from __future__ import annotations
 
-import email.header
-import posixpath
 from datetime import datetime, timedelta
-from email.errors import HeaderParseError
 from typing import Any
-from urllib.parse import quote
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import update
 
 from ..errors import (
     FileTooLarge,
     IntegrityMismatch,
     InvalidState,
+    MultipartRefused,
     NotFound,
     QuotaExceeded,
     Unauthorized,
-    ValidationFailed,
 )
 from ..extensions import db
 from ..models import File, FileStatus, User
-from ..storage import MultipartRefused, PartInfo
+from ..parts import MAX_PARTS, MIN_PART_SIZE, max_part_number, smallest_part_size
+from ..policy import get_policy
+from ..schemas import CompanionFile, load_upload_spec
+from ..storage import PartInfo, get_storage
 from ..timeutil import utcnow
-from . import get_policy, get_storage, multipart
-from .uploads import MAX_PARTS, MIN_PART_SIZE, part_count, presign_uploads
-from .users import available_bytes, lock_user, token_user
+from . import multipart
+from .quota import open_ledger
+from .uploads import presign_uploads
+from .users import token_user
 from .watcher import get_watcher
 
 SESSION_SALT = "s3drive.uppy-session"
 DEFAULT_SESSION_SECONDS = 3600
-# Meta fields Uppy may send that mean something here; Uppy sends all of a file's meta, the rest is ignored.
-METADATA_KEYS = frozenset({"name", "type", "size", "title", "description", "tags", "folder", "relativePath", "tier"})
-MAX_METADATA_VALUE = 4096
-# Uppy 6 sends String(value) for every meta field, so an unset one arrives as "null".
-_ABSENT = frozenset({"", "null", "undefined"})
 
 
 # -- session tokens ------------------------------------------------------------------------
@@ -105,72 +99,10 @@ def session_user(token: str) -> User:
     return user
 
 
-# -- metadata ------------------------------------------------------------------------------
-
-
-def decode_text(value: Any, field: str) -> str:
-    """Return a metadata string with RFC 2047 encoded-words (=?UTF-8?B?...?=) decoded."""
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise ValidationFailed(details={field: ["Must be a string."]})
-    text = str(value)
-    if len(text) > MAX_METADATA_VALUE:
-        raise ValidationFailed(details={field: [f"Longer than {MAX_METADATA_VALUE} characters."]})
-    if "=?" not in text:
-        return text  # the usual case; decode_header would also fold whitespace
-    try:
-        return str(email.header.make_header(email.header.decode_header(text)))
-    except (HeaderParseError, LookupError, UnicodeError, ValueError):
-        raise ValidationFailed(details={field: ["Not a valid RFC 2047 encoded word."]}) from None
-
-
-def decode_metadata(raw: Any) -> dict[str, str]:
-    """Return the allow-listed metadata fields, decoded; unset ('null') and unknown fields are dropped."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ValidationFailed(details={"metadata": ["Must be an object of meta fields."]})
-    metadata = {}
-    for key, value in raw.items():
-        if key not in METADATA_KEYS or value is None:
-            continue
-        text = decode_text(value, f"metadata.{key}").strip()
-        if text not in _ABSENT:
-            metadata[key] = text
-    return metadata
-
-
-def declared_size(metadata: dict[str, str]) -> int | None:
-    """Return the file size the app declared in the meta, or None."""
-    text = metadata.get("size")
-    if text is None:
-        return None
-    if not text.isdigit() or len(text) > 18:
-        raise ValidationFailed(details={"metadata.size": ["Must be the file's size in bytes."]})
-    return int(text)
-
-
-def file_spec(filename: Any, content_type: Any, metadata: dict[str, str], size: int) -> dict[str, Any]:
-    """Return the FileSpec for an Uppy file: name and type, plus the allow-listed meta mapped to its fields."""
-    name = decode_text(filename, "filename") if filename not in (None, "") else metadata.get("name", "")
-    ctype = content_type if content_type not in (None, "") else metadata.get("type") or "application/octet-stream"
-    folder = metadata.get("folder", "")
-    relative = metadata.get("relativePath", "")
-    if relative:
-        # A dropped folder: "holiday/day1/a.jpg" files a.jpg under <folder>/holiday/day1.
-        folder = posixpath.join(folder, posixpath.dirname(relative.replace("\\", "/")))
-    spec: dict[str, Any] = {"file_name": name, "content_type": ctype, "file_size": size}
-    for field in ("title", "description", "tags", "tier"):
-        if field in metadata:
-            spec[field] = metadata[field]
-    if folder:
-        spec["folder"] = folder
-    return spec
-
-
 # -- simple uploads: a POST form ----------------------------------------------------------
 
 
-def upload_params(user_id: str, filename: Any, content_type: Any, raw_metadata: Any) -> dict[str, Any]:
+def upload_params(user_id: str, upload: CompanionFile) -> dict[str, Any]:
     """Presign a POST form for one Uppy file, under the native policy and quota.
 
     A size declared in the meta is signed exactly. Without one (stock Uppy), the form allows up to
@@ -178,18 +110,17 @@ def upload_params(user_id: str, filename: Any, content_type: Any, raw_metadata: 
     the quota has left; that bound is reserved, and confirm keeps the size S3 reports. The upload
     watcher confirms the upload once it arrives: Uppy makes no call after a form upload.
     """
-    metadata = decode_metadata(raw_metadata)
-    size = declared_size(metadata)
     policy = get_policy()
-    threshold = policy.multipart_threshold
+    size, threshold = upload.declared_size, policy.multipart_threshold
     if size is not None and size > threshold:
         raise FileTooLarge(
             f"Files above {threshold} bytes are uploaded in parts: let Uppy use multipart for them.",
             details={"file_size": size, "multipart_threshold": threshold},
         )
     bound = min(threshold, policy.max_file_size) if size is None else size
-    spec = {**file_spec(filename, content_type, metadata, bound), "method": "POST"}
-    result = presign_uploads(user_id, [spec], size_is_limit=size is None)
+    spec = load_upload_spec({**upload.fields, "file_size": bound, "method": "POST"}, policy)
+    spec.size_declared = size is not None
+    result = presign_uploads(user_id, [spec])
     if result.failures:
         raise result.failures[0].error
     ticket = result.tickets[0]
@@ -205,15 +136,14 @@ def upload_params(user_id: str, filename: Any, content_type: Any, raw_metadata: 
 # -- multipart uploads ----------------------------------------------------------------------
 
 
-def create_upload(user_id: str, filename: Any, content_type: Any, raw_metadata: Any) -> File:
+def create_upload(user_id: str, upload: CompanionFile) -> File:
     """Start a multipart upload for an Uppy file; its size, if declared in the meta, is reserved."""
-    metadata = decode_metadata(raw_metadata)
-    size = declared_size(metadata)
-    spec = file_spec(filename, content_type, metadata, size or 0)
+    size = upload.declared_size or 0
     # The record's part size is a placeholder until complete reads Uppy's real one from S3
     # (Uppy's default: 5 MiB, or size / 10,000 for files too large for 10,000 parts of 5 MiB).
-    placeholder = max(MIN_PART_SIZE, -(-(size or 0) // MAX_PARTS))
-    return multipart.create_multipart(user_id, {**spec, "part_size": placeholder})
+    placeholder = max(MIN_PART_SIZE, smallest_part_size(size))
+    raw = {**upload.fields, "file_size": size, "part_size": placeholder}
+    return multipart.create_multipart(user_id, load_upload_spec(raw, get_policy(), multipart=True))
 
 
 def find_upload(user_id: str, upload_id: Any, key: Any) -> File:
@@ -223,28 +153,17 @@ def find_upload(user_id: str, upload_id: Any, key: Any) -> File:
     return multipart.find_multipart(user_id, key, upload_id)
 
 
-def max_part_number(record: File) -> int:
-    """Return the highest part number the upload can have (parts are at least 5 MiB but the last)."""
-    return min(part_count(record.size, MIN_PART_SIZE), MAX_PARTS) if record.size else MAX_PARTS
-
-
 def sign_part_urls(user_id: str, upload_id: Any, key: Any, part_numbers: list[int]) -> dict[int, str]:
     """Return an UploadPart URL per part number; Uppy picks the part size, so no length is signed."""
     record = find_upload(user_id, upload_id, key)
     _require_open(record)
-    highest = max_part_number(record)
-    for number in part_numbers:
-        if not 1 <= number <= highest:
-            raise ValidationFailed(
-                f"Part numbers of this upload run from 1 to {highest}.",
-                details={"partNumbers": [f"Each must be from 1 to {highest}; got {number}."]},
-            )
+    # Parts are at least 5 MiB but the last: a declared size bounds the part numbers.
+    highest = max_part_number(record.size) if record.size else MAX_PARTS
+    numbers = multipart.check_part_numbers(part_numbers, highest, "partNumbers")
     expires_in = current_app.config["URL_EXPIRES_IN"]
     now = utcnow()
     multipart.keep_reserved(record, now, now + timedelta(seconds=expires_in))
-    numbers = list(dict.fromkeys(part_numbers))
-    query = [(record.s3_key, None, {"partNumber": str(n), "uploadId": record.upload_id}) for n in numbers]
-    urls = get_storage().signer.presign_many("PUT", query, expires_in=expires_in)
+    urls = get_storage().presign_upload_parts(record.s3_key, record.upload_id, [(n, None) for n in numbers], expires_in)
     return dict(zip(numbers, urls, strict=True))
 
 
@@ -278,7 +197,7 @@ def complete_upload(user_id: str, upload_id: Any, key: Any, parts: list[dict[str
     try:
         stored = {part.part_number: part for part in storage.list_parts(record.s3_key, record.upload_id)}
     except MultipartRefused as refusal:
-        if refusal.code != "NoSuchUpload":
+        if refusal.s3_error != "NoSuchUpload":
             raise IntegrityMismatch(f"Storage refused to list the parts: {refusal.message}.") from None
         # Completed by an earlier call whose answer was lost? Then the object tells the size.
         _learn_size_from_object(user_id, record, len(parts))
@@ -296,12 +215,12 @@ def abort_upload(user_id: str, upload_id: Any, key: Any) -> File:
 
 def object_location(key: str) -> str:
     """Return the object's (unsigned) URL, as Companion reports it."""
-    return get_storage().signer.bucket_url.rstrip("/") + "/" + quote(key, safe="/~")
+    return get_storage().object_url(key)
 
 
 def bucket_name() -> str:
     """Return the bucket uploads go to."""
-    return get_storage().signer.bucket
+    return get_storage().bucket
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -339,35 +258,24 @@ def _record_part_plan(user_id: str, record: File, sizes: list[int]) -> None:
             "Every part but the last must have the same size, and the last no more.",
             details={"part_sizes": sizes[:100]},
         )
-    problem = None
-    user = lock_user(user_id)
+    ledger = open_ledger(user_id)
     db.session.refresh(record)
     if record.status != FileStatus.UPLOADING:
         db.session.commit()
         raise InvalidState(f"The multipart upload is {record.status}.", details={"status": record.status})
-    if record.size and total != record.size:
-        problem = IntegrityMismatch(
-            f"The parts add up to {total} bytes, not the declared {record.size}; the upload was rejected.",
-            details={"size": total, "declared_size": record.size},
-        )
-    elif not record.size:
-        limit = get_policy().max_file_size
-        available = available_bytes(user)
-        if total > limit:
-            problem = FileTooLarge(
-                f"File is {total} bytes; the limit is {limit} bytes. The upload was rejected.",
-                details={"size": total, "max_file_size": limit},
+    try:
+        if record.size and total != record.size:
+            raise IntegrityMismatch(
+                f"The parts add up to {total} bytes, not the declared {record.size}; the upload was rejected.",
+                details={"size": total, "declared_size": record.size},
             )
-        elif total > available:
-            problem = QuotaExceeded(
-                f"Uploading {total} bytes would exceed your quota ({max(available, 0)} bytes left); "
-                "the upload was rejected.",
-                details={"available_bytes": max(available, 0), "file_size": total},
-            )
-    if problem is not None:
+        if not record.size:
+            get_policy().check_size(total)
+            ledger.reserve(total, consequence="; the upload was rejected")
+    except (IntegrityMismatch, FileTooLarge, QuotaExceeded):
         db.session.commit()
-        _reject(record)
-        raise problem
+        multipart.reject_upload(record)
+        raise
     # The record now reserves the real size, under the same lock that checked it fits.
     record.size = total
     record.part_size = part_size
@@ -379,23 +287,11 @@ def _learn_size_from_object(user_id: str, record: File, count: int) -> None:
     info = get_storage().head_object(record.s3_key)
     if info is None or (info.metadata or {}).get("file-id") != record.id:
         return  # the native complete reports the upload as gone
-    user = lock_user(user_id)
+    ledger = open_ledger(user_id)
     db.session.refresh(record)
     if record.status == FileStatus.UPLOADING:
-        if not record.size and info.size <= available_bytes(user):
+        if not record.size and info.size <= ledger.available():
             record.size = info.size
         # Equal parts but the last: the part size that cuts this size into `count` parts.
         record.part_size = max(-(-record.size // max(count, 1)), 1)
-    db.session.commit()
-
-
-def _reject(record: File) -> None:
-    """Abort the upload in S3 and mark the record rejected (its reservation goes with it)."""
-    get_storage().abort_multipart(record.s3_key, record.upload_id)
-    db.session.execute(
-        update(File)
-        .where(File.id == record.id, File.status == FileStatus.UPLOADING)
-        .values(status=FileStatus.REJECTED)
-        .execution_options(synchronize_session=False)
-    )
     db.session.commit()

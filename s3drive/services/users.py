@@ -1,18 +1,18 @@
-"""Users, passwords, token revocation and quota accounting."""
+"""Users, passwords, token revocation, and what a user's account shows (usage)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..errors import Conflict, Forbidden, Unauthorized
 from ..extensions import db
 from ..models import File, FileStatus, RevokedToken, User
-from ..timeutil import utcnow
+from .quota import reserved_bytes
 
 # Compared against when the user does not exist, so a login for an unknown name
 # costs the same time as one with a wrong password (no user enumeration by timing).
@@ -85,42 +85,6 @@ def token_user(user_id: str, jti: str) -> tuple[User | None, bool]:
     revoked = select(RevokedToken.jti).where(RevokedToken.jti == jti).exists().label("revoked")
     row = db.session.execute(select(User, revoked).where(User.id == user_id)).first()
     return (row[0], bool(row[1])) if row is not None else (None, False)
-
-
-# Built once: building the statement costs more than running it (the presign hot path).
-_RESERVED_BYTES = select(func.coalesce(func.sum(File.size), 0)).where(
-    File.user_id == bindparam("user_id"),
-    File.status.in_(FileStatus.RESERVING),
-    File.expires_at > bindparam("now", type_=File.expires_at.type),
-)
-
-
-def reserved_bytes(user_id: str, now: datetime | None = None) -> int:
-    """Return the bytes held by pending uploads whose URLs have not expired."""
-    total = db.session.scalar(_RESERVED_BYTES, {"user_id": user_id, "now": now or utcnow()})
-    return int(total or 0)
-
-
-def lock_user(user_id: str) -> User:
-    """Lock the user's row for a quota decision and return it fresh.
-
-    Postgres takes a row lock (SELECT ... FOR UPDATE). SQLite has no row locks:
-    a no-op UPDATE (RETURNING the row) takes the database write lock, which serializes the writers.
-    Either lock is held until the transaction commits or rolls back.
-    """
-    if db.session.get_bind().dialect.name == "sqlite":
-        query = update(User).where(User.id == user_id).values(used_bytes=User.used_bytes).returning(User)
-    else:
-        query = select(User).where(User.id == user_id).with_for_update()
-    user = db.session.scalars(query.execution_options(populate_existing=True)).one_or_none()
-    if user is None:
-        raise Unauthorized("This account no longer exists.", code="invalid_token")
-    return user
-
-
-def available_bytes(user: User, now: datetime | None = None) -> int:
-    """Return what the user may still reserve: quota - used - live reservations."""
-    return user.quota_bytes - user.used_bytes - reserved_bytes(user.id, now)
 
 
 def usage(user: User) -> dict:

@@ -24,11 +24,11 @@ from datetime import datetime
 
 from flask import Flask, current_app
 
-from ..errors import StorageUnavailable
+from ..errors import ObjectMissing, StorageUnavailable
 from ..extensions import db
-from ..storage import ObjectInfo, Storage
+from ..policy import parse_key, user_prefix
+from ..storage import ObjectInfo, Storage, get_storage
 from ..timeutil import utcnow
-from . import get_storage
 from .confirm import confirm_uploads
 
 # Checks at 1, 3, 7, 15, 31 s ... then every minute: an upload that took t seconds is confirmed
@@ -42,7 +42,7 @@ CHECK_BATCH = 1000
 LIST_PAGE = 1000  # keys per listing (S3's maximum)
 EXTENSION_KEY = "s3drive.upload_watcher"
 # Confirm outcomes that mean "ask again later": not uploaded yet, or S3 did not answer.
-_NOT_YET = frozenset({"object_missing", "storage_unavailable"})
+_NOT_YET = (ObjectMissing, StorageUnavailable)
 
 
 @dataclass(order=True)
@@ -73,9 +73,8 @@ class UploadWatcher:
 
     def watch(self, user_id: str, file_id: str, s3_key: str, expires_at: datetime) -> None:
         """Watch an upload until its form expires; the first check comes after FIRST_CHECK_SECONDS."""
-        # The key is <prefix>users/<user id>/<batch id>/<file id>/<name> (policy.object_key).
-        batch_end = s3_key.index(f"/{file_id}/")
-        user_prefix = s3_key[: s3_key.rindex("/", 0, batch_end) + 1]
+        key = parse_key(s3_key)
+        users_keys = user_prefix(key.prefix, key.user_id)
         first = FIRST_CHECK_SECONDS
         item = _Watch(
             time.monotonic() + first,
@@ -83,8 +82,8 @@ class UploadWatcher:
             user_id,
             file_id,
             s3_key,
-            user_prefix,
-            s3_key[:batch_end],
+            users_keys,
+            users_keys + key.batch_id,  # sorts just before the batch's keys
             expires_at,
             first,
         )
@@ -215,7 +214,7 @@ class UploadWatcher:
             db.session.rollback()
             current_app.logger.warning("upload watcher: confirm failed, will retry", exc_info=True)
             return items
-        return [item for item, outcome in zip(items, outcomes, strict=True) if outcome.code in _NOT_YET]
+        return [item for item, outcome in zip(items, outcomes, strict=True) if isinstance(outcome.error, _NOT_YET)]
 
 
 def get_watcher() -> UploadWatcher:
@@ -225,3 +224,10 @@ def get_watcher() -> UploadWatcher:
     if watcher is None:
         watcher = app.extensions.setdefault(EXTENSION_KEY, UploadWatcher(app))
     return watcher
+
+
+def stop(app: Flask) -> None:
+    """Stop the app's watcher, if it started one (close_app)."""
+    watcher = app.extensions.get(EXTENSION_KEY)
+    if watcher is not None:
+        watcher.stop()

@@ -1,0 +1,195 @@
+"""The error envelope: every error answer, from every layer, is rendered here.
+
+Domain errors (s3drive.errors), werkzeug/webargs/flask-limiter HTTP errors, database
+outages, JWT failures and unexpected exceptions all become
+`{"error": {"code", "message", "details"}}`, or the shape a blueprint asked for
+(render_errors_with: the Uppy routes answer in Companion's shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, current_app, g, has_request_context, jsonify, request
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from ..errors import AppError, DatabaseUnavailable
+from ..extensions import db, jwt
+from ..models import User
+from ..services.users import token_user
+
+ERROR_RENDERERS = "s3drive.error_renderers"
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Build an error answer: the envelope, or the shape the request's blueprint renders errors in."""
+    if has_request_context() and request.blueprint:
+        renderer = current_app.extensions.get(ERROR_RENDERERS, {}).get(request.blueprint)
+        if renderer is not None:
+            return renderer(status, code, message, details, headers)
+    return envelope_response(status, code, message, details, headers)
+
+
+def render_errors_with(blueprint, renderer: Callable[..., Response]) -> None:
+    """Have every error answer to the blueprint's requests built by renderer (error_response's arguments)."""
+
+    def register(state) -> None:
+        state.app.extensions.setdefault(ERROR_RENDERERS, {})[blueprint.name] = renderer
+
+    blueprint.record_once(register)
+
+
+def envelope_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Build the envelope `{"error": {code, message, details}}` every error uses."""
+    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def app_error_response(error: AppError) -> Response:
+    """Render an AppError in the envelope."""
+    return error_response(error.status, error.code, error.message, error.details, error.headers)
+
+
+def log_internal_error(error: BaseException) -> None:
+    """Log an unexpected exception with the request id, for the 500 answer."""
+    current_app.logger.error("unhandled exception (request_id=%s)", g.get("request_id", "-"), exc_info=error)
+
+
+# Werkzeug/webargs/flask-limiter raise HTTPExceptions; give each status a code of ours.
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "batch_too_large",
+    415: "bad_request",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def _flatten_messages(messages: Any) -> dict[str, Any]:
+    # webargs nests messages by location ({"json": {...}}); clients want field -> messages.
+    if isinstance(messages, dict) and len(messages) == 1 and next(iter(messages)) in ("json", "query", "form"):
+        messages = next(iter(messages.values()))
+    return messages if isinstance(messages, dict) else {"_schema": messages}
+
+
+def http_error_response(error) -> Response:
+    """Render a werkzeug HTTPException (routing, webargs, rate limits) in the envelope."""
+    status = error.code or 500
+    code = _HTTP_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
+    if status == 415:
+        status = 400
+    data = getattr(error, "data", None) or {}
+    details: dict[str, Any] = {}
+    headers: dict[str, str] = dict(data.get("headers") or {})
+    message = error.description or error.name
+    if status == 404:
+        message = "No such route or resource."
+    elif status == 413:
+        message = "The request body is too large."
+    elif status == 422 and "messages" in data:
+        message = "The request has invalid fields."
+        details = _flatten_messages(data["messages"])
+    elif status == 429:
+        message = f"Too many requests ({error.description}); slow down."
+        limit = getattr(error, "limit", None)
+        headers.setdefault("Retry-After", str(getattr(getattr(limit, "limit", None), "get_expiry", lambda: 60)()))
+    response = error_response(status, code, message, details, headers)
+    if status == 405 and getattr(error, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(error.valid_methods)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers and the JWT callbacks that answer in the envelope."""
+    _register_error_handlers(app)
+    _register_jwt_callbacks()
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(AppError)
+    def handle_app_error(error: AppError):
+        db.session.rollback()
+        return app_error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(error: HTTPException):
+        return http_error_response(error)
+
+    @app.errorhandler(OperationalError)
+    def handle_database_down(error: OperationalError):
+        db.session.rollback()
+        app.logger.error("database error (request_id=%s): %s", g.get("request_id", "-"), error)
+        return app_error_response(DatabaseUnavailable())
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception):
+        try:
+            db.session.rollback()
+        except SQLAlchemyError:
+            pass
+        log_internal_error(error)
+        return error_response(
+            500,
+            "internal_error",
+            "An unexpected error occurred; quote the request id when reporting it.",
+            {"request_id": g.get("request_id")},
+        )
+
+
+# (status, code, message) of each flask-jwt-extended failure, by the name of its loader.
+_JWT_FAILURES = {
+    "expired_token_loader": (401, "token_expired", "The token has expired; refresh it or log in again."),
+    "revoked_token_loader": (401, "token_revoked", "The token has been revoked; log in again."),
+    "user_lookup_error_loader": (401, "invalid_token", "The account for this token is disabled or gone."),
+    "needs_fresh_token_loader": (401, "unauthorized", "A fresh login is required."),
+    "token_verification_failed_loader": (401, "invalid_token", "The token failed verification."),
+}
+
+
+def _register_jwt_callbacks() -> None:
+    for loader, answer in _JWT_FAILURES.items():
+        getattr(jwt, loader)(lambda header, payload, answer=answer: error_response(*answer))
+
+    @jwt.unauthorized_loader
+    def missing_token(reason: str):
+        return error_response(401, "unauthorized", f"Authentication required: {reason}.")
+
+    @jwt.invalid_token_loader
+    def invalid_token(reason: str):
+        return error_response(401, "invalid_token", f"The token is invalid: {reason}.")
+
+    @jwt.token_in_blocklist_loader
+    def token_revoked(header: dict, payload: dict) -> bool:
+        # One query answers both this and load_user below, which flask-jwt-extended calls next.
+        user, revoked = token_user(payload["sub"], payload["jti"])
+        g.token_user = (payload["jti"], user)
+        return revoked
+
+    @jwt.user_lookup_loader
+    def load_user(header: dict, payload: dict):
+        jti, user = g.pop("token_user", (None, None))
+        if jti != payload["jti"]:
+            user = db.session.get(User, payload["sub"])
+        return user if user is not None and user.is_active else None

@@ -1,0 +1,198 @@
+"""The one quota ledger and the one way to change a record's state.
+
+Accounting rules (DESIGN.md, invariant 1):
+- `users.used_bytes` is the sum of the sizes of the user's `complete` files;
+- a `pending` or `uploading` record reserves its size while its `expires_at` lies ahead;
+- used + reserved never exceeds the quota: every decision that adds bytes is taken under the
+  user's row lock (Ledger), which serializes it with every other decision for that user.
+
+State changes of records are conditional UPDATEs (transition): a record moves only if it is
+still in the status the caller saw, so two processes never settle one upload twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Executable, bindparam, func, select, update
+
+from ..errors import QuotaExceeded, Unauthorized
+from ..extensions import db
+from ..models import RESERVING_STATUSES, File, FileStatus, User
+from ..timeutil import utcnow
+
+# Ids per IN (...) list: well below every database's bound-parameter limit.
+IN_CHUNK = 500
+
+
+def chunked(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    """Yield consecutive slices of at most `size` values (for IN lists and batched calls)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+# -- locks -------------------------------------------------------------------------------
+
+
+def is_sqlite() -> bool:
+    """Tell whether the session's database is SQLite (no row locks)."""
+    return db.session.get_bind().dialect.name == "sqlite"
+
+
+def locking(columns: Sequence[Any], *conditions: ColumnElement, touch: Any, order_by: Sequence[Any] = ()) -> Executable:
+    """Return a statement that reads rows and locks them until the transaction ends.
+
+    PostgreSQL: SELECT ... FOR UPDATE (in `order_by`, one lock order for everyone). SQLite has
+    no row locks: a no-op UPDATE of the `touch` column, RETURNING the rows, takes the database
+    write lock, which serializes the writers.
+    """
+    if is_sqlite():
+        statement = update(touch.class_).where(*conditions).values({touch.key: touch}).returning(*columns)
+        return statement.execution_options(populate_existing=True, synchronize_session=False)
+    statement = select(*columns).where(*conditions).order_by(*order_by).with_for_update()
+    return statement.execution_options(populate_existing=True)
+
+
+def lock_user(user_id: str) -> User:
+    """Lock the user's row for a quota decision and return it fresh; 401 if the account is gone."""
+    user = db.session.scalars(locking([User], User.id == user_id, touch=User.used_bytes)).one_or_none()
+    if user is None:
+        raise Unauthorized("This account no longer exists.", code="invalid_token")
+    return user
+
+
+# -- reservations ------------------------------------------------------------------------
+
+
+def holds_reservation(now: Any) -> ColumnElement:
+    """Return the condition of records that reserve their size at `now` (a time or a bound parameter)."""
+    return File.status.in_(RESERVING_STATUSES) & (File.expires_at > now)
+
+
+# Built once: building the statement costs more than running it (the presign hot path).
+_RESERVED_BYTES = select(func.coalesce(func.sum(File.size), 0)).where(
+    File.user_id == bindparam("user_id"), holds_reservation(bindparam("now", type_=File.expires_at.type))
+)
+
+
+def reserved_bytes(user_id: str, now: datetime | None = None) -> int:
+    """Return the bytes held by the user's uploads whose URLs have not expired."""
+    return int(db.session.scalar(_RESERVED_BYTES, {"user_id": user_id, "now": now or utcnow()}) or 0)
+
+
+def reserved_by_user(user_ids: Sequence[str], now: datetime) -> dict[str, int]:
+    """Return user id -> reserved bytes for the users that hold any."""
+    reserved: dict[str, int] = {}
+    for chunk in chunked(user_ids):
+        query = (
+            select(File.user_id, func.sum(File.size))
+            .where(File.user_id.in_(chunk), holds_reservation(now))
+            .group_by(File.user_id)
+        )
+        reserved.update((user_id, int(total)) for user_id, total in db.session.execute(query))
+    return reserved
+
+
+def available_bytes(user: User, now: datetime | None = None) -> int:
+    """Return what the user may still reserve: quota - used - live reservations."""
+    return user.quota_bytes - user.used_bytes - reserved_bytes(user.id, now)
+
+
+def lapsed(expires_at: datetime | None, now: datetime) -> bool:
+    """Tell whether a reservation that ran until expires_at no longer holds at `now`."""
+    return expires_at is not None and expires_at <= now
+
+
+@dataclass
+class Ledger:
+    """One user's quota, locked until the transaction ends: reserve, count arrivals, release."""
+
+    user: User
+    now: datetime
+    _available: int | None = field(default=None, repr=False)
+
+    def available(self) -> int:
+        """Return the bytes the user may still reserve (read once per ledger, then kept up to date)."""
+        if self._available is None:
+            self._available = available_bytes(self.user, self.now)
+        return self._available
+
+    def reserve(self, size: int, action: str = "Uploading", consequence: str = "") -> None:
+        """Hold `size` more bytes for a record about to be written, or raise quota_exceeded."""
+        available = self.available()
+        if size > available:
+            left = max(available, 0)
+            raise QuotaExceeded(
+                f"{action} {size} bytes would exceed your quota ({left} bytes left){consequence}.",
+                details={"available_bytes": left, "file_size": size},
+            )
+        self._available = available - size
+
+    def count_arrival(self, record: File, size: int, etag: str | None) -> None:
+        """Mark a record complete with `size` bytes and count them as used.
+
+        A record whose reservation lapsed (its URL expired) held nothing meanwhile: its bytes
+        must fit the quota again, else quota_exceeded and the record is left as it was.
+        """
+        if lapsed(record.expires_at, self.now):
+            try:
+                self.reserve(size)
+            except QuotaExceeded:
+                raise QuotaExceeded(
+                    "The upload came too late and no longer fits your quota.", details={"file_size": size}
+                ) from None
+        record.status = FileStatus.COMPLETE
+        record.size, record.size_declared = size, True
+        record.confirmed_at = self.now
+        record.etag = etag
+        self.user.used_bytes += size
+
+    def release(self, size: int) -> None:
+        """Stop counting `size` bytes of deleted complete files as used."""
+        self.user.used_bytes = max(self.user.used_bytes - size, 0)
+
+
+def open_ledger(user_id: str, now: datetime | None = None) -> Ledger:
+    """Lock the user's row and return the ledger for one quota decision (until commit)."""
+    return Ledger(lock_user(user_id), now or utcnow())
+
+
+def reread(ids: Iterable[str]) -> list[File]:
+    """Return the records with these ids as the database holds them now (call under the user's lock)."""
+    query = select(File).where(File.id.in_(list(ids))).execution_options(populate_existing=True)
+    return list(db.session.scalars(query))
+
+
+# -- state transitions -------------------------------------------------------------------
+
+
+def transition(
+    ids: Sequence[str],
+    from_: str | Iterable[str],
+    to: str | None = None,
+    *,
+    where: Sequence[ColumnElement] = (),
+    **values: Any,
+) -> list[str]:
+    """Move the records among ids that are still in `from_` (and meet `where`) to `to`, setting values.
+
+    Return the ids that moved: the others changed meanwhile (a concurrent confirm, abort,
+    sweeper or part-signing call). Does not commit: the caller's transaction decides.
+    """
+    statuses = (from_,) if isinstance(from_, str) else tuple(from_)
+    if to is not None:
+        values["status"] = to
+    moved: list[str] = []
+    for chunk in chunked(list(ids)):
+        statement = (
+            update(File)
+            .where(File.id.in_(chunk), File.status.in_(statuses), *where)
+            .values(**values)
+            .returning(File.id)
+            .execution_options(synchronize_session=False)
+        )
+        moved.extend(db.session.scalars(statement))
+    return moved
