@@ -22,11 +22,11 @@ from conftest import BUCKET, register_and_login
 from helpers import usage
 from sqlalchemy.exc import OperationalError
 
+from s3drive import schemas
 from s3drive.app import close_app
 from s3drive.errors import StorageUnavailable
 from s3drive.extensions import db
 from s3drive.models import File, FileStatus, new_time_ordered_id
-from s3drive import schemas
 from s3drive.policy import UploadSpec
 from s3drive.services import uppy as uppy_service
 from s3drive.services.sweeper import sweep
