@@ -20,8 +20,9 @@ from . import config
 from .api import Api, RetryPolicy, batch_size, batches
 from .download import Downloader
 from .errors import ClientError
+from .local_files import collect_files
 from .progress import TransferProgress
-from .upload import FileOutcome, Uploader, UploadOptions, collect_files
+from .upload import FileOutcome, Uploader, UploadOptions
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 TIERS = ("standard", "standard_ia", "intelligent_tiering", "glacier_ir", "glacier", "deep_archive")

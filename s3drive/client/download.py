@@ -16,7 +16,7 @@ import requests
 from .api import NETWORK_ERRORS, Api, RetryPolicy, describe_network_error, send_with_retries
 from .errors import Cancelled, ClientError
 from .progress import TransferProgress
-from .upload import is_expired_answer, s3_error
+from .transport import is_expired_answer, s3_error
 
 READ_CHUNK = 256 * 1024
 MAX_NAME_BYTES = 255
