@@ -9,7 +9,6 @@ resume state) lives there.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
@@ -29,6 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import empty_tables, make_test_app
+from helpers import sha256_b64
 from live import ServedApp, head_or_none
 from s3servers import ministack_server
 
@@ -52,10 +52,6 @@ def payload(seed: int, size: int) -> bytes:
     """Return size bytes that differ from one seed to another (and within the file)."""
     block = hashlib.sha256(str(seed).encode()).digest() * 2048  # 64 KiB
     return (block * (size // len(block) + 1))[:size]
-
-
-def sha256_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 # -- the served app -----------------------------------------------------------------------
