@@ -39,6 +39,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but errors become UsageError so main() prints them its way."""
 
     def error(self, message: str):
+        """Print the usage line and raise UsageError (argparse would exit on its own)."""
         self.print_usage(sys.stderr)
         raise UsageError(message)
 
