@@ -9,7 +9,6 @@ resume state) lives there.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
@@ -29,11 +28,12 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import empty_tables, make_test_app
+from helpers import sha256_b64
 from live import ServedApp, head_or_none
 from s3servers import ministack_server
 
 from s3drive import signing
-from s3drive.client import cli, config, upload
+from s3drive.client import cli, config, local_files, transport, upload
 from s3drive.client.api import Api, RetryPolicy
 from s3drive.client.download import free_path, safe_file_name
 from s3drive.client.errors import ClientError as ClientSideError
@@ -52,10 +52,6 @@ def payload(seed: int, size: int) -> bytes:
     """Return size bytes that differ from one seed to another (and within the file)."""
     block = hashlib.sha256(str(seed).encode()).digest() * 2048  # 64 KiB
     return (block * (size // len(block) + 1))[:size]
-
-
-def sha256_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 # -- the served app -----------------------------------------------------------------------
@@ -568,7 +564,7 @@ def test_network_errors_and_5xx_are_retried_with_backoff(live, run, user, tmp_pa
     data = payload(11, 10_000)
     path.write_bytes(data)
     flaky = _FlakyS3()
-    monkeypatch.setattr(upload.Uploader, "_s3", lambda self: flaky)
+    monkeypatch.setattr(transport.Transport, "session", lambda self: flaky)
     delays: list[float] = []
     original_delay = RetryPolicy.delay
     monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt, response=None: delays.append(attempt) or 0.01)
@@ -595,7 +591,7 @@ def test_retries_give_up_with_one_line_error(live, run, user, tmp_path, monkeypa
         def put(self, url, **kwargs):
             raise requests.ConnectionError("[Errno 111] Connection refused")
 
-    monkeypatch.setattr(upload.Uploader, "_s3", lambda self: Down())
+    monkeypatch.setattr(transport.Transport, "session", lambda self: Down())
     result = run("--retries", "1", "upload", path)
     assert result.code == 1
     assert result.last_error.startswith("error: network_error: upload of ")
@@ -617,7 +613,7 @@ def test_one_failed_file_does_not_stop_the_others(live, run, user, tmp_path, mon
                 return response
             return real.put(url, **kwargs)
 
-    monkeypatch.setattr(upload.Uploader, "_s3", lambda self: RefusesBad())
+    monkeypatch.setattr(transport.Transport, "session", lambda self: RefusesBad())
     result = run("upload", bad, good, "--json")
     assert result.code == 1
     assert result.last_error == f"error: storage_error: upload of {bad}: S3 answered 400 InvalidRequest"
@@ -809,14 +805,14 @@ def test_download_names_cannot_escape_the_directory(tmp_path):
 
 def test_collect_files_keeps_structure_and_refuses_missing(tmp_path):
     make_tree(tmp_path)
-    files = upload.collect_files([str(tmp_path / "docs")], "base")
+    files = local_files.collect_files([str(tmp_path / "docs")], "base")
     assert sorted((f.folder, f.name) for f in files) == [
         ("base/docs", "data.json"),
         ("base/docs", "readme.txt"),
         ("base/docs/notes", "empty.txt"),
         ("base/docs/notes", "todo.md"),
     ]
-    assert {f.folder for f in upload.collect_files([str(tmp_path / "docs")], None, keep_structure=False)} == {None}
+    assert {f.folder for f in local_files.collect_files([str(tmp_path / "docs")], None, keep_structure=False)} == {None}
     with pytest.raises(ClientSideError) as caught:
-        upload.collect_files([str(tmp_path / "missing")])
+        local_files.collect_files([str(tmp_path / "missing")])
     assert caught.value.code == "file_not_found"

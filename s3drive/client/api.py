@@ -11,7 +11,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +24,8 @@ from .errors import ApiError, Cancelled, ClientError
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 DEFAULT_TIMEOUT = 60.0
+# Files (or ids) per batch call when the server's limits do not say.
+DEFAULT_MAX_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,31 @@ def send_with_retries(
         attempt += 1
 
 
+class SessionPerThread:
+    """One requests.Session for each thread: a Session is not thread-safe, and each keeps its connections."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def get(self) -> requests.Session:
+        """Return this thread's session, made on first use."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+
+def batch_size(limits: dict) -> int:
+    """Return how many files (or ids) one batch call may carry, from the server's limits."""
+    return max(1, int(limits.get("max_batch") or DEFAULT_MAX_BATCH))
+
+
+def batches(items: list, size: int) -> Iterator[list]:
+    """Yield items in lists of at most size."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def _segment(value: str) -> str:
     """Quote a user-given id for one path segment (no `/` or `..` tricks)."""
     quoted = quote(value, safe="")
@@ -127,17 +154,13 @@ class Api:
         self.policy = policy or RetryPolicy()
         self.timeout = timeout
         self.on_refresh = on_refresh
-        # requests.Session is not thread-safe: one per thread, each keeping its connections.
-        self._local = threading.local()
+        self._sessions = SessionPerThread()
         self._refresh_lock = threading.Lock()
 
     @property
     def session(self) -> requests.Session:
         """Return this thread's HTTP session."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
+        return self._sessions.get()
 
     def request(
         self, method: str, path: str, *, json: Any = None, params: dict | None = None, auth: bool = True
@@ -212,6 +235,10 @@ class Api:
     def presign(self, specs: list[dict]) -> dict:
         """Presign a batch of FileSpecs."""
         return self.request("POST", "/api/files/upload/", json={"files": specs})
+
+    def presign_file(self, spec: dict) -> dict:
+        """Presign one FileSpec (a new record: a PUT URL cannot be signed again)."""
+        return self.request("POST", "/api/files/upload/", json=spec)
 
     def confirm(self, ids: list[str]) -> dict:
         """Confirm a batch of uploads by id."""

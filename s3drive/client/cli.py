@@ -11,18 +11,18 @@ import getpass
 import json
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from . import config
-from .api import Api, RetryPolicy
+from .api import Api, RetryPolicy, batch_size, batches
 from .download import Downloader
 from .errors import ClientError
+from .local_files import collect_files
 from .progress import TransferProgress
-from .upload import FileOutcome, Uploader, UploadOptions, collect_files
+from .upload import FileOutcome, Uploader, UploadOptions
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 TIERS = ("standard", "standard_ia", "intelligent_tiering", "glacier_ir", "glacier", "deep_archive")
@@ -39,6 +39,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but errors become UsageError so main() prints them its way."""
 
     def error(self, message: str):
+        """Print the usage line and raise UsageError (argparse would exit on its own)."""
         self.print_usage(sys.stderr)
         raise UsageError(message)
 
@@ -109,12 +110,6 @@ def logged_in_api(args: argparse.Namespace) -> Api:
 def retry_policy(args: argparse.Namespace) -> RetryPolicy:
     """Return the retry policy the global options ask for."""
     return RetryPolicy(retries=args.retries)
-
-
-def chunks(items: list, size: int) -> Iterator[list]:
-    """Yield items in lists of at most size."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -265,9 +260,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
     """Delete files by id (one batch call per max_batch ids)."""
     api = logged_in_api(args)
     ids = list(dict.fromkeys(args.ids))
-    batch = int(api.limits().get("max_batch") or 1000)
     failures: list[tuple[str, str, str]] = []
-    for group in chunks(ids, batch):
+    for group in batches(ids, batch_size(api.limits())):
         answer = api.delete_files(group)
         for file_id in answer.get("deleted", []):
             print(f"deleted {file_id}")

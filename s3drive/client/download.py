@@ -6,9 +6,8 @@ import base64
 import hashlib
 import os
 import tempfile
-import threading
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -16,11 +15,10 @@ import requests
 from .api import NETWORK_ERRORS, Api, RetryPolicy, describe_network_error, send_with_retries
 from .errors import Cancelled, ClientError
 from .progress import TransferProgress
-from .upload import is_expired_answer, s3_error
+from .transport import S3_TIMEOUT, Stop, usable_answer
 
 READ_CHUNK = 256 * 1024
 MAX_NAME_BYTES = 255
-S3_TIMEOUT = 120.0
 
 
 def safe_file_name(name: str, fallback: str) -> str:
@@ -63,16 +61,17 @@ class Downloaded:
     size: int
 
 
+@dataclass
 class Downloader:
     """Download file records of the signed-in user into a directory."""
 
-    def __init__(self, api: Api, directory: Path, progress: TransferProgress, policy: RetryPolicy):
-        self.api = api
-        self.directory = directory
-        self.progress = progress
-        self.policy = policy
-        self.cancel = threading.Event()
-        self.session = requests.Session()
+    api: Api
+    directory: Path
+    progress: TransferProgress
+    policy: RetryPolicy
+    cancel: Stop = field(default_factory=Stop)  # set by Ctrl-C: stops the transfer in flight
+    # Downloads run one at a time, so one session (and its connection) serves them all.
+    session: requests.Session = field(default_factory=requests.Session)
 
     def download(self, file_id: str, record: dict) -> Downloaded:
         """Fetch one file's bytes, check size and checksum, and move it into place."""
@@ -106,6 +105,7 @@ class Downloader:
 
     def _fetch(self, file_id: str, handle, task, expected: int) -> bytes:
         """Stream the object into handle, starting over on network errors; return its SHA-256."""
+        what = f"download of {file_id}"
         url = self.api.download_url(file_id)["url"]
         resigned = False
         attempt = 0
@@ -118,16 +118,14 @@ class Downloader:
                 response = send_with_retries(
                     lambda url=url: self.session.get(url, stream=True, timeout=S3_TIMEOUT),
                     self.policy,
-                    what=f"download of {file_id}",
-                    sleep=self._sleep,
+                    what=what,
+                    sleep=self.cancel.pause,
                     cancelled=self.cancel.is_set,
                 )
                 with response:
-                    if is_expired_answer(response, url) and not resigned:
+                    if not usable_answer(response, url, what, can_resign=not resigned):
                         url, resigned = self.api.download_url(file_id)["url"], True
                         continue
-                    if not response.ok:
-                        raise s3_error(response, f"download of {file_id}")
                     for chunk in response.iter_content(READ_CHUNK):
                         if self.cancel.is_set():
                             raise Cancelled()
@@ -140,12 +138,6 @@ class Downloader:
                 # The body broke off mid-way: start the file over (bars too).
                 self.progress.advance(task, -written)
                 if attempt >= self.policy.retries:
-                    raise ClientError(
-                        "network_error", f"download of {file_id}: {describe_network_error(error)}"
-                    ) from None
-                self._sleep(self.policy.delay(attempt))
+                    raise ClientError("network_error", f"{what}: {describe_network_error(error)}") from None
+                self.cancel.pause(self.policy.delay(attempt))
                 attempt += 1
-
-    def _sleep(self, seconds: float) -> None:
-        if self.cancel.wait(seconds):
-            raise Cancelled()

@@ -27,6 +27,7 @@ class BinarySpeedColumn(ProgressColumn):
     """Transfer speed in MiB/s, matching the binary units of the sizes beside it."""
 
     def render(self, task: Task) -> Text:
+        """Return the task's speed in binary units (B/s up to GiB/s)."""
         speed = task.finished_speed or task.speed
         if speed is None:
             return Text("?", style="progress.data.speed")

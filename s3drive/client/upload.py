@@ -1,242 +1,39 @@
-"""Upload engine: presigned PUTs in batches, multipart with resume, retries and re-signing.
+"""Uploader: small files in presigned batches, large ones multipart with resume, an outcome per file.
 
 Small files (up to the server's multipart_threshold) are presigned in one batch call per
 max_batch files, each with its SHA-256 signed into the URL, PUT concurrently with exactly
 the ticket's headers, then confirmed with one batch call. Larger files go multipart: parts
 are signed in windows and PUT concurrently; a state file in the config dir remembers the
 upload so that a rerun after Ctrl-C asks the status route which parts S3 already holds and
-sends only the others.
+sends only the others. Reading the files is local_files' part, each PUT is transport's.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import math
-import mimetypes
-import os
-import re
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-import requests
-
-from .api import Api, RetryPolicy, send_with_retries
+from ..parts import MIB, fitting_part_size, part_length, part_range
+from .api import Api, RetryPolicy, batch_size, batches
 from .config import read_json, uploads_dir, write_private
-from .errors import ApiError, Cancelled, ClientError
+from .errors import ApiError, ClientError
+from .local_files import LocalFile, sha256_file
 from .progress import TransferProgress
+from .transport import Stop, Ticket, Transfer, Transport
 
-MIB = 1024 * 1024
-MIN_PART_SIZE = 5 * MIB
-MAX_PARTS = 10_000
-BODY_CHUNK = 256 * 1024
-HASH_CHUNK = 1 * MIB
-S3_TIMEOUT = 120.0
 # Parts signed per call: enough to keep the workers busy, few enough that URLs stay fresh.
 SIGN_WINDOW = 64
-MAX_RESIGNS = 2
+# Used when neither the user nor the server's limits name a part size.
+DEFAULT_PART_SIZE = 16 * MIB
 STATE_VERSION = 1
-
-
-# -- local files ----------------------------------------------------------------------------
-
-
-@dataclass
-class LocalFile:
-    """A file on disk to upload, and where it goes."""
-
-    path: Path  # absolute
-    shown: str  # the path as the user would recognize it, for messages
-    folder: str | None
-    size: int
-    mtime_ns: int
-    content_type: str
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-def join_folder(*parts: str | None) -> str | None:
-    """Join virtual folder parts with `/`, skipping empty ones; None when nothing is left."""
-    pieces = [piece.strip("/") for piece in parts if piece and piece.strip("/") not in ("", ".")]
-    return "/".join(pieces) or None
-
-
-def guess_content_type(name: str) -> str:
-    """Return the MIME type for a file name, application/octet-stream when unknown."""
-    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
-
-
-def _local_file(path: Path, shown: str, folder: str | None) -> LocalFile:
-    stat = path.stat()
-    return LocalFile(path, shown, folder, stat.st_size, stat.st_mtime_ns, guess_content_type(path.name))
-
-
-def collect_files(paths: Iterable[str], folder: str | None = None, *, keep_structure: bool = True) -> list[LocalFile]:
-    """Expand paths (directories recursively) into files; raise file_not_found for a missing one.
-
-    A directory keeps its own name and inner structure under `folder` (like `cp -r`), unless
-    keep_structure is false, when every file goes straight into `folder`.
-    """
-    found: dict[Path, LocalFile] = {}
-    for raw in paths:
-        path = Path(raw).expanduser()
-        if not path.exists():
-            raise ClientError("file_not_found", f"No such file or directory: {raw}")
-        if path.is_file():
-            found.setdefault(path.resolve(), _local_file(path.resolve(), raw, folder))
-            continue
-        if not path.is_dir():
-            raise ClientError("not_a_file", f"Not a regular file or directory: {raw}")
-        root = path.resolve()
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            here = Path(dirpath)
-            sub = here.relative_to(root.parent).as_posix() if keep_structure else None
-            for name in sorted(filenames):
-                file = here / name
-                if file.is_file():  # skips broken links, sockets, fifos
-                    shown = os.path.join(raw, os.path.relpath(file, root))
-                    found.setdefault(file, _local_file(file, shown, join_folder(folder, sub)))
-    return list(found.values())
-
-
-def sha256_file(path: Path) -> str:
-    """Return the base64 SHA-256 of a file, as S3's x-amz-checksum-sha256 wants it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode()
-
-
-# -- request bodies -------------------------------------------------------------------------
-
-
-class Stop:
-    """A cancel flag that also trips when its parent does.
-
-    The uploader's root Stop is set by Ctrl-C and halts every transfer; each group of tasks
-    (a batch, a window of parts) has a child, set when one of them fails, so that a failed
-    file stops its own parts without stopping the files after it.
-    """
-
-    def __init__(self, parent: Stop | None = None):
-        self.parent = parent
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        """Trip this flag (and so every child's)."""
-        self._event.set()
-
-    def is_set(self) -> bool:
-        """Return whether this flag or a parent's is set."""
-        return self._event.is_set() or (self.parent is not None and self.parent.is_set())
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to seconds, waking early (and returning True) once the flag trips."""
-        deadline = time.monotonic() + seconds
-        while not self.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._event.wait(min(remaining, 0.1))
-        return True
-
-
-class Throttle:
-    """A shared bandwidth cap (bytes per second) across all transfer threads."""
-
-    def __init__(self, rate: float):
-        self.rate = rate
-        self._next = time.monotonic()
-        self._lock = threading.Lock()
-
-    def take(self, count: int, stop: Stop) -> None:
-        """Wait until count more bytes fit under the cap."""
-        with self._lock:
-            now = time.monotonic()
-            self._next = max(self._next, now) + count / self.rate
-            delay = self._next - now
-        if delay > 0 and stop.wait(delay):
-            raise Cancelled()
-
-
-class FileSlice:
-    """A streaming request body: `length` bytes of a file from `offset`, counted as they go."""
-
-    def __init__(
-        self,
-        path: Path,
-        offset: int,
-        length: int,
-        on_bytes: Callable[[int], Any],
-        stop: Stop,
-        throttle: Throttle | None = None,
-    ):
-        self.path, self.offset, self.length = path, offset, length
-        self.on_bytes, self.stop, self.throttle = on_bytes, stop, throttle
-        self.sent = 0
-
-    def __len__(self) -> int:
-        # requests reads this for Content-Length (signed into the URL, so it must be exact).
-        return self.length
-
-    def __iter__(self) -> Iterator[bytes]:
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset)
-            remaining = self.length
-            while remaining:
-                if self.stop.is_set():
-                    raise Cancelled()
-                chunk = handle.read(min(BODY_CHUNK, remaining))
-                if not chunk:
-                    raise ClientError("file_changed", f"{self.path} got shorter while it was being uploaded")
-                if self.throttle:
-                    self.throttle.take(len(chunk), self.stop)
-                remaining -= len(chunk)
-                self.sent += len(chunk)
-                self.on_bytes(len(chunk))
-                yield chunk
-
-
-def s3_error(response: requests.Response, what: str) -> ClientError:
-    """Turn an S3 error answer (XML) into a ClientError."""
-    code = re.search(r"<Code>([^<]*)</Code>", response.text or "")
-    message = re.search(r"<Message>([^<]*)</Message>", response.text or "")
-    reason = code.group(1) if code else response.reason
-    detail = f": {message.group(1)}" if message else ""
-    return ClientError(
-        "storage_error", f"{what}: S3 answered {response.status_code} {reason}{detail}", status=response.status_code
-    )
-
-
-def url_expired(url: str, now: datetime | None = None) -> bool:
-    """Return whether a SigV4 presigned URL is past its X-Amz-Date + X-Amz-Expires."""
-    query = parse_qs(urlsplit(url).query)
-    try:
-        signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-        lifetime = int(query["X-Amz-Expires"][0])
-    except (KeyError, ValueError, IndexError):
-        return False
-    return (now or datetime.now(UTC)).timestamp() >= signed.timestamp() + lifetime
-
-
-def is_expired_answer(response: requests.Response, url: str) -> bool:
-    """Return whether S3 refused the request because its presigned URL expired."""
-    return response.status_code == 403 and ("expired" in (response.text or "").lower() or url_expired(url))
-
-
-# -- results --------------------------------------------------------------------------------
 
 
 @dataclass
@@ -279,17 +76,6 @@ class UploadOptions:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
 
-@dataclass
-class _Ticket:
-    """Where and how to PUT one body (a whole small file, or one part)."""
-
-    url: str
-    headers: dict[str, str]
-
-
-# -- the engine -----------------------------------------------------------------------------
-
-
 class Uploader:
     """Upload local files through one s3drive server."""
 
@@ -299,8 +85,7 @@ class Uploader:
         self.options = options
         self.progress = progress
         self.cancel = Stop()
-        self.throttle = Throttle(options.limit_rate) if options.limit_rate else None
-        self._local = threading.local()
+        self.transport = Transport(options.policy, options.limit_rate)
         self._bytes_lock = threading.Lock()
 
     # Public entry point ----------------------------------------------------------------------
@@ -312,9 +97,8 @@ class Uploader:
         small = [f for f in files if f.size <= threshold]
         large = [f for f in files if f.size > threshold]
         try:
-            batch = max(1, int(self.limits.get("max_batch") or 1000))
-            for start in range(0, len(small), batch):
-                self._upload_batch(small[start : start + batch], outcomes)
+            for batch in batches(small, batch_size(self.limits)):
+                self._upload_batch(batch, outcomes)
             for f in large:
                 self._run_multipart(f, outcomes[id(f)])
         except BaseException:
@@ -340,35 +124,47 @@ class Uploader:
 
     def _upload_batch(self, files: list[LocalFile], outcomes: dict[int, FileOutcome]) -> None:
         """Presign, PUT and confirm one batch of small files."""
+        checksums = self._hash_all(files)
+        answer = self.api.presign([self.spec(f, checksum) for f, checksum in zip(files, checksums, strict=True)])
+        jobs = []
+        for f, ticket, checksum in self._accepted(files, checksums, answer, outcomes):
+            if ticket.get("multipart"):  # the server chose multipart for this one
+                self._run_multipart(f, outcomes[id(f)], created=ticket)
+            else:
+                jobs.append((f, ticket, checksum))
+        uploaded = self._put_batch(jobs, outcomes)
+        if uploaded:
+            self._confirm(uploaded, outcomes)
+
+    def _hash_all(self, files: list[LocalFile]) -> list[str]:
+        """Return the SHA-256 of each file, in order."""
         digests: dict[int, str] = {}  # hashing runs on the pool too: hashlib releases the GIL
         self._run_tasks(
             lambda index, stop: sha256_file(files[index].path),
             range(len(files)),
             lambda index, future: digests.__setitem__(index, future.result()),
         )
-        checksums = [digests[index] for index in range(len(files))]
-        specs = [self.spec(f, checksum) for f, checksum in zip(files, checksums, strict=True)]
-        answer = self.api.presign(specs)
+        return [digests[index] for index in range(len(files))]
 
+    def _accepted(
+        self, files: list[LocalFile], checksums: list[str], answer: dict, outcomes: dict[int, FileOutcome]
+    ) -> list[tuple[LocalFile, dict, str]]:
+        """Fail the files the presign answer refused; return (file, ticket, checksum) of the others."""
         failed_at = set()
         for failure in answer.get("failed", []):
             index = int(failure["index"])
             failed_at.add(index)
             error = failure.get("error") or {}
             self._fail(outcomes[id(files[index])], ApiError(error.get("code", "error"), error.get("message", "")))
-        accepted = [f for index, f in enumerate(files) if index not in failed_at]
+        accepted = [index for index in range(len(files)) if index not in failed_at]
         tickets = answer.get("successful", [])
         if len(tickets) != len(accepted):
             raise ClientError("bad_response", "The presign answer does not match the files sent.")
+        return [(files[index], ticket, checksums[index]) for index, ticket in zip(accepted, tickets, strict=True)]
 
-        jobs = []
-        for f, ticket, checksum in zip(accepted, tickets, _checksums_of(checksums, failed_at), strict=True):
-            if ticket.get("multipart"):  # the server chose multipart for this one
-                self._run_multipart(f, outcomes[id(f)], created=ticket)
-            else:
-                jobs.append((f, ticket, checksum))
-
-        uploaded: dict[str, LocalFile] = {}  # record id -> file
+    def _put_batch(self, jobs: list[tuple[LocalFile, dict, str]], outcomes: dict[int, FileOutcome]) -> dict:
+        """PUT small files concurrently; return {record id: file} of those that landed."""
+        uploaded: dict[str, LocalFile] = {}
 
         def landed(job: tuple, future: Future) -> None:
             try:
@@ -377,8 +173,7 @@ class Uploader:
                 self._fail(outcomes[id(job[0])], error)
 
         self._run_tasks(lambda job, stop: self._put_small(*job, outcomes[id(job[0])], stop), jobs, landed)
-        if uploaded:
-            self._confirm(uploaded, outcomes)
+        return uploaded
 
     def _put_small(self, f: LocalFile, ticket: dict, checksum: str, outcome: FileOutcome, stop: Stop) -> str:
         """PUT one small file; return the id of the record it landed under (re-signing makes a new one)."""
@@ -386,16 +181,17 @@ class Uploader:
             raise ClientError("bad_response", "The server answered a POST form ticket; the client sends PUT.")
         state = {"id": ticket["id"]}
 
-        def resign() -> _Ticket:
+        def resign() -> Ticket:
             # A single PUT URL cannot be re-signed; a new presign makes a new record (the old
             # pending one expires and releases its reservation).
-            fresh = self.api.request("POST", "/api/files/upload/", json=self.spec(f, checksum))
+            fresh = self.api.presign_file(self.spec(f, checksum))
             state["id"] = fresh["id"]
-            return _Ticket(fresh["presigned_url"], fresh["headers"])
+            return _file_ticket(fresh)
 
         task = self.progress.add_file(f.shown, f.size)
         try:
-            self._put(f, 0, f.size, _Ticket(ticket["presigned_url"], ticket["headers"]), resign, task, outcome, stop)
+            transfer = self._transfer(f, 0, f.size, f"upload of {f.shown}", task, outcome)
+            self.transport.put(transfer, _file_ticket(ticket), resign, stop)
         finally:
             self.progress.finish(task, counted=not stop.is_set())
         return state["id"]
@@ -420,9 +216,8 @@ class Uploader:
 
     def part_size_for(self, size: int) -> int:
         """Choose a part size: the requested or default one, raised to fit in 10,000 parts."""
-        wanted = self.options.part_size or int(self.limits.get("default_part_size") or 16 * MIB)
-        needed = math.ceil(size / MAX_PARTS)
-        return max(MIN_PART_SIZE, wanted, math.ceil(needed / MIB) * MIB)
+        wanted = self.options.part_size or int(self.limits.get("default_part_size") or DEFAULT_PART_SIZE)
+        return fitting_part_size(size, wanted)
 
     def state_path(self, f: LocalFile) -> Path:
         """Return the resume state file of a local file (same path, size and mtime => same file)."""
@@ -443,25 +238,41 @@ class Uploader:
         if outcome.status == "complete":
             return
         if state is None:
-            upload = created or self.api.create_multipart({**self.spec(f), "part_size": self.part_size_for(f.size)})
-            state = {
-                "version": STATE_VERSION,
-                "server": self.api.base_url,
-                "path": str(f.path),
-                "size": f.size,
-                "mtime_ns": f.mtime_ns,
-                "id": upload["id"],
-                "upload_id": upload.get("upload_id"),
-                "part_size": int(upload["part_size"]),
-                "part_count": int(upload["part_count"]),
-                "parts": {},
-                "started_at": datetime.now(UTC).isoformat(),
-            }
-            self._save_state(state_path, state)
+            state = self._start_multipart(f, state_path, created)
         outcome.id = state["id"]
-        part_size, part_count = state["part_size"], state["part_count"]
-        outcome.resumed_bytes = sum(_part_length(f.size, part_size, n) for n in done)
-        remaining = [n for n in range(1, part_count + 1) if n not in done]
+        outcome.resumed_bytes = sum(part_length(f.size, state["part_size"], n) for n in done)
+        self._send_parts(f, state_path, state, done, outcome)
+
+        parts = [{"part_number": n, "etag": done[n]} for n in sorted(done)]
+        record = self.api.complete_multipart(state["id"], parts)
+        state_path.unlink(missing_ok=True)
+        outcome.id, outcome.status = record.get("id", state["id"]), "complete"
+        self.progress.log(f"uploaded {f.shown} -> {outcome.id} ({state['part_count']} parts)")
+
+    def _start_multipart(self, f: LocalFile, state_path: Path, created: dict | None) -> dict:
+        """Start the upload (unless the presign answer already did) and write down its resume state."""
+        upload = created or self.api.create_multipart({**self.spec(f), "part_size": self.part_size_for(f.size)})
+        state = {
+            "version": STATE_VERSION,
+            "server": self.api.base_url,
+            "path": str(f.path),
+            "size": f.size,
+            "mtime_ns": f.mtime_ns,
+            "id": upload["id"],
+            "upload_id": upload.get("upload_id"),
+            "part_size": int(upload["part_size"]),
+            "part_count": int(upload["part_count"]),
+            "parts": {},
+            "started_at": datetime.now(UTC).isoformat(),
+        }
+        self._save_state(state_path, state)
+        return state
+
+    def _send_parts(
+        self, f: LocalFile, state_path: Path, state: dict, done: dict[int, str], outcome: FileOutcome
+    ) -> None:
+        """PUT the parts not yet done, a signed window at a time, writing each down as it lands."""
+        remaining = [n for n in range(1, state["part_count"] + 1) if n not in done]
 
         def landed(n: int, future: Future) -> None:
             done[n] = future.result()  # a part that failed for good fails the file
@@ -469,61 +280,43 @@ class Uploader:
 
         task = self.progress.add_file(f.shown, f.size, completed=outcome.resumed_bytes)
         try:
-            for start in range(0, len(remaining), SIGN_WINDOW):
-                window = remaining[start : start + SIGN_WINDOW]
+            for window in batches(remaining, SIGN_WINDOW):
                 signed = self.api.sign_parts(state["id"], window)
-                self._run_tasks(
-                    lambda n, stop: self._put_part(f, state, n, _ticket_of(signed[n]), task, outcome, stop),  # noqa: B023
-                    window,
-                    landed,
-                )
+                self._run_tasks(partial(self._put_part, f, state, signed, task, outcome), window, landed)
         except KeyboardInterrupt:
             self.cancel.set()
             raise
         finally:
             self.progress.finish(task, counted=not self.cancel.is_set())
 
-        parts = [{"part_number": n, "etag": done[n]} for n in sorted(done)]
-        record = self.api.complete_multipart(state["id"], parts)
-        state_path.unlink(missing_ok=True)
-        outcome.id, outcome.status = record.get("id", state["id"]), "complete"
-        self.progress.log(f"uploaded {f.shown} -> {outcome.id} ({part_count} parts)")
-
     def _resume(self, f: LocalFile, state_path: Path, outcome: FileOutcome) -> tuple[dict | None, dict[int, str]]:
         """Return (state, {part_number: etag} already in S3) of an earlier attempt, or (None, {})."""
         state = read_json(state_path)
         if not state or state.get("version") != STATE_VERSION or state.get("server") != self.api.base_url:
             return None, {}
-        try:
-            status = self.api.multipart_status(state["id"])
-        except ApiError as error:
-            if error.status in (404, 409, 410):
-                state_path.unlink(missing_ok=True)
-                return None, {}
-            raise
-        if status.get("status") == "complete":
-            # Interrupted after S3 assembled it but before we heard: nothing left to send.
-            state_path.unlink(missing_ok=True)
-            outcome.id, outcome.status, outcome.resumed_bytes = state["id"], "complete", f.size
-            self.progress.log(f"already uploaded {f.shown} -> {outcome.id}")
-            return None, {}
+        status = self._earlier_status(state["id"])
         if status.get("status") != "uploading":
             state_path.unlink(missing_ok=True)
+            if status.get("status") == "complete":
+                # Interrupted after S3 assembled it but before we heard: nothing left to send.
+                outcome.id, outcome.status, outcome.resumed_bytes = state["id"], "complete", f.size
+                self.progress.log(f"already uploaded {f.shown} -> {outcome.id}")
             return None, {}
         state["part_size"] = int(status.get("part_size") or state["part_size"])
         state["part_count"] = int(status.get("part_count") or state["part_count"])
-        listed = status.get("parts")
-        if listed is None:  # a server without the listing: trust what we wrote down
-            listed = [{"part_number": int(n), "etag": etag, "size": None} for n, etag in state["parts"].items()]
-        done = {}
-        for part in listed:
-            n = int(part["part_number"])
-            # A part of the wrong size (e.g. cut short) is sent again.
-            if part.get("etag") and part.get("size") in (None, _part_length(f.size, state["part_size"], n)):
-                done[n] = str(part["etag"])
+        done = _parts_held(f.size, state, status.get("parts"))
         state["parts"] = {str(n): etag for n, etag in done.items()}
         self._save_state(state_path, state)
         return state, done
+
+    def _earlier_status(self, file_id: str) -> dict:
+        """Return the server's view of an earlier upload; {} when it is gone (so it starts afresh)."""
+        try:
+            return self.api.multipart_status(file_id)
+        except ApiError as error:
+            if error.status in (404, 409, 410):
+                return {}
+            raise
 
     def record_part(self, state_path: Path, state: dict, part_number: int, etag: str) -> None:
         """Write a finished part into the resume state (main thread only)."""
@@ -535,66 +328,28 @@ class Uploader:
         write_private(path, json.dumps(state, indent=1).encode())
 
     def _put_part(
-        self, f: LocalFile, state: dict, n: int, ticket: _Ticket, task, outcome: FileOutcome, stop: Stop
+        self, f: LocalFile, state: dict, signed: dict[int, dict], task, outcome: FileOutcome, n: int, stop: Stop
     ) -> str:
-        """PUT one part; return its ETag."""
-        offset = (n - 1) * state["part_size"]
-        length = _part_length(f.size, state["part_size"], n)
+        """PUT one part with the URL signed for it; return its ETag."""
+        offset, length = part_range(f.size, state["part_size"], n)
 
-        def resign() -> _Ticket:
-            return _ticket_of(self.api.sign_parts(state["id"], [n])[n])
+        def resign() -> Ticket:
+            return _part_ticket(self.api.sign_parts(state["id"], [n])[n])
 
-        return self._put(f, offset, length, ticket, resign, task, outcome, stop, what=f"part {n} of {f.shown}")
+        transfer = self._transfer(f, offset, length, f"part {n} of {f.shown}", task, outcome)
+        return self.transport.put(transfer, _part_ticket(signed[n]), resign, stop)
 
     # Transfers -----------------------------------------------------------------------------
 
-    def _put(
-        self,
-        f: LocalFile,
-        offset: int,
-        length: int,
-        ticket: _Ticket,
-        resign: Callable[[], _Ticket],
-        task,
-        outcome: FileOutcome,
-        stop: Stop,
-        *,
-        what: str | None = None,
-    ) -> str:
-        """PUT a slice of a file with retries and re-signing; return the ETag S3 answered."""
-        what = what or f"upload of {f.shown}"
-        bodies: list[FileSlice] = []
+    def _transfer(self, f: LocalFile, offset: int, length: int, what: str, task, outcome: FileOutcome) -> Transfer:
+        """Describe a slice of f to PUT, its bytes counted into the outcome and the progress bars."""
 
         def on_bytes(count: int) -> None:
             with self._bytes_lock:  # the parts of one file add to one outcome from several threads
                 outcome.bytes_sent += count
             self.progress.advance(task, count)
 
-        def send() -> requests.Response:
-            if bodies:  # a retry: take back the bytes of the failed attempt from the bars
-                self.progress.advance(task, -bodies[-1].sent)
-            body = FileSlice(f.path, offset, length, on_bytes, stop, self.throttle)
-            bodies.append(body)
-            data = body if length else b""  # an empty iterable would be sent chunked
-            return self._s3().put(ticket.url, data=data, headers=ticket.headers, timeout=S3_TIMEOUT)
-
-        for resigns in range(MAX_RESIGNS + 1):
-            response = send_with_retries(
-                send, self.options.policy, what=what, sleep=lambda seconds: _sleep(stop, seconds), cancelled=stop.is_set
-            )
-            if response.ok:
-                return (response.headers.get("ETag") or "").strip('"')
-            if resigns < MAX_RESIGNS and is_expired_answer(response, ticket.url):
-                ticket = resign()
-                continue
-            raise s3_error(response, what)
-        raise AssertionError("unreachable")
-
-    def _s3(self) -> requests.Session:
-        session = getattr(self._local, "s3", None)
-        if session is None:
-            session = self._local.s3 = requests.Session()
-        return session
+        return Transfer(f.path, offset, length, what, on_bytes, lambda sent: self.progress.advance(task, -sent))
 
     # Thread pool -----------------------------------------------------------------------------
 
@@ -634,19 +389,24 @@ class Uploader:
         self.progress.log(f"failed {outcome.file.shown}: {error.code}: {error.message}", style="red")
 
 
-def _part_length(size: int, part_size: int, part_number: int) -> int:
-    return max(0, min(part_size, size - (part_number - 1) * part_size))
+def _parts_held(size: int, state: dict, listed: list[dict] | None) -> dict[int, str]:
+    """Return {part_number: etag} of the listed parts S3 holds whole; what state wrote down if none are listed."""
+    if listed is None:  # a server without the listing: trust what we wrote down
+        listed = [{"part_number": int(n), "etag": etag, "size": None} for n, etag in state["parts"].items()]
+    done = {}
+    for part in listed:
+        n = int(part["part_number"])
+        # A part of the wrong size (e.g. cut short) is sent again.
+        if part.get("etag") and part.get("size") in (None, part_length(size, state["part_size"], n)):
+            done[n] = str(part["etag"])
+    return done
 
 
-def _ticket_of(part: dict) -> _Ticket:
-    return _Ticket(part["url"], dict(part.get("headers") or {}))
+def _file_ticket(answer: dict) -> Ticket:
+    """Return the ticket of a presign answer for one file."""
+    return Ticket(answer["presigned_url"], answer["headers"])
 
 
-def _checksums_of(checksums: list[str], failed_at: set[int]) -> list[str]:
-    return [checksum for index, checksum in enumerate(checksums) if index not in failed_at]
-
-
-def _sleep(stop: Stop, seconds: float) -> None:
-    """Sleep between retries, unless the transfer is stopped meanwhile."""
-    if stop.wait(seconds):
-        raise Cancelled()
+def _part_ticket(part: dict) -> Ticket:
+    """Return the ticket of one signed part."""
+    return Ticket(part["url"], dict(part.get("headers") or {}))
