@@ -1,18 +1,11 @@
-// The example page's DOM wiring. Upload logic lives in upload.js (no DOM there).
-import {
-  ApiError,
-  ResumeStore,
-  S3DriveClient,
-  STATE_LABELS,
-  TransferMeter,
-  describeError,
-  droppedItems,
-  folderOf,
-  formatBytes,
-  formatDuration,
-  rateText,
-  uploadFiles,
-} from "./upload.js";
+// The example page's DOM wiring. Upload logic and wording live in lib/ (no DOM there),
+// shared with <S3Uploader>.
+import { S3DriveClient } from "./lib/api.js";
+import { droppedItems, pickedItems } from "./lib/drop.js";
+import { ApiError, describeError } from "./lib/errors.js";
+import { TransferMeter, formatBytes, plural, rateText, stateText } from "./lib/format.js";
+import { ResumeStore, mayResume } from "./lib/resume-store.js";
+import { Uploader, countResults, folderOf } from "./lib/uploader.js";
 
 const api = new S3DriveClient();
 const resumeStore = new ResumeStore();
@@ -34,10 +27,6 @@ function sayError(error) {
 
 function clearError() {
   $("alert").textContent = "";
-}
-
-function plural(count, word) {
-  return `${count} ${word}${count === 1 ? "" : "s"}`;
 }
 
 function button(text, { label = null, className = "", onClick = null } = {}) {
@@ -189,12 +178,9 @@ function queueRow(item, index) {
   progress.setAttribute("aria-label", `Upload progress of ${name}`);
   const status = element("div", { className: "queue-status" });
   const saved = resumeStore.get(item.file);
-  const resumable = saved && (!saved.owner || saved.owner === api.user?.id);
+  const resumable = Boolean(saved) && mayResume(saved, api.user);
   status.append(
-    element("span", {
-      className: "queue-state",
-      text: resumable ? "Ready: continues the interrupted upload" : STATE_LABELS.ready,
-    }),
+    element("span", { className: "queue-state", text: stateText("ready", null, { resumable }) }),
     element("span", { className: "rate" }),
   );
   head.querySelector(".queue-cancel").hidden = true;
@@ -209,13 +195,7 @@ function setRowState(index, state, detail) {
   item.status = state;
   const row = item.row;
   row.className = `queue-item state-${state}`;
-  let text = STATE_LABELS[state] || state;
-  if (state === "failed") text = `Failed: ${detail?.message || "unknown error"}`;
-  if (state === "retrying" && detail?.delay)
-    text = `${describeError(detail.error)} Retrying in ${formatDuration(detail.delay / 1000)}…`;
-  if (state === "resuming" && detail?.resumedBytes) {
-    text = `Resuming: ${formatBytes(detail.resumedBytes)} were already uploaded`;
-  }
+  const text = stateText(state, detail);
   row.querySelector(".queue-state").textContent = text;
   const active = !["complete", "failed", "cancelled"].includes(state);
   row.querySelector(".queue-cancel").hidden = !active || !controller;
@@ -274,13 +254,8 @@ function drawOverall(state) {
   $("overall-text").textContent = rateText(state);
 }
 
-$("file-input").addEventListener("change", (event) => {
-  pick(Array.from(event.target.files, (file) => ({ file, relativePath: "" })));
-});
-
-$("folder-input").addEventListener("change", (event) => {
-  pick(Array.from(event.target.files, (file) => ({ file, relativePath: file.webkitRelativePath || "" })));
-});
+$("file-input").addEventListener("change", (event) => pick(pickedItems(event.target.files)));
+$("folder-input").addEventListener("change", (event) => pick(pickedItems(event.target.files)));
 
 function pick(items) {
   if (controller) {
@@ -338,24 +313,21 @@ $("upload-form").addEventListener("submit", async (event) => {
   updateButtons();
   say(`Uploading ${plural(todo.length, "file")}…`);
   try {
-    const results = await uploadFiles(
-      api,
-      todo.map(({ item }) => ({
-        file: item.file,
-        folder: folderOf(item.relativePath, base),
-        signal: item.controller.signal,
-      })),
-      {
-        signal: controller.signal,
-        fileConcurrency: boundedNumber("file-concurrency", 3),
-        partConcurrency: boundedNumber("part-concurrency", 4),
-        store: resumeStore,
-        onState: (i, state, detail) => setRowState(todo[i].index, state, detail),
-        onProgress: (i, loaded, total) => setRowProgress(todo[i].index, loaded, total),
-        onTotalProgress: setOverallProgress,
-      },
-    );
-    announceResults(results);
+    const uploader = new Uploader(api, {
+      signal: controller.signal,
+      fileConcurrency: boundedNumber("file-concurrency", 3),
+      partConcurrency: boundedNumber("part-concurrency", 4),
+      store: resumeStore,
+      onState: (i, state, detail) => setRowState(todo[i].index, state, detail),
+      onProgress: (i, loaded, total) => setRowProgress(todo[i].index, loaded, total),
+      onTotalProgress: setOverallProgress,
+    });
+    const items = todo.map(({ item }) => ({
+      file: item.file,
+      folder: folderOf(item.relativePath, base),
+      signal: item.controller.signal,
+    }));
+    announceResults(await uploader.upload(items));
   } catch (error) {
     sayError(error);
   } finally {
@@ -372,13 +344,9 @@ $("upload-form").addEventListener("submit", async (event) => {
 });
 
 function announceResults(results) {
-  const count = (status) => results.filter((result) => result.status === status).length;
-  const done = count("complete");
-  const failed = count("failed");
-  const cancelled = count("cancelled");
-  const resumed = results.reduce((sum, result) => sum + (result.resumedBytes || 0), 0);
-  const parts = [`${plural(done, "file")} uploaded`];
-  if (resumed) parts.push(`${formatBytes(resumed)} carried over from an interrupted upload`);
+  const { complete, failed, cancelled, resumedBytes } = countResults(results);
+  const parts = [`${plural(complete, "file")} uploaded`];
+  if (resumedBytes) parts.push(`${formatBytes(resumedBytes)} carried over from an interrupted upload`);
   if (failed) parts.push(`${failed} failed`);
   if (cancelled) parts.push(`${cancelled} cancelled`);
   const text = `${parts.join(", ")}.`;
@@ -400,7 +368,7 @@ $("clear-button").addEventListener("click", () => {
 
 async function showResumable() {
   // Only this account's uploads: another one's ids would answer not_found.
-  const saved = resumeStore.list().filter((state) => !state.owner || state.owner === api.user?.id);
+  const saved = resumeStore.list().filter((state) => mayResume(state, api.user));
   const rows = [];
   for (const state of saved) {
     let status;

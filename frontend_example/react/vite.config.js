@@ -15,10 +15,11 @@ export default defineConfig({
   server: {
     port: 5173,
     proxy: { "/api": API },
-    fs: { allow: [".."] }, // upload.js and hash-worker.js live one folder up
+    fs: { allow: [".."] }, // the shared modules (../lib/) live one folder up
   },
   test: {
     environment: "node",
-    include: ["test/**/*.test.{js,jsx}"],
+    // Each suite sits beside what it tests: the component in src/, the shared modules in ../lib/.
+    include: ["src/**/*.test.{js,jsx}", "../lib/**/*.test.js", "../*.test.js"],
   },
 });

@@ -2,7 +2,8 @@
 // on http://localhost:5173 and proxies /api to the dev stack (see ../README.md).
 import { StrictMode, useState } from "react";
 import { createRoot } from "react-dom/client";
-import { S3DriveClient, describeError } from "../../upload.js";
+import { S3DriveClient } from "../../lib/api.js";
+import { describeError } from "../../lib/errors.js";
 import { S3Uploader } from "../src/S3Uploader.jsx";
 
 const client = new S3DriveClient(); // same origin: vite proxies /api to the API

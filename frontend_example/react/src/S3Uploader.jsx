@@ -1,31 +1,20 @@
 // <S3Uploader>: pick or drop files (and folders), see each one's progress, speed and
 // time left, cancel; big files go multipart and resume after a reload. All upload logic
-// is ../../upload.js (shared with the plain example page); this file only renders.
+// and wording is in ../../lib/ (shared with the plain example page); this file only renders.
 import { useCallback, useEffect, useId, useMemo, useRef, useState } from "react";
-import {
-  DEFAULT_FILE_CONCURRENCY,
-  DEFAULT_PART_CONCURRENCY,
-  ResumeStore,
-  STATE_LABELS,
-  TransferMeter,
-  describeError,
-  droppedItems,
-  folderOf,
-  formatBytes,
-  rateText,
-  uploadFiles,
-} from "../../upload.js";
+import { droppedItems, pickedItems } from "../../lib/drop.js";
+import { describeError } from "../../lib/errors.js";
+import { TransferMeter, formatBytes, plural, rateText, stateText } from "../../lib/format.js";
+import { DEFAULT_PART_CONCURRENCY } from "../../lib/multipart.js";
+import { ResumeStore } from "../../lib/resume-store.js";
+import { DEFAULT_FILE_CONCURRENCY, Uploader, countResults, folderOf } from "../../lib/uploader.js";
 
 const FINAL = new Set(["complete", "failed", "cancelled"]);
 
 /** Return the label a row shows for its state. */
 export function stateLabel(row) {
-  if (row.state === "failed") return `Failed: ${row.error?.message || "unknown error"}`;
-  if (row.state === "ready" && row.resumable) return "Ready: continues the interrupted upload";
-  return STATE_LABELS[row.state] || row.state;
+  return stateText(row.state, row.error, { resumable: row.resumable });
 }
-
-
 
 /**
  * Upload files to s3drive straight from the browser.
@@ -74,7 +63,7 @@ export function S3Uploader({
           controller: null,
         })),
       );
-      setStatus(items.length ? `${items.length} file${items.length === 1 ? "" : "s"} ready to upload.` : "");
+      setStatus(items.length ? `${plural(items.length, "file")} ready to upload.` : "");
     },
     [store],
   );
@@ -94,32 +83,30 @@ export function S3Uploader({
       }),
     );
     setRunning(true);
-    setStatus(`Uploading ${todo.length} file${todo.length === 1 ? "" : "s"}…`);
+    setStatus(`Uploading ${plural(todo.length, "file")}…`);
     const overallMeter = new TransferMeter();
     try {
-      const results = await uploadFiles(
-        client,
+      const uploader = new Uploader(client, {
+        signal: controller.current.signal,
+        fileConcurrency,
+        partConcurrency,
+        extra,
+        store,
+        onState: (i, state, detail) =>
+          update(todo[i].index, () => ({ state, error: state === "failed" ? detail : null })),
+        onProgress: (i, loaded, total) =>
+          update(todo[i].index, (row) => ({ progress: row.meter.update(loaded, total) })),
+        onTotalProgress: (loaded, total) => setOverall(overallMeter.update(loaded, total)),
+      });
+      const results = await uploader.upload(
         todo.map(({ row }, position) => ({
           file: row.file,
           folder: folderOf(row.relativePath, folder),
           signal: perFile[position].signal,
         })),
-        {
-          signal: controller.current.signal,
-          fileConcurrency,
-          partConcurrency,
-          extra,
-          store,
-          onState: (i, state, detail) =>
-            update(todo[i].index, () => ({ state, error: state === "failed" ? detail : null })),
-          onProgress: (i, loaded, total) =>
-            update(todo[i].index, (row) => ({ progress: row.meter.update(loaded, total) })),
-          onTotalProgress: (loaded, total) => setOverall(overallMeter.update(loaded, total)),
-        },
       );
-      const done = results.filter((result) => result.status === "complete").length;
-      const failed = results.filter((result) => result.status === "failed").length;
-      setStatus(`${done} uploaded${failed ? `, ${failed} failed` : ""}.`);
+      const { complete, failed } = countResults(results);
+      setStatus(`${complete} uploaded${failed ? `, ${failed} failed` : ""}.`);
       onComplete(results);
     } catch (error) {
       setStatus(describeError(error));
@@ -155,7 +142,7 @@ export function S3Uploader({
           type="file"
           multiple
           disabled={running}
-          onChange={(event) => pick(Array.from(event.target.files, (file) => ({ file, relativePath: "" })))}
+          onChange={(event) => pick(pickedItems(event.target.files))}
         />
         {allowFolders && (
           <>
@@ -166,9 +153,7 @@ export function S3Uploader({
               type="file"
               multiple
               disabled={running}
-              onChange={(event) =>
-                pick(Array.from(event.target.files, (file) => ({ file, relativePath: file.webkitRelativePath || "" })))
-              }
+              onChange={(event) => pick(pickedItems(event.target.files))}
             />
           </>
         )}

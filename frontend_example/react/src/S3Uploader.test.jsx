@@ -1,9 +1,9 @@
-// <S3Uploader> renders labelled controls; its row labels come from upload.js's states.
+// <S3Uploader> renders labelled controls; its row labels come from lib/format.js (stateText).
 import { renderToString } from "react-dom/server";
 import { describe, expect, it } from "vitest";
-import { S3DriveClient } from "../../upload.js";
-import { S3Uploader, stateLabel } from "../src/S3Uploader.jsx";
-import { MemoryStorage } from "./fakes.js";
+import { S3DriveClient } from "../../lib/api.js";
+import { MemoryStorage } from "../../lib/fakes.js";
+import { S3Uploader, stateLabel } from "./S3Uploader.jsx";
 
 describe("<S3Uploader>", () => {
   it("renders labelled file and folder pickers, buttons and a status region", () => {

@@ -1,7 +1,57 @@
+// Test support for the Vitest suites beside the lib/ modules (not loaded by the page).
+//
 // A fake s3drive API (for fetch) and a fake S3 (for XMLHttpRequest), faithful to
-// /work/shared/API.md where upload.js depends on it: batch presign, batch confirm,
+// /work/shared/API.md where lib/ depends on it: batch presign, batch confirm,
 // multipart create/sign/status/complete/abort, token refresh, the error envelope.
 // Faults are scripted: apiFaults for API answers, s3Faults for storage answers.
+//
+// A suite calls useFakeDrive() once; each of its tests then finds a fresh FakeDrive in
+// `drive` and the delays it waited in `waits` (live bindings: import them, read them).
+import { afterEach, beforeEach, vi } from "vitest";
+import { S3DriveClient } from "./api.js";
+import { ApiError } from "./errors.js";
+import { ResumeStore } from "./resume-store.js";
+
+export const RETRY = { retries: 4, baseDelay: 100, maxDelay: 1000 };
+
+export let drive = null;
+export let waits = [];
+
+/** Note a delay instead of waiting it (what the code under test would sleep). */
+export const wait = async (ms) => {
+  waits.push(ms);
+};
+
+/** Give each test of the calling suite a fresh FakeDrive behind fetch and XMLHttpRequest. */
+export function useFakeDrive() {
+  beforeEach(() => {
+    drive = new FakeDrive();
+    waits = [];
+    vi.stubGlobal("fetch", drive.fetch);
+    installFakeXHR(drive);
+  });
+
+  afterEach(() => {
+    vi.unstubAllGlobals();
+    delete globalThis.XMLHttpRequest;
+  });
+}
+
+/** Return a client signed in to the fake drive, retrying fast (delays go to `waits`). */
+export async function signedInClient() {
+  const client = new S3DriveClient({ storage: new MemoryStorage(), retry: RETRY, wait });
+  await client.login("alice", "password1");
+  return client;
+}
+
+/** Return Uploader options for tests: fast retries and a resume store of its own, plus extra. */
+export function options(extra = {}) {
+  return { retry: RETRY, wait, store: new ResumeStore(new MemoryStorage()), ...extra };
+}
+
+/** Return an ApiError as S3 answers it. */
+export const storageError = (status, code = "InternalError", message = code) =>
+  new ApiError(status, code, message, {}, { source: "storage" });
 
 export class MemoryStorage {
   constructor() {
@@ -354,6 +404,7 @@ export function makeFile(name, size, { type = "application/octet-stream", lastMo
   return new File([bytes], name, { type, lastModified });
 }
 
+/** Return the bytes of a Blob. */
 export async function bytesOf(blob) {
   return new Uint8Array(await blob.arrayBuffer());
 }

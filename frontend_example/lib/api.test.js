@@ -1,0 +1,58 @@
+// The API client (api.js) against the fake API: which calls it retries, token refresh,
+// the end of a session.
+import { describe, expect, it, vi } from "vitest";
+import { drive, signedInClient, useFakeDrive } from "./fakes.js";
+
+useFakeDrive();
+
+describe("API client", () => {
+  it("retries a presign answered 503 (the server did nothing), but not one answered 500", async () => {
+    const client = await signedInClient();
+    const spec = { file_name: "a.txt", content_type: "text/plain", file_size: 1 };
+    drive.apiFaults.push({
+      when: (m, p) => p === "/api/files/upload/",
+      status: 503,
+      code: "storage_unavailable",
+      times: 2,
+    });
+    await client.presign([spec]);
+    expect(drive.count("POST /api/files/upload/")).toBe(3);
+
+    drive.apiFaults.push({ when: (m, p) => p === "/api/files/upload/", status: 500, code: "internal_error" });
+    await expect(client.presign([spec])).rejects.toMatchObject({ status: 500, code: "internal_error" });
+    expect(drive.count("POST /api/files/upload/")).toBe(4);
+  });
+
+  it("retries idempotent calls after network errors and 5xx", async () => {
+    const client = await signedInClient();
+    drive.apiFaults.push({ when: (m, p) => p === "/api/files/usage", kind: "network" });
+    drive.apiFaults.push({ when: (m, p) => p === "/api/files/usage", status: 502, code: "http_error" });
+    await expect(client.usage()).rejects.toMatchObject({ code: "not_found" }); // the fake has no usage route
+    expect(drive.count("GET /api/files/usage")).toBe(3);
+  });
+
+  it("refreshes an expired access token once and repeats the call", async () => {
+    const client = await signedInClient();
+    drive.expiredTokens.add("Bearer access-1");
+    await client.listFiles({ q: "x" }).catch(() => {});
+    expect(drive.calls).toEqual([
+      "POST /api/auth/login",
+      "GET /api/files/",
+      "POST /api/auth/refresh",
+      "GET /api/files/",
+    ]);
+    expect(client.tokens.access_token).toBe("access-2");
+  });
+
+  it("ends the session when the refresh token is refused", async () => {
+    const client = await signedInClient();
+    const ended = vi.fn();
+    client.onSignedOut = ended;
+    drive.expiredTokens.add("Bearer access-1");
+    client.tokens.refresh_token = "stale";
+    await expect(client.usage()).rejects.toMatchObject({ status: 401 });
+    expect(client.signedIn).toBe(false);
+    expect(ended).toHaveBeenCalled();
+  });
+
+});

@@ -1,0 +1,151 @@
+// The Uploader (uploader.js) against a fake API (fetch) and a fake S3 (XMLHttpRequest)
+// that keep real bytes: small files in batches, retries and re-signing of a PUT, and how
+// files are handed to multipart.js.
+import { createHash } from "node:crypto";
+import { describe, expect, it, vi } from "vitest";
+import { bytesOf, drive, makeFile, options, signedInClient, useFakeDrive, wait, waits } from "./fakes.js";
+import { Uploader, countResults, folderOf } from "./uploader.js";
+
+useFakeDrive();
+
+describe("small files", () => {
+  it("hashes, presigns in one batch, PUTs, and confirms all in one call", async () => {
+    const client = await signedInClient();
+    const files = [makeFile("a.txt", 5, { type: "text/plain" }), makeFile("b.bin", 12), makeFile("empty", 0)];
+    const totals = [];
+    const uploader = new Uploader(client, options({ onTotalProgress: (loaded) => totals.push(loaded) }));
+    const results = await uploader.upload(files);
+    expect(results.map((r) => r.status)).toEqual(["complete", "complete", "complete"]);
+    expect(drive.count("POST /api/files/upload/")).toBe(1);
+    expect(drive.count("POST /api/files/confirm_uploads/")).toBe(1);
+    const [, presign] = drive.bodies.find(([call]) => call === "POST /api/files/upload/");
+    for (const [index, spec] of presign.files.entries()) {
+      const expected = createHash("sha256")
+        .update(await bytesOf(files[index]))
+        .digest("base64");
+      expect(spec.checksum_sha256).toBe(expected);
+    }
+    expect(presign.files[0].content_type).toBe("text/plain");
+    expect(presign.files[1].content_type).toBe("application/octet-stream");
+    for (const [index, result] of results.entries()) {
+      const record = drive.records.get(result.id);
+      expect(drive.objects.get(record.s3_key)).toEqual(await bytesOf(files[index]));
+    }
+    expect(totals.at(-1)).toBe(17);
+  });
+
+  it("sends at most fileConcurrency files at once", async () => {
+    const client = await signedInClient();
+    const files = ["a", "b", "c", "d", "e"].map((name) => makeFile(name, 6));
+    const results = await new Uploader(client, options({ fileConcurrency: 2 })).upload(files);
+    expect(results.every((r) => r.status === "complete")).toBe(true);
+    expect(drive.maxInFlight).toBe(2);
+  });
+
+  it("retries a PUT after a network error and a 500, then completes", async () => {
+    const client = await signedInClient();
+    drive.s3Faults.push({ when: (m, url) => url.includes("/obj/"), kind: "network" });
+    drive.s3Faults.push({ when: (m, url) => url.includes("/obj/"), status: 500 });
+    const states = [];
+    const uploader = new Uploader(client, options({ onState: (i, state) => states.push(state), wait }));
+    const [result] = await uploader.upload([makeFile("a.txt", 10)]);
+    expect(result.status).toBe("complete");
+    expect(states.filter((s) => s === "retrying")).toHaveLength(2);
+    expect(waits.length).toBe(2);
+    expect(waits[1]).toBeGreaterThan(waits[0] / 2); // backoff, with jitter
+    expect(drive.s3Puts).toHaveLength(1);
+  });
+
+  it("presigns a file again when S3 refuses its expired URL", async () => {
+    const client = await signedInClient();
+    drive.s3Faults.push({
+      when: (m, url) => url.includes("/obj/"),
+      status: 403,
+      code: "AccessDenied",
+      message: "Request has expired",
+    });
+    const [result] = await new Uploader(client, options()).upload([makeFile("a.txt", 10)]);
+    expect(result.status).toBe("complete");
+    expect(drive.count("POST /api/files/upload/")).toBe(2);
+    const [, confirm] = drive.bodies.find(([call]) => call === "POST /api/files/confirm_uploads/");
+    expect(confirm.ids).toEqual([result.id]);
+    expect(drive.records.get(result.id).status).toBe("complete");
+  });
+
+  it("reports a refused file with a clear message and still uploads the others", async () => {
+    const client = await signedInClient();
+    const results = await new Uploader(client, options()).upload([makeFile("setup.exe", 3), makeFile("ok.txt", 3)]);
+    expect(results.map((r) => r.status)).toEqual(["failed", "complete"]);
+    expect(results[0].error.code).toBe("content_type_not_allowed");
+    expect(results[0].error.message).toBe("Executable files (.exe) are not allowed.");
+  });
+
+  it("keeps a folder picked with its files as each file's folder", async () => {
+    const client = await signedInClient();
+    const file = makeFile("a.txt", 3);
+    Object.defineProperty(file, "webkitRelativePath", { value: "trip/day1/a.txt" });
+    await new Uploader(client, options()).upload([
+      file,
+      { file: makeFile("b.txt", 3), folder: folderOf("x/b.txt", "base") },
+    ]);
+    const [, presign] = drive.bodies.find(([call]) => call === "POST /api/files/upload/");
+    expect(presign.files.map((spec) => spec.folder)).toEqual(["trip/day1", "base/x"]);
+  });
+});
+
+describe("many files", () => {
+  it("cancels one file without touching the others", async () => {
+    const client = await signedInClient();
+    drive.s3Faults.push({ when: (m, url) => url.includes("/part/"), kind: "hang", times: 10 });
+    const one = new AbortController();
+    const run = new Uploader(client, options()).upload([
+      { file: makeFile("big.bin", 40), signal: one.signal },
+      makeFile("small", 4),
+    ]);
+    await vi.waitUntil(() => drive.count(/\/sign$/) === 1);
+    one.abort();
+    const results = await run;
+    expect(results.map((r) => r.status)).toEqual(["cancelled", "complete"]);
+  });
+
+  it("follows the server when it answers a batch with a multipart ticket", async () => {
+    drive.batchMultipart = true;
+    drive.serverThreshold = 16;
+    drive.limits.multipart_threshold = 30; // what the client was told differs from what the server does
+    const client = await signedInClient();
+    const file = makeFile("mid.bin", 20);
+    const [result] = await new Uploader(client, options({ hasher: null })).upload([file]);
+    expect(result).toMatchObject({ status: "complete", multipart: true });
+    expect(drive.objects.get(drive.records.get(result.id).s3_key)).toEqual(await bytesOf(file));
+    expect(drive.count("POST /api/files/confirm_uploads/")).toBe(0);
+  });
+});
+
+describe("Uploader", () => {
+  it("runs one batch at a time", async () => {
+    const client = await signedInClient();
+    const uploader = new Uploader(client, options());
+    const first = uploader.upload([makeFile("a.txt", 3)]);
+    await expect(uploader.upload([makeFile("b.txt", 3)])).rejects.toThrow(/already uploading/);
+    expect((await first).map((r) => r.status)).toEqual(["complete"]);
+    expect((await uploader.upload([makeFile("c.txt", 3)])).map((r) => r.status)).toEqual(["complete"]);
+  });
+
+  it("counts results by status, with the bytes resumed uploads carried over", () => {
+    const results = [
+      { status: "complete", resumedBytes: 16 },
+      { status: "complete" },
+      { status: "failed" },
+      { status: "cancelled" },
+      { status: "cancelled" },
+    ];
+    expect(countResults(results)).toEqual({ complete: 2, failed: 1, cancelled: 2, resumedBytes: 16 });
+  });
+
+  it("puts a picked file's folder under the target folder", () => {
+    expect(folderOf("photos/2026/a.jpg")).toBe("photos/2026");
+    expect(folderOf("a.jpg", "base/")).toBe("base");
+    expect(folderOf("x/a.jpg", " base / sub ")).toBe("base/sub/x");
+    expect(folderOf("", "")).toBe("");
+  });
+});

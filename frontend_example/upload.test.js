@@ -1,0 +1,19 @@
+// upload.js, the one-import entry point, still offers what it offered before the split
+// into lib/ (uploadFiles became the Uploader class).
+import { describe, expect, it } from "vitest";
+import * as upload from "./upload.js";
+
+describe("upload.js", () => {
+  it("re-exports the client's public names from lib/", () => {
+    const names = `
+      ApiError DEFAULT_FILE_CONCURRENCY DEFAULT_PART_CONCURRENCY DEFAULT_RETRY ERROR_HELP HASH_CONCURRENCY
+      Limiter MAX_RESIGNS RESUME_PREFIX ResumeStore S3DriveClient SIGN_BATCH STATE_LABELS TransferMeter
+      Uploader abortError anySignal backoffDelay base64 createHasher describeError droppedItems folderOf
+      formatBytes formatDuration isRefusedUrl isRetryable parseS3Error partLength rateText runLimited
+      sendToStorage sha256Base64 sleep toApiError uploadMultipart withRetries
+    `
+      .trim()
+      .split(/\s+/);
+    for (const name of names) expect(upload[name], name).toBeDefined();
+  });
+});
