@@ -101,51 +101,57 @@ class Storage:
             self._session = boto3.session.Session(region_name=self.region)
         return self._session
 
+    def _once(self, attribute: str, make: Callable[[], Any]) -> Any:
+        """Return self.<attribute>, made by make() on first use (double-checked under the lock)."""
+        value = getattr(self, attribute)
+        if value is None:
+            with self._lock:
+                value = getattr(self, attribute)
+                if value is None:
+                    value = make()
+                    setattr(self, attribute, value)
+        return value
+
     @property
     def client(self):
         """Return the process-wide boto3 S3 client (thread-safe once built)."""
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._boto_session().client(
-                        "s3",
-                        endpoint_url=self.endpoint_url,
-                        config=Config(
-                            signature_version="s3v4",
-                            s3={"addressing_style": self.addressing_style},
-                            retries={"mode": "standard", "max_attempts": 3},
-                            connect_timeout=5,
-                            read_timeout=30,
-                            max_pool_connections=self.max_workers,
-                            request_checksum_calculation="when_required",
-                            response_checksum_validation="when_required",
-                        ),
-                    )
-        return self._client
+        return self._once("_client", self._make_client)
+
+    def _make_client(self):
+        # Called under self._lock, which the session needs (sessions are not thread-safe).
+        return self._boto_session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": self.addressing_style},
+                retries={"mode": "standard", "max_attempts": 3},
+                connect_timeout=5,
+                read_timeout=30,
+                max_pool_connections=self.max_workers,
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
 
     @property
     def signer(self) -> S3Presigner:
         """Return the fast SigV4 presigner bound to this bucket."""
-        if self._signer is None:
-            with self._lock:
-                if self._signer is None:
-                    self._signer = S3Presigner(
-                        bucket=self.bucket,
-                        region=self.region,
-                        endpoint_url=self.endpoint_url,
-                        addressing_style=self.addressing_style,
-                        credentials_provider=credentials_from_boto3(self._boto_session()),
-                    )
-        return self._signer
+        return self._once("_signer", self._make_signer)
+
+    def _make_signer(self) -> S3Presigner:
+        return S3Presigner(
+            bucket=self.bucket,
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            addressing_style=self.addressing_style,
+            credentials_provider=credentials_from_boto3(self._boto_session()),
+        )
 
     @property
     def executor(self) -> ThreadPoolExecutor:
         """Return the bounded per-process pool for concurrent S3 calls."""
-        if self._executor is None:
-            with self._lock:
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="s3")
-        return self._executor
+        return self._once("_executor", lambda: ThreadPoolExecutor(self.max_workers, thread_name_prefix="s3"))
 
     def has_credentials(self) -> bool:
         """Tell whether the AWS credential chain yields credentials."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import uuid
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import boto3  # noqa: E402
 from flask_migrate import upgrade  # noqa: E402
 from moto import mock_aws  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import create_engine, make_url, text  # noqa: E402
 
 from s3drive import create_app  # noqa: E402
 from s3drive.app import close_app  # noqa: E402
@@ -41,28 +43,40 @@ TABLES = ("files", "revoked_tokens", "users")
 
 @pytest.fixture(scope="session")
 def database_url():
-    """Return the test database URL, migrated to the latest schema once per run."""
+    """Return the test database URL, migrated to the latest schema once per run.
+
+    SQLite: a file in a temporary folder. PostgreSQL (S3DRIVE_DATABASE_URL): a database of this
+    run's own, created on that server and dropped at the end, so that runs (and xdist workers)
+    never collide.
+    """
     url = os.environ.get("S3DRIVE_DATABASE_URL")
-    tmp = None
-    if not url:
-        tmp = tempfile.TemporaryDirectory(prefix="s3drive-test-")
-        url = f"sqlite:///{tmp.name}/test.sqlite3"
-    app = create_app({"TESTING": True, "DATABASE_URL": url})
-    with app.app_context():
-        with db.engine.begin() as connection:
-            for table in (*TABLES, "alembic_version"):
-                connection.execute(
-                    text(
-                        f"DROP TABLE IF EXISTS {table} CASCADE"
-                        if "postgresql" in url
-                        else f"DROP TABLE IF EXISTS {table}"
-                    )
-                )
-        upgrade()
-        db.engine.dispose()
-    yield url
-    if tmp:
-        tmp.cleanup()
+    with ExitStack() as cleanup:
+        if not url:
+            folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="s3drive-test-"))
+            url = f"sqlite:///{folder}/test.sqlite3"
+        elif url.startswith("postgresql"):
+            url = cleanup.enter_context(own_postgres_database(url))
+        app = create_app({"TESTING": True, "DATABASE_URL": url})
+        with app.app_context():
+            upgrade()
+            db.engine.dispose()
+        yield url
+
+
+@contextmanager
+def own_postgres_database(server_url: str):
+    """Create a uniquely named database on the server of server_url; yield its URL; drop it."""
+    server = make_url(server_url)
+    name = f"s3drive_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def make_test_app(database_url: str, **overrides):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 
 import requests
 
@@ -18,6 +19,16 @@ def usage(client, auth) -> dict:
     response = client.get("/api/files/usage", headers=auth)
     assert response.status_code == 200, response.get_json()
     return response.get_json()
+
+
+def wait_until(condition, timeout: float, interval: float = 0.02) -> bool:
+    """Poll condition() until it holds or timeout seconds pass; return whether it held."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
 
 
 def spec(name: str = "photo.jpg", data: bytes = b"x" * 10, content_type: str = "image/jpeg", **extra) -> dict:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from helpers import presign, spec
 
+from s3drive import schemas
 from s3drive.extensions import db
 from s3drive.models import File, User
 
@@ -193,3 +196,49 @@ def test_database_failing_mid_batch_writes_nothing(client, auth, app, monkeypatc
     with app.app_context():
         assert db.session.query(File).count() == 0
     assert client.get("/api/files/usage", headers=auth).get_json()["reserved_bytes"] == 0
+
+
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+# -- the hand-built answers of the hot paths match their documented schemas ------------------
+
+
+def assert_shape(data: dict, schema) -> None:
+    """Assert the answer has exactly the schema's fields, each of the schema's type."""
+    documented = {field.data_key or name for name, field in schema.fields.items()}
+    assert set(data) == documented, (type(schema).__name__, set(data) ^ documented)
+    assert schema.validate(data) == {}, type(schema).__name__
+    for name, field in schema.fields.items():
+        value = data[field.data_key or name]
+        if isinstance(field, schemas.Timestamp) and value is not None:
+            assert TIMESTAMP.fullmatch(value), (name, value)
+        inner = getattr(getattr(field, "inner", None), "schema", None)
+        if inner is not None:
+            for item in value:
+                assert_shape(item, inner)
+
+
+def test_fast_answers_match_their_schemas(client, auth):
+    batch = presign(client, auth, spec("a.jpg"), spec("x.exe", content_type="application/x-msdownload"))
+    assert_shape(batch, schemas.BatchUploadResultSchema())
+    single = client.post("/api/files/upload/", json=spec("b.jpg"), headers=auth).get_json()
+    assert_shape(single, schemas.UploadTicketSchema())
+
+    upload = client.post(
+        "/api/files/multipart/", json=spec("big.bin", b"x" * 11 * 2**20, part_size=5 * 2**20), headers=auth
+    )
+    assert upload.status_code == 201, upload.get_json()
+    signed = client.post(
+        f"/api/files/multipart/{upload.get_json()['id']}/sign", json={"part_numbers": [1, 2, 3]}, headers=auth
+    )
+    assert signed.status_code == 200, signed.get_json()
+    assert_shape(signed.get_json(), schemas.SignedPartsSchema())
+
+    listing = client.get("/api/files/?status=pending", headers=auth).get_json()
+    assert listing["items"]
+    assert_shape(listing, schemas.FileListSchema())
+
+    form = client.get("/uppy/s3/params", query_string={"filename": "c.txt", "type": "text/plain"}, headers=auth)
+    assert form.status_code == 200, form.get_json()
+    assert_shape(form.get_json(), schemas.ParamsSchema())

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from conftest import BUCKET, register_and_login
-from helpers import usage
+from helpers import usage, wait_until
 from sqlalchemy.exc import OperationalError
 
 from s3drive import schemas
@@ -361,12 +361,13 @@ def test_watcher_keeps_checking_until_the_form_expires(make_app, s3, monkeypatch
     late = params(client, "/uppy", auth, filename="late.txt", type_="text/plain").get_json()
     never = params(client, "/uppy", auth, filename="never.txt", type_="text/plain").get_json()
     watcher = get_watcher_of(app)
-    time.sleep(1)  # a slow upload: nothing arrives for a while, the watcher keeps looking
-    assert watcher.checks >= 5 and not watcher.wait_idle(timeout=0)
+    # A slow upload: nothing arrives for a while, the watcher keeps looking. Waiting for the
+    # checks (not for a fixed time) keeps this true on a loaded machine.
+    assert wait_until(lambda: watcher.checks >= 5, timeout=30)
+    assert not watcher.wait_idle(timeout=0)
+    assert record_by_key(app, late["fields"]["key"]).status == FileStatus.PENDING
     post_form(late, b"at last")
-    deadline = time.monotonic() + 10
-    while record_by_key(app, late["fields"]["key"]).status == FileStatus.PENDING and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_until(lambda: record_by_key(app, late["fields"]["key"]).status != FileStatus.PENDING, timeout=30)
     assert record_by_key(app, late["fields"]["key"]).size == 7
     # The other form never gets its file; once it expires the watcher lets go (the sweeper settles it).
     assert watcher.wait_idle(timeout=0) is False

@@ -30,36 +30,28 @@ def error_response(
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """Build an error answer: the envelope, or the shape the request's blueprint renders errors in."""
+    """Build an error answer: the envelope `{"error": {code, message, details}}`, or the shape the
+    request's blueprint renders its errors in (render_errors_with)."""
     if has_request_context() and request.blueprint:
         renderer = current_app.extensions.get(ERROR_RENDERERS, {}).get(request.blueprint)
-        if renderer is not None:
-            return renderer(status, code, message, details, headers)
-    return envelope_response(status, code, message, details, headers)
-
-
-def render_errors_with(blueprint, renderer: Callable[..., Response]) -> None:
-    """Have every error answer to the blueprint's requests built by renderer (error_response's arguments)."""
-
-    def register(state) -> None:
-        state.app.extensions.setdefault(ERROR_RENDERERS, {})[blueprint.name] = renderer
-
-    blueprint.record_once(register)
-
-
-def envelope_response(
-    status: int,
-    code: str,
-    message: str,
-    details: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """Build the envelope `{"error": {code, message, details}}` every error uses."""
+        answer = renderer(status, code, message, details, headers) if renderer is not None else None
+        if answer is not None:
+            return answer
     response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def render_errors_with(blueprint, renderer: Callable[..., Response | None]) -> None:
+    """Have the error answers to the blueprint's requests built by renderer (error_response's arguments);
+    where it returns None, the envelope is used."""
+
+    def register(state) -> None:
+        state.app.extensions.setdefault(ERROR_RENDERERS, {})[blueprint.name] = renderer
+
+    blueprint.record_once(register)
 
 
 def app_error_response(error: AppError) -> Response:

@@ -35,7 +35,7 @@ from ..schemas import (
 )
 from ..services import uppy
 from .base import Blueprint
-from .errors import envelope_response, error_response, render_errors_with
+from .errors import error_response, render_errors_with
 
 blp = Blueprint("uppy", __name__, url_prefix="", description="Uppy Companion-compatible S3 routes")
 
@@ -171,7 +171,7 @@ def _companion_error(status: int, code: str, message: str, details: dict | None,
     Every error answer of this blueprint comes here (render_errors_with), from the app's handlers.
     """
     if not request.path.startswith("/uppy"):
-        return envelope_response(status, code, message, details, headers)
+        return None  # POST /api/uppy/session answers in the envelope
     # Companion has no details field: name the invalid fields in the sentence.
     invalid = "; ".join(f"{name}: {' '.join(map(str, texts))}" for name, texts in _flat(details or {}))
     if invalid:

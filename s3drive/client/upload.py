@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..parts import MIB, fitting_part_size, part_length, part_range
+from ..parts import DEFAULT_PART_SIZE, fitting_part_size, part_length, part_range
 from .api import Api, RetryPolicy, batch_size, batches
 from .config import read_json, uploads_dir, write_private
 from .errors import ApiError, ClientError
@@ -32,7 +32,6 @@ from .transport import Stop, Ticket, Transfer, Transport
 # Parts signed per call: enough to keep the workers busy, few enough that URLs stay fresh.
 SIGN_WINDOW = 64
 # Used when neither the user nor the server's limits name a part size.
-DEFAULT_PART_SIZE = 16 * MIB
 STATE_VERSION = 1
 
 

@@ -89,23 +89,9 @@ def sweep_until_done(
 
 def settle_expired_uploads(counts: dict, *, now: datetime, cutoff: datetime, limit: int) -> int:
     """Confirm expired uploads that did arrive (if they fit the quota); expire or reject the rest."""
-    candidates = db.session.execute(
-        select(
-            File.id,
-            File.user_id,
-            File.batch_id,
-            File.s3_key,
-            File.size,
-            File.size_declared,
-            File.content_type,
-            File.checksum_sha256,
-            File.created_at,
-        )
-        .where(File.status == FileStatus.PENDING, File.expires_at < cutoff)
-        .order_by(File.expires_at)
-        .limit(limit)
-    ).all()
-    db.session.commit()  # don't hold a transaction open across the S3 calls
+    columns = [File.id, File.user_id, File.batch_id, File.s3_key, File.size, File.size_declared]
+    columns += [File.content_type, File.checksum_sha256, File.created_at]
+    candidates = _oldest_first(columns, [File.status == FileStatus.PENDING, File.expires_at < cutoff], limit)
     if not candidates:
         return 0
     observed = inspect_objects(candidates)  # rows carry every attribute it and judge() read
@@ -152,18 +138,24 @@ def _confirm_arrived(counts: dict, user_id: str, arrived: list, now: datetime) -
     return over_quota
 
 
+def _oldest_first(columns: list, conditions: list, limit: int) -> list:
+    """Return up to `limit` rows meeting the conditions, oldest expiry first, and end the transaction
+    (no transaction stays open across the S3 calls that follow)."""
+    rows = db.session.execute(select(*columns).where(*conditions).order_by(File.expires_at).limit(limit)).all()
+    db.session.commit()
+    return rows
+
+
 # -- step 2: multipart uploads past their expiry ------------------------------------------
 
 
 def abort_stale_multipart(counts: dict, *, now: datetime, cutoff: datetime, limit: int) -> int:
     """Abort multipart uploads past their expiry in S3 and mark their records expired."""
-    candidates = db.session.execute(
-        select(File.id, File.s3_key, File.upload_id)
-        .where(File.status == FileStatus.UPLOADING, File.expires_at < cutoff, File.upload_id.is_not(None))
-        .order_by(File.expires_at)
-        .limit(limit)
-    ).all()
-    db.session.commit()
+    candidates = _oldest_first(
+        [File.id, File.s3_key, File.upload_id],
+        [File.status == FileStatus.UPLOADING, File.expires_at < cutoff, File.upload_id.is_not(None)],
+        limit,
+    )
     if not candidates:
         return 0
     storage = get_storage()
@@ -186,13 +178,9 @@ def abort_stale_multipart(counts: dict, *, now: datetime, cutoff: datetime, limi
 
 def purge_dead_objects(counts: dict, *, now: datetime, cutoff: datetime, limit: int) -> int:
     """Delete the keys of rejected and expired records from S3, then mark the records purged."""
-    candidates = db.session.execute(
-        select(File.id, File.s3_key)
-        .where(File.status.in_(DEAD), File.expires_at.is_not(None), File.expires_at < cutoff)
-        .order_by(File.expires_at)
-        .limit(limit)
-    ).all()
-    db.session.commit()
+    candidates = _oldest_first(
+        [File.id, File.s3_key], [File.status.in_(DEAD), File.expires_at.is_not(None), File.expires_at < cutoff], limit
+    )
     if not candidates:
         return 0
     deleted, errors = get_storage().delete_objects(row.s3_key for row in candidates)
