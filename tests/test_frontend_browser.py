@@ -22,117 +22,44 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import requests
-from live import chromium_browser, unavailable
-from s3servers import MINISTACK_VENV, S3ServerError, install_ministack
-
-from s3drive.dev import ministack
+from live import REPO_ROOT, DevStack, chromium_browser, unavailable
+from s3servers import S3ServerError, install_ministack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 MIB = 1024**2
 PART_SIZE = 5 * MIB
-START_TIMEOUT = 90.0
 TIMEOUT_MS = 60_000
 PASSWORD = "correct horse battery"
-BUCKET = "s3drive-dev"
 PART_PUTS = "**/*partNumber=*"
 
 
-# -- the dev stack -------------------------------------------------------------------------
+# -- the dev stack and the browser ----------------------------------------------------------
 
-
-class DevStack:
-    """`python -m s3drive.dev` on free ports, a temporary data dir and a 5 MiB multipart threshold."""
-
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.port = ministack.free_port()
-        self.s3_port = ministack.free_port()
-        while self.s3_port == self.port:
-            self.s3_port = ministack.free_port()
-        self.log_path = data_dir.parent / "devserver.log"
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return "(no log)"
-
-    def start(self) -> None:
-        """Start the server and wait until /healthz answers."""
-        # Only what the test chooses: a developer's or CI's S3DRIVE_* (a Postgres URL, say)
-        # must not leak into this isolated stack.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("S3DRIVE_", "AWS_"))}
-        env.update(
-            S3DRIVE_MINISTACK_VENV=str(MINISTACK_VENV),
-            S3DRIVE_MULTIPART_THRESHOLD=str(PART_SIZE),
-            S3DRIVE_DEFAULT_PART_SIZE=str(PART_SIZE),
-            # Each test signs in through the page; the default 10 a minute is for real clients.
-            S3DRIVE_LOGIN_RATE_LIMIT="1000 per minute",
-        )
-        cmd = [sys.executable, "-m", "s3drive.dev", "--data-dir", str(self.data_dir)]
-        cmd += ["--port", str(self.port), "--s3-port", str(self.s3_port)]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"dev server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        pytest.fail(f"dev server not healthy after {START_TIMEOUT:.0f}s:\n{self.log()}")
-
-    def stop(self) -> None:
-        """Ctrl-C the server (it stops its MiniStack too); kill it if it does not exit."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def s3(self):
-        """Return a boto3 client for the stack's MiniStack."""
-        return ministack.s3_client(f"http://127.0.0.1:{self.s3_port}")
+STACK_SETTINGS = {
+    "S3DRIVE_MULTIPART_THRESHOLD": str(PART_SIZE),
+    "S3DRIVE_DEFAULT_PART_SIZE": str(PART_SIZE),
+    # Each test signs in through the page; the default 10 a minute is for real clients.
+    "S3DRIVE_LOGIN_RATE_LIMIT": "1000 per minute",
+}
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
+    """The dev stack with a 5 MiB multipart threshold and part size."""
     try:
-        install_ministack()
+        install_ministack()  # DevStack.start would too: here a missing MiniStack skips, as for Chromium.
     except S3ServerError as error:
         unavailable(str(error))
-    server = DevStack(tmp_path_factory.mktemp("frontend") / "data")
-    server.start()
-    try:
+    with DevStack(tmp_path_factory.mktemp("frontend") / "data", env=STACK_SETTINGS) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -340,10 +267,10 @@ def test_upload_resume_after_reload_list_download_rename_delete(page, stack, tmp
     for name, data in contents.items():
         record = records[name]
         assert record["status"] == "complete" and record["size"] == len(data)
-        assert s3.get_object(Bucket=BUCKET, Key=record["s3_key"])["Body"].read() == data, name
+        assert s3.get_object(Bucket=stack.bucket, Key=record["s3_key"])["Body"].read() == data, name
         expected_checksum = None if name == "film.mp4" else sha256_b64(data)
         assert record["checksum_sha256"] == expected_checksum, name
-    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert s3.list_multipart_uploads(Bucket=stack.bucket).get("Uploads", []) == []
     usage_text = page.inner_text("#usage-text")
     assert "5 files" in usage_text, usage_text
 
@@ -379,7 +306,7 @@ def test_upload_resume_after_reload_list_download_rename_delete(page, stack, tmp
     page.wait_for_function("() => document.querySelector('#usage-text').textContent.includes('4 files')")
     deleted = requests.get(f"{stack.url}/api/files/{records['data.json']['id']}", headers=headers, timeout=10).json()
     assert deleted["status"] == "deleted"
-    objects = s3.list_objects_v2(Bucket=BUCKET, Prefix=records["data.json"]["s3_key"]).get("Contents", [])
+    objects = s3.list_objects_v2(Bucket=stack.bucket, Prefix=records["data.json"]["s3_key"]).get("Contents", [])
     assert objects == []
     assert "Deleted data.json" in page.inner_text("#status")
 
