@@ -7,12 +7,11 @@ install from tests/s3servers.py.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import stat
 
 import pytest
 import requests
+from helpers import sha256_b64
 from live import DEV_STOP_TIMEOUT, DevStack, is_ministack
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +35,7 @@ def login(server: DevStack) -> dict:
 
 def upload(server: DevStack, auth: dict, name: str, content: bytes, content_type: str = "text/plain") -> dict:
     """Presign, PUT the bytes with exactly the ticket's headers, confirm; return the ticket."""
-    checksum = base64.b64encode(hashlib.sha256(content).digest()).decode()
+    checksum = sha256_b64(content)
     spec = {"file_name": name, "content_type": content_type, "file_size": len(content), "checksum_sha256": checksum}
     response = requests.post(server.url + "/api/files/upload/", json={"files": [spec]}, headers=auth, timeout=10)
     assert response.status_code == 200, response.text

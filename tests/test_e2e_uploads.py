@@ -11,8 +11,6 @@ endpoint exactly as a browser or script would, then the broker confirms over HTT
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import threading
 import time as _time
 import uuid
@@ -25,6 +23,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 from conftest import empty_tables, make_test_app
+from helpers import sha256_b64
 from live import ServedApp, head_or_none
 from s3servers import ministack_server, moto_server
 
@@ -41,11 +40,6 @@ HTTP_TIMEOUT = 30
 
 
 # -- small helpers -------------------------------------------------------------------------
-
-
-def sha256_b64(data: bytes) -> str:
-    """Return the base64 SHA-256 digest S3 checksums use."""
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def payload(index: int, size: int) -> bytes:

@@ -19,8 +19,6 @@ saved to test-artifacts/frontend-files.png.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import requests
+from helpers import sha256_b64
 from live import REPO_ROOT, DevStack, chromium_browser, unavailable
 from s3servers import S3ServerError, install_ministack
 
@@ -99,10 +98,6 @@ def write_file(directory: Path, name: str, size: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(os.urandom(size))
     return path
-
-
-def sha256_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def register(page, username: str) -> None:
