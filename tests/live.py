@@ -1,5 +1,6 @@
-"""What the end-to-end tests share: the app served over HTTP, the dev stack as a
-subprocess, Chromium, HeadObject-or-None.
+"""What the end-to-end tests share: the app served over HTTP (against moto server or
+MiniStack) with a logged-in client of it, the dev stack as a subprocess, Chromium,
+HeadObject-or-None.
 
 For a boto3 client of an emulator, use s3drive.dev.ministack.s3_client.
 """
@@ -12,14 +13,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from s3servers import MINISTACK_VENV, install_ministack
+from conftest import empty_tables, make_test_app
+from s3servers import MINISTACK_VENV, install_ministack, s3_servers
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from s3drive.app import close_app
@@ -69,6 +73,225 @@ class ServedApp:
         self.close()
 
 
+# -- the app served against a real S3 endpoint ---------------------------------------------
+
+PASSWORD = "correct horse battery"
+HTTP_TIMEOUT = 30
+
+
+def s3_app(database_url: str, s3_url: str, bucket: str, *, confirm: str = "list", **settings):
+    """Create a test app that talks to the S3 endpoint at s3_url (path-style) and its bucket."""
+    return make_test_app(
+        database_url,
+        S3_BUCKET=bucket,
+        S3_ENDPOINT_URL=s3_url,
+        S3_ADDRESSING_STYLE="path",
+        S3_CONFIRM=confirm,
+        **settings,
+    )
+
+
+@dataclass
+class LiveApp:
+    """The broker app served over HTTP in a thread, and what it talks to."""
+
+    app: object
+    base_url: str
+    endpoint: str  # "moto" or "ministack"
+    s3_url: str
+    bucket: str
+    confirm: str
+    served: ServedApp
+
+    @property
+    def storage(self):
+        return self.app.extensions["s3drive.storage"]
+
+    def s3(self):
+        """Return a boto3 client of the S3 endpoint."""
+        return ministack.s3_client(self.s3_url)
+
+    def fresh(self) -> None:
+        """Empty the tables and make sure the bucket exists."""
+        empty_tables(self.app)
+        # Created per test, not per module: another module's mock_aws() resets moto's
+        # process-wide state (the moto server thread shares it) when tests interleave.
+        ministack.ensure_bucket(self.s3_url, self.bucket, cors_origins=[])
+
+    def close(self) -> None:
+        self.served.close()
+
+    def __enter__(self) -> LiveApp:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def serve_app(
+    database_url: str, s3_url: str, bucket: str, *, confirm: str = "list", endpoint: str = "ministack", **settings
+) -> LiveApp:
+    """Serve an s3_app over HTTP on a free loopback port."""
+    app = s3_app(database_url, s3_url, bucket, confirm=confirm, **settings)
+    served = ServedApp(app, f"s3drive-{endpoint}-{confirm}")
+    return LiveApp(app, served.url, endpoint, s3_url, bucket, confirm, served)
+
+
+@contextmanager
+def served_apps(database_url: str, bucket_prefix: str, tmp_path_factory) -> Iterator[Callable[..., LiveApp]]:
+    """Yield get(endpoint, confirm, **settings): one served app per distinct call, made on first
+    use and reused after, on one bucket; the S3 servers ("moto", "ministack") too start on first
+    use. All stop at the end."""
+    bucket = f"{bucket_prefix}-{uuid.uuid4().hex[:12]}"
+    apps: dict[tuple, LiveApp] = {}
+    with s3_servers(lambda: tmp_path_factory.mktemp("ministack")) as s3_url_of:
+
+        def get(endpoint: str, confirm: str, **settings) -> LiveApp:
+            key = (endpoint, confirm, *sorted(settings.items()))
+            if key not in apps:
+                s3_url = s3_url_of(endpoint)
+                apps[key] = serve_app(database_url, s3_url, bucket, confirm=confirm, endpoint=endpoint, **settings)
+            return apps[key]
+
+        try:
+            yield get
+        finally:
+            for live in apps.values():
+                live.close()
+
+
+@dataclass
+class Api:
+    """A logged-in HTTP client of the broker."""
+
+    base_url: str
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        return self.session.request(method, self.base_url + path, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def login(self, username: str) -> Api:
+        """Register and log in; keep the bearer token on the session."""
+        response = self.post("/api/auth/register", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 201, response.text
+        response = self.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["token_type"] == "Bearer"
+        self.session.headers["Authorization"] = f"Bearer {body['access_token']}"
+        return self
+
+    @property
+    def token(self) -> str:
+        """The access token login keeps on the session."""
+        return self.session.headers["Authorization"].removeprefix("Bearer ")
+
+    def clone(self) -> Api:
+        """Return another client with the same token (requests sessions are not thread-safe)."""
+        other = Api(self.base_url)
+        other.session.headers["Authorization"] = self.session.headers["Authorization"]
+        return other
+
+    def presign(self, specs: list[dict]) -> list[dict]:
+        """Presign a batch; every file must be accepted."""
+        response = self.post("/api/files/upload/", json={"files": specs})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["total_failed"] == 0, body["failed"]
+        assert body["total_successful"] == len(specs)
+        return body["successful"]
+
+    def presign_one(self, spec: dict) -> dict:
+        """Presign one file with the single (non-batch) form."""
+        response = self.post("/api/files/upload/", json=spec)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def confirm_one(self, file_id: str) -> requests.Response:
+        return self.post("/api/files/confirm_upload/", json={"id": file_id})
+
+    def confirm_many(self, ids: list[str]) -> dict:
+        response = self.post("/api/files/confirm_uploads/", json={"ids": ids})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def file(self, file_id: str) -> dict:
+        response = self.get(f"/api/files/{file_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def usage(self) -> dict:
+        response = self.get("/api/files/usage")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+class S3Calls:
+    """Count the S3 API calls the broker's boto3 client makes (botocore before-call events)."""
+
+    def __init__(self, client):
+        self.client = client
+        self.names: list[str] = []
+        self._lock = threading.Lock()
+
+    def _record(self, model, **kwargs):
+        with self._lock:
+            self.names.append(model.name)
+
+    def __enter__(self) -> S3Calls:
+        self.client.meta.events.register("before-call.s3", self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.client.meta.events.unregister("before-call.s3", self._record)
+
+
+@dataclass
+class Env:
+    """One test's world: a served app, a logged-in API client and a direct S3 client."""
+
+    live: LiveApp
+    api: Api
+    s3: object
+
+    @classmethod
+    def open(cls, live: LiveApp, user_prefix: str = "user"):
+        """Empty the app's tables, make sure its bucket exists, and log a new user in."""
+        live.fresh()
+        api = Api(live.base_url).login(f"{user_prefix}-{uuid.uuid4().hex[:8]}")
+        return cls(live=live, api=api, s3=live.s3())
+
+    @property
+    def bucket(self) -> str:
+        return self.live.bucket
+
+    def head(self, key: str) -> dict | None:
+        return head_or_none(self.s3, self.bucket, key)
+
+    def read(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+
+def head_or_none(s3, bucket: str, key: str) -> dict | None:
+    """Return HeadObject's answer (checksums included), or None when the object is absent."""
+    try:
+        return s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+# -- the browser -----------------------------------------------------------------------------
+
+
 @contextmanager
 def chromium_browser() -> Iterator[object]:
     """Launch Debian's Chromium through Playwright (its own browser downloads are not used)."""
@@ -84,16 +307,6 @@ def chromium_browser() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
-
-
-def head_or_none(s3, bucket: str, key: str) -> dict | None:
-    """Return HeadObject's answer (checksums included), or None when the object is absent."""
-    try:
-        return s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-    except ClientError as error:
-        if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
 
 
 # -- the dev stack -------------------------------------------------------------------------
