@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import requests
 from helpers import sha256_b64
-from live import REPO_ROOT, DevStack, chromium_browser, unavailable
+from live import PASSWORD, REPO_ROOT, DevStack, chromium_browser, unavailable
 from s3servers import S3ServerError, install_ministack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -40,7 +40,6 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 MIB = 1024**2
 PART_SIZE = 5 * MIB
 TIMEOUT_MS = 60_000
-PASSWORD = "correct horse battery"
 PART_PUTS = "**/*partNumber=*"
 
 
