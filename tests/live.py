@@ -1,21 +1,35 @@
-"""What the end-to-end tests share: the app served over HTTP, Chromium, HeadObject-or-None.
+"""What the end-to-end tests share: the app served over HTTP (against moto server or
+MiniStack) with a logged-in client of it, the dev stack as a subprocess, Chromium,
+HeadObject-or-None.
 
-For a boto3 client of an emulator, use s3drive.ministack.s3_client.
+For a boto3 client of an emulator, use s3drive.dev.ministack.s3_client.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+import requests
 from botocore.exceptions import ClientError
+from conftest import empty_tables, make_test_app
+from s3servers import MINISTACK_VENV, install_ministack, s3_servers
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from s3drive.app import close_app
+from s3drive.dev import ministack
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("S3DRIVE_CHROMIUM", "/usr/bin/chromium")
 # Debian's Chromium under Playwright needs these in containers without a GPU or a sandbox.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -59,6 +73,225 @@ class ServedApp:
         self.close()
 
 
+# -- the app served against a real S3 endpoint ---------------------------------------------
+
+PASSWORD = "correct horse battery"
+HTTP_TIMEOUT = 30
+
+
+def s3_app(database_url: str, s3_url: str, bucket: str, *, confirm: str = "list", **settings):
+    """Create a test app that talks to the S3 endpoint at s3_url (path-style) and its bucket."""
+    return make_test_app(
+        database_url,
+        S3_BUCKET=bucket,
+        S3_ENDPOINT_URL=s3_url,
+        S3_ADDRESSING_STYLE="path",
+        S3_CONFIRM=confirm,
+        **settings,
+    )
+
+
+@dataclass
+class LiveApp:
+    """The broker app served over HTTP in a thread, and what it talks to."""
+
+    app: object
+    base_url: str
+    endpoint: str  # "moto" or "ministack"
+    s3_url: str
+    bucket: str
+    confirm: str
+    served: ServedApp
+
+    @property
+    def storage(self):
+        return self.app.extensions["s3drive.storage"]
+
+    def s3(self):
+        """Return a boto3 client of the S3 endpoint."""
+        return ministack.s3_client(self.s3_url)
+
+    def fresh(self) -> None:
+        """Empty the tables and make sure the bucket exists."""
+        empty_tables(self.app)
+        # Created per test, not per module: another module's mock_aws() resets moto's
+        # process-wide state (the moto server thread shares it) when tests interleave.
+        ministack.ensure_bucket(self.s3_url, self.bucket, cors_origins=[])
+
+    def close(self) -> None:
+        self.served.close()
+
+    def __enter__(self) -> LiveApp:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def serve_app(
+    database_url: str, s3_url: str, bucket: str, *, confirm: str = "list", endpoint: str = "ministack", **settings
+) -> LiveApp:
+    """Serve an s3_app over HTTP on a free loopback port."""
+    app = s3_app(database_url, s3_url, bucket, confirm=confirm, **settings)
+    served = ServedApp(app, f"s3drive-{endpoint}-{confirm}")
+    return LiveApp(app, served.url, endpoint, s3_url, bucket, confirm, served)
+
+
+@contextmanager
+def served_apps(database_url: str, bucket_prefix: str, tmp_path_factory) -> Iterator[Callable[..., LiveApp]]:
+    """Yield get(endpoint, confirm, **settings): one served app per distinct call, made on first
+    use and reused after, on one bucket; the S3 servers ("moto", "ministack") too start on first
+    use. All stop at the end."""
+    bucket = f"{bucket_prefix}-{uuid.uuid4().hex[:12]}"
+    apps: dict[tuple, LiveApp] = {}
+    with s3_servers(lambda: tmp_path_factory.mktemp("ministack")) as s3_url_of:
+
+        def get(endpoint: str, confirm: str, **settings) -> LiveApp:
+            key = (endpoint, confirm, *sorted(settings.items()))
+            if key not in apps:
+                s3_url = s3_url_of(endpoint)
+                apps[key] = serve_app(database_url, s3_url, bucket, confirm=confirm, endpoint=endpoint, **settings)
+            return apps[key]
+
+        try:
+            yield get
+        finally:
+            for live in apps.values():
+                live.close()
+
+
+@dataclass
+class Api:
+    """A logged-in HTTP client of the broker."""
+
+    base_url: str
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        return self.session.request(method, self.base_url + path, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def login(self, username: str) -> Api:
+        """Register and log in; keep the bearer token on the session."""
+        response = self.post("/api/auth/register", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 201, response.text
+        response = self.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["token_type"] == "Bearer"
+        self.session.headers["Authorization"] = f"Bearer {body['access_token']}"
+        return self
+
+    @property
+    def token(self) -> str:
+        """The access token login keeps on the session."""
+        return self.session.headers["Authorization"].removeprefix("Bearer ")
+
+    def clone(self) -> Api:
+        """Return another client with the same token (requests sessions are not thread-safe)."""
+        other = Api(self.base_url)
+        other.session.headers["Authorization"] = self.session.headers["Authorization"]
+        return other
+
+    def presign(self, specs: list[dict]) -> list[dict]:
+        """Presign a batch; every file must be accepted."""
+        response = self.post("/api/files/upload/", json={"files": specs})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["total_failed"] == 0, body["failed"]
+        assert body["total_successful"] == len(specs)
+        return body["successful"]
+
+    def presign_one(self, spec: dict) -> dict:
+        """Presign one file with the single (non-batch) form."""
+        response = self.post("/api/files/upload/", json=spec)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def confirm_one(self, file_id: str) -> requests.Response:
+        return self.post("/api/files/confirm_upload/", json={"id": file_id})
+
+    def confirm_many(self, ids: list[str]) -> dict:
+        response = self.post("/api/files/confirm_uploads/", json={"ids": ids})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def file(self, file_id: str) -> dict:
+        response = self.get(f"/api/files/{file_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def usage(self) -> dict:
+        response = self.get("/api/files/usage")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+class S3Calls:
+    """Count the S3 API calls the broker's boto3 client makes (botocore before-call events)."""
+
+    def __init__(self, client):
+        self.client = client
+        self.names: list[str] = []
+        self._lock = threading.Lock()
+
+    def _record(self, model, **kwargs):
+        with self._lock:
+            self.names.append(model.name)
+
+    def __enter__(self) -> S3Calls:
+        self.client.meta.events.register("before-call.s3", self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.client.meta.events.unregister("before-call.s3", self._record)
+
+
+@dataclass
+class Env:
+    """One test's world: a served app, a logged-in API client and a direct S3 client."""
+
+    live: LiveApp
+    api: Api
+    s3: object
+
+    @classmethod
+    def open(cls, live: LiveApp, user_prefix: str = "user"):
+        """Empty the app's tables, make sure its bucket exists, and log a new user in."""
+        live.fresh()
+        api = Api(live.base_url).login(f"{user_prefix}-{uuid.uuid4().hex[:8]}")
+        return cls(live=live, api=api, s3=live.s3())
+
+    @property
+    def bucket(self) -> str:
+        return self.live.bucket
+
+    def head(self, key: str) -> dict | None:
+        return head_or_none(self.s3, self.bucket, key)
+
+    def read(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+
+def head_or_none(s3, bucket: str, key: str) -> dict | None:
+    """Return HeadObject's answer (checksums included), or None when the object is absent."""
+    try:
+        return s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+# -- the browser -----------------------------------------------------------------------------
+
+
 @contextmanager
 def chromium_browser() -> Iterator[object]:
     """Launch Debian's Chromium through Playwright (its own browser downloads are not used)."""
@@ -76,11 +309,142 @@ def chromium_browser() -> Iterator[object]:
             browser.close()
 
 
-def head_or_none(s3, bucket: str, key: str) -> dict | None:
-    """Return HeadObject's answer (checksums included), or None when the object is absent."""
+# -- the dev stack -------------------------------------------------------------------------
+
+DEV_START_TIMEOUT = 90.0
+DEV_STOP_TIMEOUT = 10.0  # "within a few seconds"; the server gives MiniStack 5 s before SIGKILL.
+
+
+def is_ministack(pid: int) -> bool:
+    """Tell whether pid is a running MiniStack process."""
     try:
-        return s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-    except ClientError as error:
-        if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
+        return b"ministack" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+class DevStack:
+    """`python -m s3drive.dev` as a subprocess, on its own ports and data directory.
+
+    The ports are free ones unless given (a restart on the same ports passes the first
+    run's). The environment is the caller's without any S3DRIVE_* or AWS_* (a developer's or
+    CI's Postgres URL, say, must not leak into this isolated stack), plus `env`, e.g. a
+    smaller multipart threshold. As a context manager: started on entry, stopped on exit.
+    """
+
+    bucket = "s3drive-dev"  # the bucket the dev server creates
+
+    def __init__(self, data_dir: Path, *, env: Mapping[str, str] | None = None, port: int = 0, s3_port: int = 0):
+        self.data_dir = data_dir
+        self.env = dict(env or {})
+        self.port = port or ministack.free_port()
+        self.s3_port = s3_port or ministack.free_port()
+        while self.s3_port == self.port:
+            self.s3_port = ministack.free_port()
+        self.log_path = data_dir.parent / f"{data_dir.name}-devserver.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        return self.url
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def s3(self):
+        """Return a boto3 client for the stack's MiniStack."""
+        return ministack.s3_client(self.s3_url)
+
+    def ministack_pid(self) -> int:
+        return int((self.data_dir / "ministack" / "ministack.pid").read_text())
+
+    def demo_password(self) -> str:
+        return (self.data_dir / "demo-password").read_text().strip()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return "(no log)"
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "s3drive.dev", "--data-dir", str(self.data_dir)]
+        return cmd + ["--port", str(self.port), "--s3-port", str(self.s3_port)]
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("S3DRIVE_", "AWS_"))}
+        return {**env, "S3DRIVE_MINISTACK_VENV": str(MINISTACK_VENV), **self.env}
+
+    def run(self, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run the server in the foreground until it exits; return its exit status and output."""
+        return subprocess.run(
+            self.command(), cwd=REPO_ROOT, env=self.environment(), capture_output=True, text=True, timeout=timeout
+        )
+
+    def start(self) -> DevStack:
+        """Start the server (the shared MiniStack install first) and wait for /healthz."""
+        install_ministack()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(),
+                cwd=REPO_ROOT,
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + DEV_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"dev server exited with {self.proc.returncode} before ready:\n{self.log()}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        self.kill()
+        pytest.fail(f"dev server not healthy after {DEV_START_TIMEOUT:.0f}s:\n{self.log()}")
+
+    def interrupt(self) -> float:
+        """Send SIGINT (Ctrl-C) and return how long the server took to exit."""
+        assert self.proc is not None
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=DEV_STOP_TIMEOUT + 5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"dev server ignored SIGINT:\n{self.log()}")
+        return time.monotonic() - started
+
+    def kill(self) -> None:
+        """Last-resort cleanup: kill the server, then its MiniStack if it survived."""
+        try:
+            ministack_pid = self.ministack_pid()
+        except (OSError, ValueError):
+            ministack_pid = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if ministack_pid and is_ministack(ministack_pid):
+            os.killpg(ministack_pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        """Ctrl-C the server if it runs (it stops its MiniStack too), then kill whatever is left."""
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.interrupt()
+        finally:
+            self.kill()
+
+    def __enter__(self) -> DevStack:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

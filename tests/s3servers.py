@@ -9,8 +9,8 @@ import logging
 import os
 import subprocess
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from moto.server import ThreadedMotoServer
@@ -129,3 +129,19 @@ def ministack_server(tmp_dir: Path, *, persist: bool = False) -> Iterator[str]:
         yield url
     finally:
         ministack.stop_process(proc)
+
+
+@contextmanager
+def s3_servers(make_dir: Callable[[], Path]) -> Iterator[Callable[[str], str]]:
+    """Yield url_of(name): the URL of "moto" (moto_server) or "ministack" (ministack_server in
+    make_dir()), each started on first use; all stop at the end."""
+    urls: dict[str, str] = {}
+    with ExitStack() as servers:
+
+        def url_of(name: str) -> str:
+            if name not in urls:
+                server = moto_server() if name == "moto" else ministack_server(make_dir())
+                urls[name] = servers.enter_context(server)
+            return urls[name]
+
+        yield url_of

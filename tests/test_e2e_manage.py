@@ -13,8 +13,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import requests
-from conftest import empty_tables, make_test_app, register_and_login
-from live import head_or_none
+from conftest import empty_tables, register_and_login
+from live import head_or_none, s3_app
 from s3servers import ministack_server
 from werkzeug.http import parse_options_header
 
@@ -44,13 +44,7 @@ def s3(ministack):
 @pytest.fixture
 def app(database_url, ministack, s3):
     # conftest sets the credentials test/test, which MiniStack's AUTH mode accepts.
-    app = make_test_app(
-        database_url,
-        S3_BUCKET=s3.bucket,
-        S3_ENDPOINT_URL=ministack,
-        S3_ADDRESSING_STYLE="path",
-        S3_CONFIRM="list",
-    )
+    app = s3_app(database_url, ministack, s3.bucket, confirm="list")
     empty_tables(app)
     yield app
     close_app(app)

@@ -11,19 +11,12 @@ endpoint, in parallel, as a browser or script would send them.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from botocore.exceptions import ClientError
-from conftest import empty_tables, make_test_app
-from live import ServedApp
-from s3servers import ministack_server, moto_server
-from test_e2e_uploads import Api, LiveApp, S3Calls
-
-from s3drive.dev import ministack
+from live import Api, Env, LiveApp, S3Calls, served_apps
 
 pytestmark = pytest.mark.e2e
 
@@ -37,52 +30,14 @@ SETTINGS = {"MULTIPART_THRESHOLD": PART, "DEFAULT_PART_SIZE": PART}
 
 
 @pytest.fixture(scope="module")
-def live(database_url, tmp_path_factory) -> Iterator[Callable[[str], LiveApp]]:
-    """Serve one broker per S3 endpoint (started on first use) for the whole module."""
-    bucket = f"s3drive-mp-{uuid.uuid4().hex[:12]}"
-    apps: dict[str, LiveApp] = {}
-    managers: list = []
-
-    def get(endpoint: str) -> LiveApp:
-        if endpoint not in apps:
-            manager = moto_server() if endpoint == "moto" else ministack_server(tmp_path_factory.mktemp("ministack"))
-            s3_url = manager.__enter__()
-            managers.append(manager)
-            app = make_test_app(
-                database_url,
-                S3_BUCKET=bucket,
-                S3_ENDPOINT_URL=s3_url,
-                S3_ADDRESSING_STYLE="path",
-                S3_CONFIRM="head" if endpoint == "moto" else "list",
-                **SETTINGS,
-            )
-            served = ServedApp(app, f"s3drive-mp-{endpoint}")
-            apps[endpoint] = LiveApp(
-                app=app,
-                base_url=served.url,
-                endpoint=endpoint,
-                s3_url=s3_url,
-                bucket=bucket,
-                confirm=app.config["S3_CONFIRM"],
-                served=served,
-            )
-        return apps[endpoint]
-
-    yield get
-    for app in apps.values():
-        app.close()
-    for manager in reversed(managers):
-        manager.__exit__(None, None, None)
+def live_apps(database_url, tmp_path_factory) -> Iterator[Callable[..., LiveApp]]:
+    """One served broker per S3 endpoint (made on first use) for the whole module."""
+    with served_apps(database_url, "s3drive-mp", tmp_path_factory) as get:
+        yield get
 
 
-class Env:
-    """One test's world: the served broker, a logged-in client, a direct S3 client."""
-
-    def __init__(self, live_app: LiveApp):
-        self.live = live_app
-        self.api = Api(live_app.base_url).login(f"mp-{uuid.uuid4().hex[:8]}")
-        self.s3 = ministack.s3_client(live_app.s3_url)
-        self.bucket = live_app.bucket
+class MultipartEnv(Env):
+    """One test's world, with the multipart calls."""
 
     def start(self, data: bytes, name: str = "video.mp4", **extra) -> dict:
         body = {"file_name": name, "content_type": "video/mp4", "file_size": len(data), **extra}
@@ -104,32 +59,22 @@ class Env:
         body = {} if etags is None else {"parts": [{"part_number": n, "etag": e} for n, e in sorted(etags.items())]}
         return self.api.post(f"/api/files/multipart/{file_id}/complete", json=body)
 
-    def read(self, key: str) -> bytes:
-        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-
     def open_uploads(self, key: str) -> list[dict]:
         return self.s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key).get("Uploads", [])
 
     def has_object(self, key: str) -> bool:
-        try:
-            self.s3.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+        return self.head(key) is not None
+
+
+def open_env(live_apps, endpoint: str) -> MultipartEnv:
+    # Head confirm for moto, list for MiniStack, as configured for such stores.
+    confirm = "head" if endpoint == "moto" else "list"
+    return MultipartEnv.open(live_apps(endpoint, confirm, **SETTINGS), user_prefix="mp")
 
 
 @pytest.fixture(params=("moto", "ministack"))
-def env(request, live) -> Env:
-    live_app = live(request.param)
-    empty_tables(live_app.app)
-    try:
-        ministack.s3_client(live_app.s3_url).create_bucket(Bucket=live_app.bucket)
-    except ClientError as error:
-        if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            raise
-    return Env(live_app)
+def env(request, live_apps) -> MultipartEnv:
+    return open_env(live_apps, request.param)
 
 
 def put_parts(parts: list[dict], data: bytes, workers: int = 4) -> dict[int, str]:
@@ -237,8 +182,8 @@ def test_wrong_etag_is_refused_and_the_right_one_completes(env):
 # -- sizes other than the declared one -----------------------------------------------------
 
 
-def test_moto_lands_a_wrong_size_part_and_complete_rejects_it(live):
-    env = Env(live("moto"))
+def test_moto_lands_a_wrong_size_part_and_complete_rejects_it(live_apps):
+    env = open_env(live_apps, "moto")
     data = os.urandom(2 * PART + 500)
     upload = env.start(data)
     parts = env.sign(upload["id"], [1, 2, 3])
@@ -257,8 +202,8 @@ def test_moto_lands_a_wrong_size_part_and_complete_rejects_it(live):
     assert (usage["used_bytes"], usage["reserved_bytes"]) == (0, 0)
 
 
-def test_ministack_refuses_wrong_size_parts_and_sizes(live):
-    env = Env(live("ministack"))
+def test_ministack_refuses_wrong_size_parts_and_sizes(live_apps):
+    env = open_env(live_apps, "ministack")
     data = os.urandom(2 * PART + 500)
     upload = env.start(data)
     parts = env.sign(upload["id"], [1, 2, 3])
@@ -286,8 +231,8 @@ def test_ministack_refuses_wrong_size_parts_and_sizes(live):
     assert env.api.usage()["reserved_bytes"] == 0
 
 
-def test_ministack_upload_gone_behind_the_brokers_back_is_409(live):
-    env = Env(live("ministack"))
+def test_ministack_upload_gone_behind_the_brokers_back_is_409(live_apps):
+    env = open_env(live_apps, "ministack")
     data = os.urandom(PART + 1)
     upload = env.start(data)
     etags = put_parts(env.sign(upload["id"], [1, 2]), data)

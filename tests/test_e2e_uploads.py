@@ -11,135 +11,34 @@ endpoint exactly as a browser or script would, then the broker confirms over HTT
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import threading
 import time as _time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from botocore.exceptions import ClientError
-from conftest import empty_tables, make_test_app
-from live import ServedApp, head_or_none
-from s3servers import ministack_server, moto_server
+from helpers import sha256_b64
+from live import HTTP_TIMEOUT, Env, LiveApp, S3Calls, served_apps
 
 from s3drive import signing
-from s3drive.dev import ministack as dev_s3
 from s3drive.timeutil import utcnow
 
 pytestmark = pytest.mark.e2e
 
 ENDPOINTS = ("moto", "ministack")
 CONFIRM_MODES = ("head", "list")
-PASSWORD = "correct horse battery"
-HTTP_TIMEOUT = 30
 
 
 # -- small helpers -------------------------------------------------------------------------
-
-
-def sha256_b64(data: bytes) -> str:
-    """Return the base64 SHA-256 digest S3 checksums use."""
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def payload(index: int, size: int) -> bytes:
     """Return size distinct-looking bytes for file number index."""
     seed = f"file-{index}-".encode()
     return (seed * (size // len(seed) + 1))[:size]
-
-
-@dataclass
-class LiveApp:
-    """The broker app served over HTTP in a thread, and what it talks to."""
-
-    app: object
-    base_url: str
-    endpoint: str  # "moto" or "ministack"
-    s3_url: str
-    bucket: str
-    confirm: str
-    served: ServedApp
-
-    @property
-    def storage(self):
-        return self.app.extensions["s3drive.storage"]
-
-    def close(self) -> None:
-        self.served.close()
-
-
-@dataclass
-class Api:
-    """A logged-in HTTP client of the broker."""
-
-    base_url: str
-    session: requests.Session = field(default_factory=requests.Session)
-
-    def request(self, method: str, path: str, **kwargs) -> requests.Response:
-        kwargs.setdefault("timeout", HTTP_TIMEOUT)
-        return self.session.request(method, self.base_url + path, **kwargs)
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs) -> requests.Response:
-        return self.request("POST", path, **kwargs)
-
-    def login(self, username: str) -> Api:
-        """Register and log in; keep the bearer token on the session."""
-        response = self.post("/api/auth/register", json={"username": username, "password": PASSWORD})
-        assert response.status_code == 201, response.text
-        response = self.post("/api/auth/login", json={"username": username, "password": PASSWORD})
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["token_type"] == "Bearer"
-        self.session.headers["Authorization"] = f"Bearer {body['access_token']}"
-        return self
-
-    def clone(self) -> Api:
-        """Return another client with the same token (requests sessions are not thread-safe)."""
-        other = Api(self.base_url)
-        other.session.headers["Authorization"] = self.session.headers["Authorization"]
-        return other
-
-    def presign(self, specs: list[dict]) -> list[dict]:
-        """Presign a batch; every file must be accepted."""
-        response = self.post("/api/files/upload/", json={"files": specs})
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["total_failed"] == 0, body["failed"]
-        assert body["total_successful"] == len(specs)
-        return body["successful"]
-
-    def presign_one(self, spec: dict) -> dict:
-        """Presign one file with the single (non-batch) form."""
-        response = self.post("/api/files/upload/", json=spec)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def confirm_one(self, file_id: str) -> requests.Response:
-        return self.post("/api/files/confirm_upload/", json={"id": file_id})
-
-    def confirm_many(self, ids: list[str]) -> dict:
-        response = self.post("/api/files/confirm_uploads/", json={"ids": ids})
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def file(self, file_id: str) -> dict:
-        response = self.get(f"/api/files/{file_id}")
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def usage(self) -> dict:
-        response = self.get("/api/files/usage")
-        assert response.status_code == 200, response.text
-        return response.json()
 
 
 def send(ticket: dict, data: bytes, *, headers: dict | None = None, url: str | None = None) -> requests.Response:
@@ -158,132 +57,18 @@ def spec(name: str, data: bytes, content_type: str = "text/plain", **extra) -> d
     return {"file_name": name, "content_type": content_type, "file_size": len(data), **extra}
 
 
-class S3Calls:
-    """Count the S3 API calls the broker's boto3 client makes (botocore before-call events)."""
-
-    def __init__(self, client):
-        self.client = client
-        self.names: list[str] = []
-        self._lock = threading.Lock()
-
-    def _record(self, model, **kwargs):
-        with self._lock:
-            self.names.append(model.name)
-
-    def __enter__(self) -> S3Calls:
-        self.client.meta.events.register("before-call.s3", self._record)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.client.meta.events.unregister("before-call.s3", self._record)
-
-
 # -- fixtures ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def s3_endpoints(tmp_path_factory) -> Iterator[Callable[[str], str]]:
-    """Start each S3 server on first use; stop them all at the end of the module."""
-    started: dict[str, str] = {}
-    stack: list = []
-
-    def get(name: str) -> str:
-        if name not in started:
-            if name == "moto":
-                manager = moto_server()
-            else:
-                manager = ministack_server(tmp_path_factory.mktemp("ministack"))
-            started[name] = manager.__enter__()
-            stack.append(manager)
-        return started[name]
-
-    yield get
-    for manager in reversed(stack):
-        manager.__exit__(None, None, None)
+def live_apps(database_url, tmp_path_factory) -> Iterator[Callable[..., LiveApp]]:
+    """One served app per (endpoint, confirm mode, settings), made on first use, for the module."""
+    with served_apps(database_url, "s3drive-e2e", tmp_path_factory) as get:
+        yield get
 
 
-@pytest.fixture(scope="module")
-def bucket_name() -> str:
-    return f"s3drive-e2e-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture(scope="module")
-def live_apps(database_url, s3_endpoints, bucket_name) -> Iterator[Callable[..., LiveApp]]:
-    """Build one served app per (endpoint, confirm mode, settings) on demand; reuse it across tests."""
-    apps: dict[tuple, LiveApp] = {}
-
-    def get(endpoint: str, confirm: str, **settings) -> LiveApp:
-        key = (endpoint, confirm, *sorted(settings.items()))
-        if key not in apps:
-            s3_url = s3_endpoints(endpoint)
-            app = make_test_app(
-                database_url,
-                S3_BUCKET=bucket_name,
-                S3_ENDPOINT_URL=s3_url,
-                S3_ADDRESSING_STYLE="path",
-                S3_CONFIRM=confirm,
-                **settings,
-            )
-            served = ServedApp(app, f"s3drive-{endpoint}-{confirm}")
-            apps[key] = LiveApp(
-                app=app,
-                base_url=served.url,
-                endpoint=endpoint,
-                s3_url=s3_url,
-                bucket=bucket_name,
-                confirm=confirm,
-                served=served,
-            )
-        return apps[key]
-
-    yield get
-    for live in apps.values():
-        live.close()
-
-
-@pytest.fixture
-def make_live(live_apps):
-    """Return a factory of a served app with empty tables and its bucket present."""
-
-    def make(endpoint: str, confirm: str, **settings) -> LiveApp:
-        live = live_apps(endpoint, confirm, **settings)
-        empty_tables(live.app)
-        client = dev_s3.s3_client(live.s3_url)
-        # Created per test, not per module: another module's mock_aws() resets moto's
-        # process-wide state (the moto server thread shares it) when tests interleave.
-        try:
-            client.create_bucket(Bucket=live.bucket)
-        except ClientError as error:
-            if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                raise
-        return live
-
-    return make
-
-
-@dataclass
-class Env:
-    """One test's world: the served app, a logged-in API client and a direct S3 client."""
-
-    live: LiveApp
-    api: Api
-    s3: object
-
-    @property
-    def bucket(self) -> str:
-        return self.live.bucket
-
-    def head(self, key: str) -> dict | None:
-        return head_or_none(self.s3, self.bucket, key)
-
-    def read(self, key: str) -> bytes:
-        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-
-
-def make_env(make_live, endpoint: str, confirm: str, **settings) -> Env:
-    live = make_live(endpoint, confirm, **settings)
-    api = Api(live.base_url).login(f"user-{uuid.uuid4().hex[:8]}")
-    return Env(live=live, api=api, s3=dev_s3.s3_client(live.s3_url))
+def make_env(live_apps, endpoint: str, confirm: str, **settings) -> Env:
+    return Env.open(live_apps(endpoint, confirm, **settings))
 
 
 @pytest.fixture(params=ENDPOINTS)
@@ -297,20 +82,20 @@ def confirm_mode(request) -> str:
 
 
 @pytest.fixture
-def env(make_live, endpoint, confirm_mode) -> Env:
-    return make_env(make_live, endpoint, confirm_mode)
+def env(live_apps, endpoint, confirm_mode) -> Env:
+    return make_env(live_apps, endpoint, confirm_mode)
 
 
 @pytest.fixture
-def ministack(make_live) -> Env:
+def ministack(live_apps) -> Env:
     """MiniStack, which enforces signatures; list confirm, as configured for such stores."""
-    return make_env(make_live, "ministack", "list")
+    return make_env(live_apps, "ministack", "list")
 
 
 @pytest.fixture
-def moto(make_live) -> Env:
+def moto(live_apps) -> Env:
     """moto server, which enforces nothing; head confirm, as configured for such stores."""
-    return make_env(make_live, "moto", "head")
+    return make_env(live_apps, "moto", "head")
 
 
 # -- happy path ----------------------------------------------------------------------------
@@ -642,9 +427,9 @@ def test_ministack_refuses_bad_upload_and_record_stays_pending(request, ministac
     assert usage["used_bytes"] == (0 if expired else sum(map(len, goods)))
 
 
-def test_ministack_sse_and_key_prefix_are_signed_and_enforced(make_live):
+def test_ministack_sse_and_key_prefix_are_signed_and_enforced(live_apps):
     """Server-side encryption is signed into PUT URLs and POST policies; keys carry the prefix."""
-    env = make_env(make_live, "ministack", "list", SSE="AES256", S3_KEY_PREFIX="tenant-1/")
+    env = make_env(live_apps, "ministack", "list", SSE="AES256", S3_KEY_PREFIX="tenant-1/")
     datas = [payload(i, 300 + i) for i in range(4)]
     methods = ["PUT", "PUT", "POST", "POST"]
     tickets = env.api.presign(
@@ -766,10 +551,10 @@ def test_moto_batch_confirm_rejects_only_the_bad_file(moto):
 # -- stock Uppy's form uploads: size unknown, nobody confirms -------------------------------
 
 
-def test_ministack_enforces_the_bound_of_a_form_of_unknown_size_and_the_watcher_confirms(make_live):
+def test_ministack_enforces_the_bound_of_a_form_of_unknown_size_and_the_watcher_confirms(live_apps):
     """Stock Uppy sends no size and never reports a form upload: the policy bounds the size (the
     quota left, 1,000 bytes here), S3 refuses more, and s3drive confirms what arrived by itself."""
-    env = make_env(make_live, "ministack", "list", DEFAULT_QUOTA_BYTES=1000)
+    env = make_env(live_apps, "ministack", "list", DEFAULT_QUOTA_BYTES=1000)
     response = env.api.get("/uppy/s3/params", params={"filename": "notes.txt", "type": "text/plain"})
     assert response.status_code == 200, response.text
     form = response.json()

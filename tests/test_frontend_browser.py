@@ -7,10 +7,12 @@ file goes multipart in five-megabyte parts. Playwright drives Debian's Chromium.
 
 What the page must do here, as a person would: register; upload five files, one of
 them multipart; survive a reload in the middle of the big one and, once the file is
-picked again, send only the parts S3 does not hold yet; list the files; download one
-(same bytes); rename one (new name in the list and in the download's
-Content-Disposition); delete one. A second test covers folders (picked, browsed,
-searched), a refused file type's message, cancelling a multipart upload, and paging.
+picked again, send only the parts S3 does not hold yet; list the files (that scenario
+runs once for the module, and its tests look at what it showed and sent). With another
+user's five files: download one (same bytes); rename one (new name in the list and in
+the download's Content-Disposition); delete one. Then, each with a user of its own:
+folders (picked, browsed, searched), a refused file type's message, cancelling a
+multipart upload, paging, and signing in.
 
 Needs /usr/bin/chromium and PyPI playwright (`.ci/run` installs both); without them the
 tests skip, except under CI=true, where they fail. A screenshot of the file list is
@@ -19,120 +21,47 @@ saved to test-artifacts/frontend-files.png.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-import signal
-import subprocess
-import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import requests
-from live import chromium_browser, unavailable
-from s3servers import MINISTACK_VENV, S3ServerError, install_ministack
-
-from s3drive.dev import ministack
+from helpers import sha256_b64
+from live import PASSWORD, REPO_ROOT, DevStack, chromium_browser, unavailable
+from s3servers import S3ServerError, install_ministack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 MIB = 1024**2
 PART_SIZE = 5 * MIB
-START_TIMEOUT = 90.0
 TIMEOUT_MS = 60_000
-PASSWORD = "correct horse battery"
-BUCKET = "s3drive-dev"
 PART_PUTS = "**/*partNumber=*"
 
 
-# -- the dev stack -------------------------------------------------------------------------
+# -- the dev stack and the browser ----------------------------------------------------------
 
-
-class DevStack:
-    """`python -m s3drive.dev` on free ports, a temporary data dir and a 5 MiB multipart threshold."""
-
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.port = ministack.free_port()
-        self.s3_port = ministack.free_port()
-        while self.s3_port == self.port:
-            self.s3_port = ministack.free_port()
-        self.log_path = data_dir.parent / "devserver.log"
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return "(no log)"
-
-    def start(self) -> None:
-        """Start the server and wait until /healthz answers."""
-        # Only what the test chooses: a developer's or CI's S3DRIVE_* (a Postgres URL, say)
-        # must not leak into this isolated stack.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("S3DRIVE_", "AWS_"))}
-        env.update(
-            S3DRIVE_MINISTACK_VENV=str(MINISTACK_VENV),
-            S3DRIVE_MULTIPART_THRESHOLD=str(PART_SIZE),
-            S3DRIVE_DEFAULT_PART_SIZE=str(PART_SIZE),
-            # Each test signs in through the page; the default 10 a minute is for real clients.
-            S3DRIVE_LOGIN_RATE_LIMIT="1000 per minute",
-        )
-        cmd = [sys.executable, "-m", "s3drive.dev", "--data-dir", str(self.data_dir)]
-        cmd += ["--port", str(self.port), "--s3-port", str(self.s3_port)]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"dev server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        pytest.fail(f"dev server not healthy after {START_TIMEOUT:.0f}s:\n{self.log()}")
-
-    def stop(self) -> None:
-        """Ctrl-C the server (it stops its MiniStack too); kill it if it does not exit."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def s3(self):
-        """Return a boto3 client for the stack's MiniStack."""
-        return ministack.s3_client(f"http://127.0.0.1:{self.s3_port}")
+STACK_SETTINGS = {
+    "S3DRIVE_MULTIPART_THRESHOLD": str(PART_SIZE),
+    "S3DRIVE_DEFAULT_PART_SIZE": str(PART_SIZE),
+    # Each test signs in through the page; the default 10 a minute is for real clients.
+    "S3DRIVE_LOGIN_RATE_LIMIT": "1000 per minute",
+}
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
+    """The dev stack with a 5 MiB multipart threshold and part size."""
     try:
-        install_ministack()
+        install_ministack()  # DevStack.start would too: here a missing MiniStack skips, as for Chromium.
     except S3ServerError as error:
         unavailable(str(error))
-    server = DevStack(tmp_path_factory.mktemp("frontend") / "data")
-    server.start()
-    try:
+    with DevStack(tmp_path_factory.mktemp("frontend") / "data", env=STACK_SETTINGS) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -142,25 +71,37 @@ def chromium():
         yield browser
 
 
+class Tab:
+    """A fresh browser context with one page on the app; it keeps console errors and page errors."""
+
+    def __init__(self, chromium, stack: DevStack):
+        self.context = chromium.new_context(accept_downloads=True, viewport={"width": 1100, "height": 900})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.problems: list[str] = []
+        self.page.on("pageerror", lambda error: self.problems.append(f"pageerror: {error}"))
+        self.page.on("console", self._on_console)
+        self.page.goto(stack.url + "/")
+
+    def _on_console(self, message) -> None:
+        # Refused requests (a wrong password, a refused upload) log "Failed to load resource": expected.
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            self.problems.append(f"console: {message.text}")
+
+    def assert_no_problems(self) -> None:
+        assert self.problems == [], self.problems
+
+    def close(self) -> None:
+        self.context.close()
+
+
 @pytest.fixture
 def page(chromium, stack):
     """A fresh browser context on the page; console errors and page errors fail the test."""
-    context = chromium.new_context(accept_downloads=True, viewport={"width": 1100, "height": 900})
-    tab = context.new_page()
-    tab.set_default_timeout(TIMEOUT_MS)
-    problems: list[str] = []
-
-    def on_console(message):
-        # Refused requests (a wrong password, a refused upload) log "Failed to load resource": expected.
-        if message.type == "error" and "Failed to load resource" not in message.text:
-            problems.append(f"console: {message.text}")
-
-    tab.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
-    tab.on("console", on_console)
-    tab.goto(stack.url + "/")
-    yield tab
-    context.close()
-    assert problems == [], problems
+    tab = Tab(chromium, stack)
+    yield tab.page
+    tab.close()
+    tab.assert_no_problems()
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -172,10 +113,6 @@ def write_file(directory: Path, name: str, size: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(os.urandom(size))
     return path
-
-
-def sha256_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def register(page, username: str) -> None:
@@ -244,118 +181,256 @@ def download_from_page(page, name: str):
     return data, download.suggested_filename, urls[-1]
 
 
-# -- the tests -------------------------------------------------------------------------------
+def unnamed_controls(page) -> list[str]:
+    """Return the visible controls that have no name a screen reader can say."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('button, input, progress, select, textarea')]
+            .filter((el) => !el.closest('[hidden]'))
+            .filter((el) => !(el.labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
+                              || (el.tagName === 'BUTTON' && el.textContent.trim())))
+            .map((el) => el.outerHTML.slice(0, 80))"""
+    )
 
 
-def test_upload_resume_after_reload_list_download_rename_delete(page, stack, tmp_path):
-    sizes = {"notes.txt": 1234, "data.json": 70_000, "pixel.png": 300_001, "song.mp3": 2 * MIB + 17}
-    small = {name: write_file(tmp_path, name, size) for name, size in sizes.items()}
-    big = write_file(tmp_path, "film.mp4", 30 * MIB)
-    contents = {path.name: path.read_bytes() for path in [*small.values(), big]}
-    username = "pagetester"
-    register(page, username)
+def upload_files(page, paths: list[Path]) -> None:
+    """Pick files, press Upload, and wait until all of them are complete."""
+    page.get_by_label("Choose files").set_input_files(paths)
+    page.get_by_role("button", name="Upload", exact=True).click()
+    wait_for_states(page, len(paths))
 
-    # Part PUTs go through this route so their bodies can be counted; in the first visit,
-    # parts 4 and up are held (never answered), so the reload lands in the middle.
-    sent: dict[str, list[tuple[int, int]]] = {"before": [], "after": []}
-    held: list = []
-    finished_parts: list[int] = []
-    phase = {"name": "before"}
 
-    def on_part(route):
+# -- five files, a reload half-way through the big one, and the resume -------------------------
+
+SMALL_FILES = {"notes.txt": 1234, "data.json": 70_000, "pixel.png": 300_001, "song.mp3": 2 * MIB + 17}
+BIG_FILE, BIG_SIZE = "film.mp4", 30 * MIB
+
+
+class PartGate:
+    """Routes the page's part PUTs so their bodies can be counted, per phase ("before" and
+    "after" the reload). Before, parts 4 and up are held (never answered, so the reload lands
+    in the middle), and the parts that finished are noted."""
+
+    def __init__(self, page):
+        self.phase = "before"
+        self.sent: dict[str, list[tuple[int, int]]] = {"before": [], "after": []}
+        self.held: list[int] = []
+        self.finished: list[int] = []
+        page.route(PART_PUTS, self._route)
+        page.on("requestfinished", self._on_finished)
+
+    def _route(self, route) -> None:
         request = route.request
         number = part_number(request.url)
-        if request.method == "PUT" and phase["name"] == "before" and number >= 4:
-            held.append(number)
+        if request.method == "PUT" and self.phase == "before" and number >= 4:
+            self.held.append(number)
             return  # never continued: the reload cancels it
         if request.method == "PUT":
-            sent[phase["name"]].append((number, len(request.post_data_buffer or b"")))
+            self.sent[self.phase].append((number, len(request.post_data_buffer or b"")))
         route.continue_()
 
+    def _on_finished(self, request) -> None:
+        if request.method == "PUT" and "partNumber=" in request.url and self.phase == "before":
+            self.finished.append(part_number(request.url))
+
+    def wait_until_held(self, page, timeout: float = 30) -> None:
+        """Wait until parts 1-3 finished and a later one is held."""
+        deadline = time.monotonic() + timeout
+        while (len(self.finished) < 3 or not self.held) and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+
+
+@dataclass
+class Uploaded:
+    """A user's page (its own browser context) after uploading files; contents: name -> bytes."""
+
+    tab: Tab
+    contents: dict[str, bytes]
+
+    @property
+    def page(self):
+        return self.tab.page
+
+
+@dataclass
+class Resumed(Uploaded):
+    """What the page showed and sent while it uploaded the five files, was reloaded half-way
+    through the big one and, once the big file was picked again, finished it."""
+
+    gate: PartGate
+    picked: dict[str, str]  # the upload list once the five files are picked
+    # While the big file's parts 4 and up are held:
+    held_states: dict[str, str]
+    confirms: list[str]  # confirm requests so far
+    workers: list[str]  # web workers the page started
+    big_rate: str  # the big file's progress text
+    overall_visible: bool  # the bar for all files
+    overall_text: str
+    # After the reload:
+    notice: str  # the resume notice
+    listed_after_reload: list[str]
+    repicked: str  # the big file's state text once it is picked again
+    final_states: dict[str, str]
+    final_queue: str  # the upload list's text, for failure messages
+
+
+def upload_reload_resume(tab: Tab, directory: Path) -> Resumed:
+    """Upload the four small files and the big one, reload with the big one half-way, resume it."""
+    page = tab.page
+    small = [write_file(directory, name, size) for name, size in SMALL_FILES.items()]
+    big = write_file(directory, BIG_FILE, BIG_SIZE)
+    register(page, "pagetester")
+    gate = PartGate(page)
     workers: list[str] = []
     page.on("worker", lambda worker: workers.append(worker.url))
     confirms: list[str] = []
     page.on("request", lambda request: confirms.append(request.url) if "/confirm_upload" in request.url else None)
 
-    def on_finished(request):
-        if request.method == "PUT" and "partNumber=" in request.url and phase["name"] == "before":
-            finished_parts.append(part_number(request.url))
-
-    page.route(PART_PUTS, on_part)
-    page.on("requestfinished", on_finished)
-
-    page.get_by_label("Choose files").set_input_files([*small.values(), big])
-    assert sorted(queue_states(page)) == sorted(contents)
+    page.get_by_label("Choose files").set_input_files([*small, big])
+    picked = queue_states(page)
     page.get_by_role("button", name="Upload", exact=True).click()
-
     # The four small files finish and are confirmed while the big one is stuck half-way.
     wait_for_states(page, 4)
     page.wait_for_function("() => document.querySelector('.queue-item.state-uploading, .queue-item.state-resuming')")
-    deadline = time.monotonic() + 30
-    while (len(finished_parts) < 3 or not held) and time.monotonic() < deadline:
-        page.wait_for_timeout(100)
-    assert sorted(finished_parts) == [1, 2, 3] and held, (finished_parts, held)
-    states = queue_states(page)
-    assert [states[name] for name in small] == ["complete"] * 4, states
-    assert [urlsplit(url).path for url in confirms] == ["/api/files/confirm_uploads/"]  # one batch for all four
-    assert states["film.mp4"] in ("uploading", "resuming"), states
-    assert sum(size for _, size in sent["before"]) == 3 * PART_SIZE
-    # The big file's row shows how far it got; the overall bar counts all files.
-    big_row = page.locator(".queue-item", has_text="film.mp4")
-    assert "of 30.0 MiB" in big_row.locator(".rate").inner_text()
-    assert page.locator("#overall-bar").is_visible()
-    total_mib = sum(len(data) for data in contents.values()) / MIB
-    assert f"of {total_mib:.1f} MiB" in page.inner_text("#overall-text")
-    # SHA-256 was computed off the main thread.
-    assert any(url.endswith("/hash-worker.js") for url in workers), workers
+    gate.wait_until_held(page)
+    held_states, confirms_so_far, workers_so_far = queue_states(page), list(confirms), list(workers)
+    big_rate = page.locator(".queue-item", has_text=BIG_FILE).locator(".rate").inner_text()
+    overall_visible, overall_text = page.locator("#overall-bar").is_visible(), page.inner_text("#overall-text")
 
-    phase["name"] = "after"
+    gate.phase = "after"
     page.reload()
     page.wait_for_selector("#app:not([hidden])")  # still signed in (sessionStorage)
-    notice = page.locator("#resume-notice")
-    notice.wait_for(state="visible")
-    assert "film.mp4" in notice.inner_text() and "15.0 MiB of 30.0 MiB" in notice.inner_text(), notice.inner_text()
-    assert sorted(listed_names(page)) == sorted(small)  # the small ones were confirmed before the reload
-
+    page.locator("#resume-notice").wait_for(state="visible")
+    notice, listed_after_reload = page.locator("#resume-notice").inner_text(), listed_names(page)
     page.get_by_label("Choose files").set_input_files([big])
-    assert "continues the interrupted upload" in page.locator(".queue-item .queue-state").inner_text()
+    repicked = page.locator(".queue-item .queue-state").inner_text()
     page.get_by_role("button", name="Upload", exact=True).click()
     wait_for_states(page, 1, ("complete", "failed", "cancelled"))
-    assert queue_states(page) == {"film.mp4": "complete"}, page.inner_text("#queue")
+    page.unroute(PART_PUTS)
+    return Resumed(
+        tab=tab,
+        contents={path.name: path.read_bytes() for path in [*small, big]},
+        gate=gate,
+        picked=picked,
+        held_states=held_states,
+        confirms=confirms_so_far,
+        workers=workers_so_far,
+        big_rate=big_rate,
+        overall_visible=overall_visible,
+        overall_text=overall_text,
+        notice=notice,
+        listed_after_reload=listed_after_reload,
+        repicked=repicked,
+        final_states=queue_states(page),
+        final_queue=page.inner_text("#queue"),
+    )
+
+
+@pytest.fixture(scope="module")
+def resumed_page(chromium, stack, tmp_path_factory) -> Iterator[Resumed]:
+    tab = Tab(chromium, stack)
+    try:
+        yield upload_reload_resume(tab, tmp_path_factory.mktemp("resume"))
+    finally:
+        tab.close()
+
+
+@pytest.fixture
+def resumed(resumed_page) -> Iterator[Resumed]:
+    """The resume scenario, run once for the module; console and page errors fail each test."""
+    yield resumed_page
+    resumed_page.tab.assert_no_problems()
+
+
+def test_small_files_are_confirmed_in_one_batch_while_the_big_one_is_half_way(resumed):
+    assert sorted(resumed.picked) == sorted(resumed.contents)
+    assert sorted(resumed.gate.finished) == [1, 2, 3] and resumed.gate.held, (resumed.gate.finished, resumed.gate.held)
+    states = resumed.held_states
+    assert [states[name] for name in SMALL_FILES] == ["complete"] * 4, states
+    assert [urlsplit(url).path for url in resumed.confirms] == ["/api/files/confirm_uploads/"]  # one batch for all four
+    assert states[BIG_FILE] in ("uploading", "resuming"), states
+    assert sum(size for _, size in resumed.gate.sent["before"]) == 3 * PART_SIZE
+    # SHA-256 was computed off the main thread.
+    assert any(url.endswith("/hash-worker.js") for url in resumed.workers), resumed.workers
+
+
+def test_progress_shows_the_big_files_part_and_the_total(resumed):
+    # The big file's row shows how far it got; the overall bar counts all files.
+    assert "of 30.0 MiB" in resumed.big_rate
+    assert resumed.overall_visible
+    total_mib = sum(len(data) for data in resumed.contents.values()) / MIB
+    assert f"of {total_mib:.1f} MiB" in resumed.overall_text
+
+
+def test_after_a_reload_picking_the_file_again_sends_only_the_missing_parts(resumed):
+    assert BIG_FILE in resumed.notice and "15.0 MiB of 30.0 MiB" in resumed.notice, resumed.notice
+    assert sorted(resumed.listed_after_reload) == sorted(SMALL_FILES)  # the small ones were confirmed before the reload
+    assert "continues the interrupted upload" in resumed.repicked
+    assert resumed.final_states == {BIG_FILE: "complete"}, resumed.final_queue
     # Only parts 4–6 crossed the wire again: fewer bytes than the file holds.
+    sent = resumed.gate.sent
     after = sum(size for _, size in sent["after"])
     assert sorted(number for number, _ in sent["after"]) == [4, 5, 6], sent
-    assert 0 < after < big.stat().st_size
-    assert after == big.stat().st_size - 3 * PART_SIZE
-    page.unroute(PART_PUTS)
+    assert 0 < after < BIG_SIZE
+    assert after == BIG_SIZE - 3 * PART_SIZE
 
+
+def test_all_five_are_listed_complete_with_their_bytes_and_checksums(resumed, stack):
     # All five are listed, complete; S3 holds the exact bytes; small files carry the SHA-256 the worker computed.
+    page = resumed.page
     page.wait_for_function("() => document.querySelectorAll('#files-body tr').length === 5")
-    assert sorted(listed_names(page)) == sorted(contents)
+    assert sorted(listed_names(page)) == sorted(resumed.contents)
     assert page.locator("#resume-notice").is_hidden()
-    headers = page_auth(page)
-    records = {item["file_name"]: item for item in api_files(stack, headers)}
-    assert sorted(records) == sorted(contents)
+    records = {item["file_name"]: item for item in api_files(stack, page_auth(page))}
+    assert sorted(records) == sorted(resumed.contents)
     s3 = stack.s3()
-    for name, data in contents.items():
+    for name, data in resumed.contents.items():
         record = records[name]
         assert record["status"] == "complete" and record["size"] == len(data)
-        assert s3.get_object(Bucket=BUCKET, Key=record["s3_key"])["Body"].read() == data, name
-        expected_checksum = None if name == "film.mp4" else sha256_b64(data)
+        assert s3.get_object(Bucket=stack.bucket, Key=record["s3_key"])["Body"].read() == data, name
+        expected_checksum = None if name == BIG_FILE else sha256_b64(data)
         assert record["checksum_sha256"] == expected_checksum, name
-    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert s3.list_multipart_uploads(Bucket=stack.bucket).get("Uploads", []) == []
     usage_text = page.inner_text("#usage-text")
     assert "5 files" in usage_text, usage_text
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "frontend-files.png"), full_page=True)
 
-    # Download: the same bytes, under the file's name.
-    data, suggested, _ = download_from_page(page, "pixel.png")
-    assert data == contents["pixel.png"]
+
+# -- download, rename, delete ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def library_page(chromium, stack, tmp_path_factory) -> Iterator[Uploaded]:
+    tab = Tab(chromium, stack)
+    try:
+        directory = tmp_path_factory.mktemp("library")
+        paths = [write_file(directory, name, size) for name, size in {**SMALL_FILES, BIG_FILE: BIG_SIZE}.items()]
+        register(tab.page, "librarian")
+        upload_files(tab.page, paths)
+        tab.page.wait_for_function("() => document.querySelectorAll('#files-body tr').length === 5")
+        yield Uploaded(tab, {path.name: path.read_bytes() for path in paths})
+    finally:
+        tab.close()
+
+
+@pytest.fixture
+def library(library_page) -> Iterator[Uploaded]:
+    """Another user's page with the same five files, uploaded in one go (once for the module);
+    each test touches its own file. Console and page errors fail each test."""
+    yield library_page
+    library_page.tab.assert_no_problems()
+
+
+def test_download_gives_the_same_bytes_under_the_files_name(library):
+    data, suggested, _ = download_from_page(library.page, "pixel.png")
+    assert data == library.contents["pixel.png"]
     assert suggested == "pixel.png"
 
-    # Rename (UTF-8 name): the list shows it, and the download names it in Content-Disposition.
+
+def test_rename_to_a_utf8_name_shows_in_the_list_and_the_download(library):
+    # The list shows the new name, and the download names it in Content-Disposition.
+    page = library.page
     new_name = "Grüße – meeting notes.txt"
     page.get_by_role("button", name="Rename notes.txt", exact=True).click()
     field = page.get_by_label("New name for notes.txt")
@@ -365,13 +440,17 @@ def test_upload_resume_after_reload_list_download_rename_delete(page, stack, tmp
     page.locator("#files-body .file-name", has_text=new_name).wait_for()
     assert "notes.txt" not in listed_names(page)
     data, suggested, url = download_from_page(page, new_name)
-    assert data == contents["notes.txt"]
+    assert data == library.contents["notes.txt"]
     assert suggested == new_name
     disposition = requests.get(url, timeout=10).headers["Content-Disposition"]
     assert disposition.startswith("attachment")
     assert new_name in unquote(disposition), disposition
 
-    # Delete, after the confirmation dialog: gone from the list, S3 and the quota.
+
+def test_delete_after_the_confirmation_removes_the_file_from_the_list_s3_and_the_quota(library, stack):
+    page = library.page
+    headers = page_auth(page)
+    records = {item["file_name"]: item for item in api_files(stack, headers)}
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete data.json", exact=True).click()
     page.wait_for_function("() => document.querySelectorAll('#files-body tr').length === 4")
@@ -379,25 +458,32 @@ def test_upload_resume_after_reload_list_download_rename_delete(page, stack, tmp
     page.wait_for_function("() => document.querySelector('#usage-text').textContent.includes('4 files')")
     deleted = requests.get(f"{stack.url}/api/files/{records['data.json']['id']}", headers=headers, timeout=10).json()
     assert deleted["status"] == "deleted"
-    objects = s3.list_objects_v2(Bucket=BUCKET, Prefix=records["data.json"]["s3_key"]).get("Contents", [])
-    assert objects == []
+    objects = stack.s3().list_objects_v2(Bucket=stack.bucket, Prefix=records["data.json"]["s3_key"])
+    assert objects.get("Contents", []) == []
     assert "Deleted data.json" in page.inner_text("#status")
 
 
-def test_folders_search_refused_type_cancel_and_pages(page, stack, tmp_path):
-    register(page, "foldertester")
-    root = tmp_path / "trip"
-    write_file(root, "day1/beach.jpg", 2000)
-    write_file(root, "day1/notes.txt", 300)
-    write_file(root, "summary.txt", 100)
-    write_file(root, "setup.exe", 100)
+# -- folders, search, a refused type, cancelling, pages ----------------------------------------
 
+TRIP = {"day1/beach.jpg": 2000, "day1/notes.txt": 300, "summary.txt": 100, "setup.exe": 100}
+
+
+def upload_trip(page, tmp_path: Path) -> None:
+    """Pick the folder trip/ (TRIP's files) and upload it into the folder "holiday"."""
+    root = tmp_path / "trip"
+    for name, size in TRIP.items():
+        write_file(root, name, size)
     # A picked folder keeps its structure, under the folder typed into the options.
     page.locator("summary", has_text="Options").click()
     page.get_by_label("Upload into folder").fill("holiday")
     page.get_by_label("Choose a folder").set_input_files(root)
     page.get_by_role("button", name="Upload", exact=True).click()
     wait_for_states(page, 4, ("complete", "failed"))
+
+
+def test_a_picked_folder_keeps_its_structure_and_a_refused_type_says_why(page, tmp_path):
+    register(page, "foldertester")
+    upload_trip(page, tmp_path)
     states = queue_states(page)
     assert states == {
         "trip/day1/beach.jpg": "complete",
@@ -408,7 +494,13 @@ def test_folders_search_refused_type_cancel_and_pages(page, stack, tmp_path):
     refused = page.locator(".queue-item.state-failed .queue-state").inner_text()
     assert "not allowed" in refused.lower(), refused
     assert "1 failed" in page.inner_text("#alert")
+    # Every control has a name a screen reader can say.
+    assert unnamed_controls(page) == []
 
+
+def test_browse_folders_and_breadcrumbs_back_up(page, tmp_path):
+    register(page, "browsetester")
+    upload_trip(page, tmp_path)
     # Browse: top folder → holiday → trip → day1, with breadcrumbs back up.
     page.get_by_role("button", name="Open folder holiday").click()
     page.get_by_role("button", name="Open folder trip").click()
@@ -422,7 +514,12 @@ def test_folders_search_refused_type_cancel_and_pages(page, stack, tmp_path):
     page.locator("#breadcrumbs").get_by_role("button", name="holiday").click()
     page.get_by_role("button", name="Open folder trip").wait_for()
 
-    # Search looks in every folder.
+
+def test_search_looks_in_every_folder(page, tmp_path):
+    register(page, "searchtester")
+    upload_trip(page, tmp_path)
+    page.get_by_role("button", name="Open folder holiday").click()
+    page.get_by_role("button", name="Open folder trip").wait_for()
     page.get_by_label("Search names and titles").fill("NOTES")
     page.get_by_label("Search names and titles").press("Enter")
     page.wait_for_function("() => document.querySelectorAll('#files-body tr').length === 1")
@@ -431,7 +528,10 @@ def test_folders_search_refused_type_cancel_and_pages(page, stack, tmp_path):
     page.get_by_role("button", name="Clear search").click()
     page.get_by_role("button", name="Open folder trip").wait_for()  # back where the search started
 
-    # Cancel a multipart upload half-way: the page aborts it, so S3 and the quota let go.
+
+def test_cancelling_a_multipart_upload_aborts_it(page, stack, tmp_path):
+    # Cancel half-way: the page aborts the upload, so S3 and the quota let go.
+    register(page, "canceltester")
     big = write_file(tmp_path, "big.bin", 12 * MIB)
     page.route(PART_PUTS, lambda route: None if part_number(route.request.url) > 1 else route.continue_())
     page.get_by_label("Choose files").set_input_files([big])
@@ -450,8 +550,13 @@ def test_folders_search_refused_type_cancel_and_pages(page, stack, tmp_path):
     assert page.evaluate("() => localStorage.length") == 0
     usage = requests.get(f"{stack.url}/api/files/usage", headers=headers, timeout=10).json()
     assert usage["reserved_bytes"] == 0
+    assert unnamed_controls(page) == []
 
-    # Pages of 25: 26 files at the top level give a second page with one file.
+
+def test_pages_of_25(page, stack):
+    # 26 files in one folder give a second page with one file.
+    register(page, "pagingtester")
+    headers = page_auth(page)
     specs = [
         {"file_name": f"f{i:02}.txt", "content_type": "text/plain", "file_size": 1, "folder": "many"} for i in range(26)
     ]
@@ -461,7 +566,7 @@ def test_folders_search_refused_type_cancel_and_pages(page, stack, tmp_path):
     ids = [ticket["id"] for ticket in batch["successful"]]
     confirmed = requests.post(f"{stack.url}/api/files/confirm_uploads/", json={"ids": ids}, headers=headers, timeout=30)
     assert confirmed.json()["total_successful"] == 26
-    page.locator("#breadcrumbs").get_by_role("button", name="All files").click()
+    page.reload()  # the list shows the folder the script made
     page.get_by_role("button", name="Open folder many").click()
     page.wait_for_function("() => document.querySelectorAll('#files-body tr').length === 25")
     first_page = listed_names(page)
@@ -471,16 +576,11 @@ def test_folders_search_refused_type_cancel_and_pages(page, stack, tmp_path):
     assert sorted(first_page + listed_names(page)) == sorted(spec["file_name"] for spec in specs)
     page.get_by_role("button", name="Previous page").click()
     page.wait_for_function("() => document.querySelectorAll('#files-body tr').length === 25")
-
     # Every control has a name a screen reader can say.
-    unnamed = page.evaluate(
-        """() => [...document.querySelectorAll('button, input, progress, select, textarea')]
-            .filter((el) => !el.closest('[hidden]'))
-            .filter((el) => !(el.labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
-                              || (el.tagName === 'BUTTON' && el.textContent.trim())))
-            .map((el) => el.outerHTML.slice(0, 80))"""
-    )
-    assert unnamed == []
+    assert unnamed_controls(page) == []
+
+
+# -- signing in ------------------------------------------------------------------------------
 
 
 def test_sign_in_errors_and_keyboard_only_sign_up(page, stack):

@@ -26,9 +26,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
-from conftest import empty_tables, make_test_app
-from live import ServedApp, chromium_browser, unavailable
+from conftest import empty_tables
+from live import Api, LiveApp, chromium_browser, serve_app, unavailable
 from s3servers import ministack_server
 
 from s3drive.dev import ministack
@@ -36,7 +35,6 @@ from s3drive.dev import ministack
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 BROWSER_DIR = Path(__file__).resolve().parent / "browser"
-PASSWORD = "correct horse battery"
 MIB = 1024**2
 FILES = [
     {"name": "notes.txt", "type": "text/plain", "size": 1234, "seed": 1},
@@ -93,30 +91,13 @@ def page_origin() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def stack(database_url, page_origin, tmp_path_factory):
+def stack(database_url, page_origin, tmp_path_factory) -> Iterator[LiveApp]:
     """MiniStack with a bucket (CORS for the page) and the API served with CORS for the page."""
     bucket = f"s3drive-uppy-{uuid.uuid4().hex[:10]}"
     with ministack_server(tmp_path_factory.mktemp("ministack-uppy")) as s3_url:
         ministack.ensure_bucket(s3_url, bucket, cors_origins=[page_origin])
-        app = make_test_app(
-            database_url,
-            S3_BUCKET=bucket,
-            S3_ENDPOINT_URL=s3_url,
-            S3_ADDRESSING_STYLE="path",
-            S3_CONFIRM="list",
-            CORS_ORIGINS=[page_origin],
-        )
-        with ServedApp(app, "s3drive-uppy") as served:
-            yield {"app": app, "api": served.url, "s3": ministack.s3_client(s3_url), "bucket": bucket}
-
-
-def login(api: str, username: str) -> str:
-    """Register and log in over HTTP; return the access token."""
-    response = requests.post(f"{api}/api/auth/register", json={"username": username, "password": PASSWORD}, timeout=30)
-    assert response.status_code == 201, response.text
-    response = requests.post(f"{api}/api/auth/login", json={"username": username, "password": PASSWORD}, timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()["access_token"]
+        with serve_app(database_url, s3_url, bucket, CORS_ORIGINS=[page_origin]) as live:
+            yield live
 
 
 def run_page(chromium, page_origin: str, version: int, config: dict) -> dict:
@@ -138,12 +119,12 @@ def run_page(chromium, page_origin: str, version: int, config: dict) -> dict:
     return result
 
 
-def complete_files(api: str, headers: dict, count: int, timeout: float = 15) -> dict[str, dict]:
+def complete_files(api: Api, count: int, timeout: float = 15) -> dict[str, dict]:
     """Return the user's complete files by key, once there are `count` (s3drive confirms a form
     upload within about a second of its arrival: nobody reports it)."""
     deadline = time.monotonic() + timeout
     while True:
-        listed = requests.get(f"{api}/api/files/?limit=100", headers=headers, timeout=30).json()
+        listed = api.get("/api/files/?limit=100").json()
         if len(listed["items"]) >= count or time.monotonic() > deadline:
             return {item["s3_key"]: item for item in listed["items"]}
         time.sleep(0.1)
@@ -151,16 +132,14 @@ def complete_files(api: str, headers: dict, count: int, timeout: float = 15) -> 
 
 @pytest.mark.parametrize("version", [6, 5])
 def test_stock_uppy_uploads_through_s3drive(chromium, page_origin, stack, version):
-    empty_tables(stack["app"])
-    api = stack["api"]
-    token = login(api, f"uppy{version}")
-    headers = {"Authorization": f"Bearer {token}"}
-    config = {"api": api, "accessToken": token}
+    empty_tables(stack.app)
+    api = Api(stack.base_url).login(f"uppy{version}")
+    config = {"api": stack.base_url, "accessToken": api.token}
     if version == 6:
-        response = requests.post(f"{api}/api/uppy/session", headers=headers, timeout=30)
+        response = api.post("/api/uppy/session")
         assert response.status_code == 200, response.text
         config["companionEndpoint"] = response.json()["companion_endpoint"]
-        assert config["companionEndpoint"].startswith(f"{api}/uppy/")
+        assert config["companionEndpoint"].startswith(f"{stack.base_url}/uppy/")
     config["files"] = FILES
 
     result = run_page(chromium, page_origin, version, config)
@@ -171,7 +150,8 @@ def test_stock_uppy_uploads_through_s3drive(chromium, page_origin, stack, versio
     assert result["failed"] == [], result["console"]
     by_name = {upload["name"]: upload for upload in result["succeeded"]}
     assert sorted(by_name) == sorted(spec["name"] for spec in FILES), result["console"]
-    records = complete_files(api, headers, len(FILES))
+    records = complete_files(api, len(FILES))
+    s3 = stack.s3()
     for spec in FILES:
         upload = by_name[spec["name"]]
         file = records[upload["key"]]
@@ -179,13 +159,13 @@ def test_stock_uppy_uploads_through_s3drive(chromium, page_origin, stack, versio
         assert file["size"] == spec["size"]
         assert file["file_name"] == spec["name"]
         assert file["content_type"] == spec["type"]
-        stored = stack["s3"].get_object(Bucket=stack["bucket"], Key=upload["key"])
+        stored = s3.get_object(Bucket=stack.bucket, Key=upload["key"])
         assert stored["ContentLength"] == spec["size"]
         assert stored["Body"].read() == file_bytes(spec["size"], spec["seed"]), spec["name"]
         assert upload["location"].startswith("http")
 
-    usage = requests.get(f"{api}/api/files/usage", headers=headers, timeout=30).json()
+    usage = api.usage()
     assert usage["used_bytes"] == sum(spec["size"] for spec in FILES)
     assert usage["reserved_bytes"] == 0
     assert usage["file_count"] == len(FILES)
-    assert stack["s3"].list_multipart_uploads(Bucket=stack["bucket"]).get("Uploads", []) == []
+    assert s3.list_multipart_uploads(Bucket=stack.bucket).get("Uploads", []) == []
