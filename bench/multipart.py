@@ -42,11 +42,11 @@ os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DE
 os.environ.pop("AWS_SESSION_TOKEN", None)
 os.environ.pop("AWS_PROFILE", None)
 
-import botocore.auth
-import requests
-from boto3.s3.transfer import TransferConfig
+import botocore.auth  # noqa: E402
+import requests  # noqa: E402
+from boto3.s3.transfer import TransferConfig  # noqa: E402
 
-from s3drive.dev import ministack
+from s3drive.dev import ministack  # noqa: E402
 
 BUCKET = "bench-multipart"
 MINISTACK_VENV = Path(os.environ.get("S3DRIVE_MINISTACK_VENV", ROOT / ".cache" / "ministack-venv"))
@@ -87,7 +87,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 def s3_server(kind: str, tmp: Path) -> Iterator[str]:
     """Run MiniStack (AUTH=true) or moto server in its own process; yield its URL."""
     port = ministack.free_port()
-    log = open(tmp / f"{kind}.log", "ab")
+    log = open(tmp / f"{kind}.log", "ab")  # noqa: SIM115 - the child keeps its own copy
     if kind == "ministack":
         executable = ministack.ensure_ministack(MINISTACK_VENV)
         proc = ministack.start_ministack(
@@ -113,9 +113,9 @@ def s3_server(kind: str, tmp: Path) -> Iterator[str]:
 
 def migrate(database_url: str) -> None:
     """Create the broker's schema with the Alembic migrations."""
-    from flask_migrate import upgrade
+    from flask_migrate import upgrade  # noqa: PLC0415 - only the parent process needs Flask
 
-    from s3drive import create_app
+    from s3drive import create_app  # noqa: PLC0415
 
     app = create_app({"TESTING": True, "DATABASE_URL": database_url, "S3_BUCKET": BUCKET})
     with app.app_context():

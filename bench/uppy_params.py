@@ -56,7 +56,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from s3drive.dev import ministack as dev_s3
+from s3drive.dev import ministack as dev_s3  # noqa: E402
 
 COMPANION_DIR = REPO / "bench" / "companion"
 VENV_BIN = Path(sys.executable).parent

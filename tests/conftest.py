@@ -28,14 +28,14 @@ os.environ.pop("AWS_PROFILE", None)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import boto3
-from flask_migrate import upgrade
-from moto import mock_aws
-from sqlalchemy import create_engine, make_url, text
+import boto3  # noqa: E402
+from flask_migrate import upgrade  # noqa: E402
+from moto import mock_aws  # noqa: E402
+from sqlalchemy import create_engine, make_url, text  # noqa: E402
 
-from s3drive import create_app
-from s3drive.app import close_app
-from s3drive.extensions import db
+from s3drive import create_app  # noqa: E402
+from s3drive.app import close_app  # noqa: E402
+from s3drive.extensions import db  # noqa: E402
 
 BUCKET = "s3drive-test"
 TABLES = ("files", "revoked_tokens", "users")
