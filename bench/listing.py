@@ -30,18 +30,18 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flask import jsonify, request  # noqa: E402
-from flask_jwt_extended import current_user, jwt_required  # noqa: E402
-from flask_migrate import upgrade  # noqa: E402
-from sqlalchemy import select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from flask import jsonify, request
+from flask_jwt_extended import current_user, jwt_required
+from flask_migrate import upgrade
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 
-from s3drive import create_app  # noqa: E402
-from s3drive.api.listing import _file_json  # noqa: E402
-from s3drive.bulk import bulk_insert  # noqa: E402
-from s3drive.extensions import db  # noqa: E402
-from s3drive.models import File  # noqa: E402
-from s3drive.services import listing  # noqa: E402
+from s3drive import create_app
+from s3drive.api.listing import _file_json
+from s3drive.bulk import bulk_insert
+from s3drive.extensions import db
+from s3drive.models import File
+from s3drive.services import listing
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/s3drive_bench"
 WORDS = ["IMG", "holiday", "report", "invoice", "scan", "Résumé", "notes", "draft", "backup", "clip"]
@@ -58,7 +58,7 @@ def ensure_database(url: str) -> None:
     parsed = make_url(url)
     if not parsed.drivername.startswith("postgresql"):
         return
-    import psycopg  # noqa: PLC0415
+    import psycopg
 
     admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as connection:
@@ -181,7 +181,7 @@ def main() -> None:
 
     try:
         ensure_database(args.database_url)
-    except Exception as error:  # noqa: BLE001 - any connection failure means: no PostgreSQL here
+    except Exception as error:  # any connection failure means: no PostgreSQL here
         print(f"skipped: cannot reach {args.database_url} ({str(error).strip().splitlines()[0]})")
         return
     app = make_app(args.database_url)

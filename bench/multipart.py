@@ -87,7 +87,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 def s3_server(kind: str, tmp: Path) -> Iterator[str]:
     """Run MiniStack (AUTH=true) or moto server in its own process; yield its URL."""
     port = ministack.free_port()
-    log = open(tmp / f"{kind}.log", "ab")  # noqa: SIM115 - the child keeps its own copy
+    log = open(tmp / f"{kind}.log", "ab")  # the child keeps its own copy
     if kind == "ministack":
         executable = ministack.ensure_ministack(MINISTACK_VENV)
         proc = ministack.start_ministack(
@@ -113,9 +113,9 @@ def s3_server(kind: str, tmp: Path) -> Iterator[str]:
 
 def migrate(database_url: str) -> None:
     """Create the broker's schema with the Alembic migrations."""
-    from flask_migrate import upgrade  # noqa: PLC0415 - only the parent process needs Flask
+    from flask_migrate import upgrade  # only the parent process needs Flask
 
-    from s3drive import create_app  # noqa: PLC0415
+    from s3drive import create_app
 
     app = create_app({"TESTING": True, "DATABASE_URL": database_url, "S3_BUCKET": BUCKET})
     with app.app_context():

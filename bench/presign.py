@@ -25,11 +25,11 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import boto3  # noqa: E402
-from botocore.config import Config  # noqa: E402
-from flask_migrate import upgrade  # noqa: E402
+import boto3
+from botocore.config import Config
+from flask_migrate import upgrade
 
-from s3drive import create_app  # noqa: E402
+from s3drive import create_app
 
 BUCKET = "bench-bucket"
 

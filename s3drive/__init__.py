@@ -18,7 +18,7 @@ __all__ = ["create_app", "ConfigError"]
 
 def __getattr__(name: str):
     if name == "create_app":
-        from .app import create_app  # noqa: PLC0415
+        from .app import create_app
 
         return create_app
     raise AttributeError(f"module 's3drive' has no attribute {name!r}")

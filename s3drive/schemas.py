@@ -601,7 +601,7 @@ class CreateUploadSchema(BaseSchema):
 
 class CreatedUploadSchema(BaseSchema):
     key = fields.String()
-    uploadId = fields.String()  # noqa: N815 - Companion's field names
+    uploadId = fields.String()  # Companion's field names
     bucket = fields.String()
 
 
@@ -610,7 +610,7 @@ class KeyQuerySchema(BaseSchema):
 
 
 class BatchQuerySchema(KeyQuerySchema):
-    partNumbers = DelimitedList(  # noqa: N815
+    partNumbers = DelimitedList(
         fields.Integer(validate=validate.Range(min=1, max=MAX_PARTS)),
         required=True,
         validate=validate.Length(min=1, max=MAX_SIGN_BATCH),
@@ -618,9 +618,9 @@ class BatchQuerySchema(KeyQuerySchema):
 
 
 class CompanionStoredPartSchema(BaseSchema):
-    PartNumber = fields.Integer()  # noqa: N815
-    ETag = fields.String()  # noqa: N815
-    Size = fields.Integer()  # noqa: N815
+    PartNumber = fields.Integer()
+    ETag = fields.String()
+    Size = fields.Integer()
 
 
 class CompanionSignedPartSchema(BaseSchema):
@@ -629,14 +629,12 @@ class CompanionSignedPartSchema(BaseSchema):
 
 
 class CompanionSignedBatchSchema(BaseSchema):
-    presignedUrls = fields.Dict(keys=fields.String(), values=fields.String())  # noqa: N815
+    presignedUrls = fields.Dict(keys=fields.String(), values=fields.String())
 
 
 class CompanionPartSchema(BaseSchema):
-    PartNumber = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_PARTS))  # noqa: N815
-    ETag = fields.String(  # noqa: N815
-        required=True, validate=validate.Length(min=1, max=MAX_ETAG_LENGTH + 2)
-    )
+    PartNumber = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_PARTS))
+    ETag = fields.String(required=True, validate=validate.Length(min=1, max=MAX_ETAG_LENGTH + 2))
 
 
 class CompleteUploadSchema(BaseSchema):

@@ -296,7 +296,7 @@ def head_or_none(s3, bucket: str, key: str) -> dict | None:
 def chromium_browser() -> Iterator[object]:
     """Launch Debian's Chromium through Playwright (its own browser downloads are not used)."""
     try:
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional dependency
+        from playwright.sync_api import sync_playwright  # optional dependency
     except ImportError:
         unavailable("PyPI playwright is not installed")
     if not os.path.exists(CHROMIUM):

@@ -31,7 +31,7 @@ def readyz():
     try:
         db.session.execute(text("SELECT 1"))
         checks["database"] = "ok"
-    except Exception as error:  # noqa: BLE001 - any failure means "not ready"
+    except Exception as error:  # any failure means "not ready"
         db.session.rollback()
         checks["database"] = f"error: {type(error).__name__}"
     try:

@@ -289,11 +289,11 @@ def _reenable_loggers() -> None:
 
 def prepare_database(app: Flask, data_dir: Path) -> str:
     """Run the migrations and make sure the demo user exists; return its password."""
-    from flask_migrate import upgrade  # noqa: PLC0415 - only the dev stack migrates at start
-    from werkzeug.security import check_password_hash, generate_password_hash  # noqa: PLC0415
+    from flask_migrate import upgrade  # only the dev stack migrates at start
+    from werkzeug.security import check_password_hash, generate_password_hash
 
-    from ..extensions import db  # noqa: PLC0415
-    from ..services.users import create_user, find_user  # noqa: PLC0415
+    from ..extensions import db
+    from ..services.users import create_user, find_user
 
     password, _ = read_or_create_secret(data_dir / "demo-password", lambda: secrets.token_urlsafe(12))
     with app.app_context():
@@ -332,7 +332,7 @@ def register_frontend(app: Flask, directory: Path = FRONTEND_DIR) -> None:
 
 def build_app(args: argparse.Namespace) -> tuple[Flask, str, list[str]]:
     """Create the configured app with the frontend attached and the database ready."""
-    from .. import create_app  # noqa: PLC0415 - keep `--help` fast
+    from .. import create_app  # keep `--help` fast
 
     config, notes = app_config(args)
     app = create_app(config)
@@ -346,7 +346,7 @@ def build_app(args: argparse.Namespace) -> tuple[Flask, str, list[str]]:
 
 def ensure_dev_bucket(app: Flask) -> None:
     """Create the bucket if missing and let the dev origins upload to it (CORS)."""
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         ministack.ensure_bucket(
@@ -387,9 +387,9 @@ def _banner(args: argparse.Namespace, app: Flask, password: str, notes: list[str
 
 def serve(args: argparse.Namespace) -> None:
     """Start MiniStack and the API, serve until interrupted, then stop both."""
-    from werkzeug.serving import make_server  # noqa: PLC0415
+    from werkzeug.serving import make_server
 
-    from ..app import close_app  # noqa: PLC0415
+    from ..app import close_app
 
     if not _port_is_free(args.port):
         raise DevServerError(f"port {args.port} (API) is in use; pick another with --port / S3DRIVE_DEV_PORT")
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     # send SIGTERM: both must still stop us, and we stop MiniStack (own group).
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    from ..config import ConfigError  # noqa: PLC0415
+    from ..config import ConfigError
 
     try:
         with data_dir_lock(args.data_dir):

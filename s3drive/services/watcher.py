@@ -138,7 +138,7 @@ class UploadWatcher:
                 next_pass = horizon
             try:
                 again = self._check(due)
-            except Exception:  # noqa: BLE001 - a bug must not end the watching: log it, try again later
+            except Exception:  # a bug must not end the watching: log it, try again later
                 self.app.logger.exception("upload watcher: check failed")
                 again = self._later(due)
             with self._lock:
@@ -210,7 +210,7 @@ class UploadWatcher:
         return those to check again."""
         try:
             outcomes = confirm_uploads(user_id, ids=[item.file_id for item in items], observed=observed)
-        except Exception:  # noqa: BLE001 - the database went away: try again later
+        except Exception:  # the database went away: try again later
             db.session.rollback()
             current_app.logger.warning("upload watcher: confirm failed, will retry", exc_info=True)
             return items
