@@ -32,7 +32,7 @@ def _login_limit() -> str:
 def register(credentials):
     """Create an account."""
     user = users.register_user(credentials["username"], credentials["password"])
-    return {"user": users.user_view(user)}
+    return {"user": users.account(user)}
 
 
 @blp.route("/login", methods=["POST"])
@@ -75,4 +75,4 @@ def logout():
 @blp.response(200, UserSchema)
 def me():
     """Return the signed-in user."""
-    return users.user_view(current_user)
+    return users.account(current_user)

@@ -13,6 +13,7 @@ from ..extensions import db
 from ..models import RESERVING_STATUSES, File, FileStatus, User
 from ..timeutil import utcnow
 from .quota import chunked, holds_reservation, lock_user, reserved_by_user
+from .users import Account, account
 
 USERS_CURSOR_SCOPE = "admin users"
 
@@ -54,7 +55,7 @@ def _reservations(now: datetime) -> tuple[int, int]:
     return int(live or 0), int(lapsed or 0)
 
 
-def list_users(limit: int = 50, cursor: str | None = None, q: str | None = None) -> tuple[list[dict], str | None]:
+def list_users(limit: int = 50, cursor: str | None = None, q: str | None = None) -> tuple[list[Account], str | None]:
     """Return a page of users, oldest first, with usage, and the cursor of the next page."""
     query = select(User).order_by(User.created_at, User.id).limit(limit + 1)
     if q:
@@ -81,7 +82,7 @@ def decode_user_cursor(cursor: str) -> tuple[datetime, str]:
     return checked_time(created_at), checked_text(user_id, 64)
 
 
-def with_usage(users: list[User], now: datetime | None = None) -> list[dict]:
+def with_usage(users: list[User], now: datetime | None = None) -> list[Account]:
     """Return the admin view of users, with reserved bytes and file counts read in two queries."""
     now = now or utcnow()
     ids = [user.id for user in users]
@@ -96,25 +97,10 @@ def with_usage(users: list[User], now: datetime | None = None) -> list[dict]:
                 .group_by(File.user_id)
             )
         )
-    return [admin_view(user, int(reserved.get(user.id, 0)), int(counts.get(user.id, 0))) for user in users]
+    return [account(user, reserved.get(user.id, 0), int(counts.get(user.id, 0))) for user in users]
 
 
-def admin_view(user: User, reserved_bytes: int, file_count: int) -> dict:
-    """Return the admin's view of one user."""
-    return {
-        "id": user.id,
-        "username": user.username,
-        "is_admin": user.is_admin,
-        "is_active": user.is_active,
-        "quota_bytes": user.quota_bytes,
-        "used_bytes": user.used_bytes,
-        "reserved_bytes": reserved_bytes,
-        "file_count": file_count,
-        "created_at": user.created_at,
-    }
-
-
-def get_user(user_id: str) -> dict:
+def get_user(user_id: str) -> Account:
     """Return one user's admin view, or not_found."""
     user = db.session.get(User, user_id) if len(user_id) <= 64 else None
     if user is None:
@@ -122,7 +108,7 @@ def get_user(user_id: str) -> dict:
     return with_usage([user])[0]
 
 
-def update_user(acting_id: str, user_id: str, changes: dict[str, Any]) -> dict:
+def update_user(acting_id: str, user_id: str, changes: dict[str, Any]) -> Account:
     """Change a user's quota, active or admin flag; an admin may not demote or disable themselves."""
     if len(user_id) > 64 or db.session.get(User, user_id) is None:
         raise NotFound("No such user.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import current_app
@@ -87,27 +88,50 @@ def token_user(user_id: str, jti: str) -> tuple[User | None, bool]:
     return (row[0], bool(row[1])) if row is not None else (None, False)
 
 
-def usage(user: User) -> dict:
+@dataclass
+class Usage:
+    """What a user's files take of the quota."""
+
+    used_bytes: int
+    reserved_bytes: int
+    quota_bytes: int
+    file_count: int
+
+
+@dataclass
+class Account:
+    """The API's User: the account and its live usage."""
+
+    id: str
+    username: str
+    is_admin: bool
+    is_active: bool
+    quota_bytes: int
+    used_bytes: int
+    reserved_bytes: int
+    created_at: datetime
+    file_count: int | None = None  # admin views only
+
+
+def usage(user: User) -> Usage:
     """Return the user's used, reserved and quota bytes and file count."""
     file_count = db.session.scalar(
         select(func.count()).select_from(File).where(File.user_id == user.id, File.status == FileStatus.COMPLETE)
     )
-    return {
-        "used_bytes": user.used_bytes,
-        "reserved_bytes": reserved_bytes(user.id),
-        "quota_bytes": user.quota_bytes,
-        "file_count": int(file_count or 0),
-    }
+    return Usage(user.used_bytes, reserved_bytes(user.id), user.quota_bytes, int(file_count or 0))
 
 
-def user_view(user: User) -> dict:
-    """Return the User shape of the API (with live reserved_bytes)."""
-    return {
-        "id": user.id,
-        "username": user.username,
-        "is_admin": user.is_admin,
-        "quota_bytes": user.quota_bytes,
-        "used_bytes": user.used_bytes,
-        "reserved_bytes": reserved_bytes(user.id),
-        "created_at": user.created_at,
-    }
+def account(user: User, reserved: int | None = None, file_count: int | None = None) -> Account:
+    """Return the User shape of a user, with live reserved bytes unless given."""
+    reserved = reserved_bytes(user.id) if reserved is None else reserved
+    return Account(
+        user.id,
+        user.username,
+        user.is_admin,
+        user.is_active,
+        user.quota_bytes,
+        user.used_bytes,
+        reserved,
+        user.created_at,
+        file_count,
+    )
