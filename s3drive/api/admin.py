@@ -53,8 +53,7 @@ def stats():
 @blp.response(200, AdminUserPageSchema)
 def list_users(args):
     """Return a page of users (oldest first) with their usage."""
-    items, next_cursor = admin_service.list_users(args["limit"], args["cursor"], args["q"])
-    return {"items": items, "next_cursor": next_cursor}
+    return admin_service.list_users(args["limit"], args["cursor"], args["q"])
 
 
 @blp.route("/users/<string:user_id>", methods=["GET"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,33 +19,65 @@ from .users import Account, account
 USERS_CURSOR_SCOPE = "admin users"
 
 
-def stats(now: datetime | None = None) -> dict[str, Any]:
+@dataclass
+class UserCounts:
+    """Accounts by state."""
+
+    total: int = 0
+    active: int = 0
+    disabled: int = 0
+    admins: int = 0  # active administrators
+
+
+@dataclass
+class CountBytes:
+    """How many file records, and their bytes."""
+
+    count: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class Stats:
+    """The server at a glance (GET /api/admin/stats, /metrics)."""
+
+    users: UserCounts
+    files: dict[str, CountBytes]
+    used_bytes: int
+    reserved_bytes: int
+    quota_bytes: int
+    lapsed_reservations: int
+
+
+@dataclass
+class UserPage:
+    """A page of the user list and the cursor of the next one (None on the last page)."""
+
+    items: list[Account]
+    next_cursor: str | None
+
+
+def stats(now: datetime | None = None) -> Stats:
     """Return user counts, file counts and bytes by status, and total used/reserved/quota bytes."""
     now = now or utcnow()
-    users = {"total": 0, "active": 0, "disabled": 0, "admins": 0}
+    users = UserCounts()
     for is_active, is_admin, count in db.session.execute(
         select(User.is_active, User.is_admin, func.count()).group_by(User.is_active, User.is_admin)
     ):
-        users["total"] += count
-        users["active" if is_active else "disabled"] += count
-        users["admins"] += count if is_admin and is_active else 0
-    files = {status: {"count": 0, "bytes": 0} for status in FileStatus}
+        users.total += count
+        users.active += count if is_active else 0
+        users.disabled += 0 if is_active else count
+        users.admins += count if is_admin and is_active else 0
+    files = {status.value: CountBytes() for status in FileStatus}
     for status, count, size in db.session.execute(
         select(File.status, func.count(), func.coalesce(func.sum(File.size), 0)).group_by(File.status)
     ):
-        files[status] = {"count": int(count), "bytes": int(size)}
+        files[status] = CountBytes(int(count), int(size))
     used, quota = db.session.execute(
         select(func.coalesce(func.sum(User.used_bytes), 0), func.coalesce(func.sum(User.quota_bytes), 0))
     ).one()
     live, lapsed = _reservations(now)
-    return {
-        "users": users,
-        "files": files,
-        "used_bytes": int(used),
-        "reserved_bytes": live,
-        "quota_bytes": int(quota),
-        "lapsed_reservations": lapsed,
-    }
+    return Stats(users, files, int(used), live, int(quota), lapsed)
 
 
 def _reservations(now: datetime) -> tuple[int, int]:
@@ -55,7 +88,7 @@ def _reservations(now: datetime) -> tuple[int, int]:
     return int(live or 0), int(lapsed or 0)
 
 
-def list_users(limit: int = 50, cursor: str | None = None, q: str | None = None) -> tuple[list[Account], str | None]:
+def list_users(limit: int = 50, cursor: str | None = None, q: str | None = None) -> UserPage:
     """Return a page of users, oldest first, with usage, and the cursor of the next page."""
     query = select(User).order_by(User.created_at, User.id).limit(limit + 1)
     if q:
@@ -66,9 +99,7 @@ def list_users(limit: int = 50, cursor: str | None = None, q: str | None = None)
     page = list(db.session.scalars(query))
     has_more = len(page) > limit
     page = page[:limit]
-    views = with_usage(page)
-    next_cursor = encode_user_cursor(page[-1]) if has_more else None
-    return views, next_cursor
+    return UserPage(with_usage(page), encode_user_cursor(page[-1]) if has_more else None)
 
 
 def encode_user_cursor(user: User) -> str:

@@ -27,26 +27,26 @@ class StoreCollector(Collector):
         stats = admin.stats()
         users = GaugeMetricFamily("s3drive_users", "Accounts by state.", labels=["state"])
         for state in ("active", "disabled"):
-            users.add_metric([state], stats["users"][state])
+            users.add_metric([state], getattr(stats.users, state))
         yield users
         files = GaugeMetricFamily("s3drive_files", "File records by status.", labels=["status"])
         size = GaugeMetricFamily(
             "s3drive_file_bytes", "Bytes of file records by status (pending: reserved).", labels=["status"]
         )
-        for status, totals in stats["files"].items():
-            files.add_metric([status], totals["count"])
-            size.add_metric([status], totals["bytes"])
+        for status, totals in stats.files.items():
+            files.add_metric([status], totals.count)
+            size.add_metric([status], totals.bytes)
         yield files
         yield size
-        yield GaugeMetricFamily("s3drive_used_bytes", "Bytes of complete files, all users.", value=stats["used_bytes"])
+        yield GaugeMetricFamily("s3drive_used_bytes", "Bytes of complete files, all users.", value=stats.used_bytes)
         yield GaugeMetricFamily(
-            "s3drive_reserved_bytes", "Bytes held by uploads whose URLs are live.", value=stats["reserved_bytes"]
+            "s3drive_reserved_bytes", "Bytes held by uploads whose URLs are live.", value=stats.reserved_bytes
         )
-        yield GaugeMetricFamily("s3drive_quota_bytes", "Sum of all users' quotas.", value=stats["quota_bytes"])
+        yield GaugeMetricFamily("s3drive_quota_bytes", "Sum of all users' quotas.", value=stats.quota_bytes)
         yield GaugeMetricFamily(
             "s3drive_lapsed_uploads",
             "Uploads whose URLs expired unconfirmed: the sweeper's backlog.",
-            value=stats["lapsed_reservations"],
+            value=stats.lapsed_reservations,
         )
 
 
