@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict
 from datetime import timedelta
 
 import click
@@ -13,7 +14,7 @@ from flask.cli import with_appcontext
 from .errors import AppError
 from .extensions import db
 from .schemas import CredentialsSchema
-from .services.sweeper import sweep_until_done
+from .services import sweeper
 from .services.users import create_user
 from .storage import get_storage
 from .timeutil import isoformat_z, utcnow
@@ -84,13 +85,14 @@ def sweep_command(limit: int, grace: int | None, interval: float | None) -> None
 
 def _sweep_once(limit: int, grace: timedelta | None) -> None:
     try:
-        counts = sweep_until_done(limit=limit, grace=grace)
+        counts = sweeper.sweep_until_done(limit=limit, grace=grace)
     except Exception:
         db.session.rollback()
         raise
     finally:
         db.session.remove()
-    click.echo(f"{isoformat_z(utcnow())} sweep " + " ".join(f"{name}={value}" for name, value in counts.items()))
+    fields = " ".join(f"{name}={value}" for name, value in asdict(counts).items())
+    click.echo(f"{isoformat_z(utcnow())} sweep {fields}")
 
 
 @click.command("init-bucket")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import asdict
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from s3drive.models import File, FileStatus, RevokedToken, User, new_id
 from s3drive.services import sweeper
 from s3drive.timeutil import utcnow
 
-ZERO = dict.fromkeys(sweeper.COUNTS, 0)
+ZERO = dict.fromkeys(sweeper.COUNTED, 0)
 
 
 def backdate(app, ids, by=timedelta(hours=1)) -> None:
@@ -29,7 +30,7 @@ def backdate(app, ids, by=timedelta(hours=1)) -> None:
 def run_sweep(app, **kwargs) -> dict:
     with app.app_context():
         try:
-            return sweeper.sweep(**kwargs)
+            return asdict(sweeper.sweep(**kwargs))
         finally:
             db.session.remove()
 
@@ -251,7 +252,7 @@ def test_batches_are_bounded_and_until_done_finishes(app, client, auth, s3):
     assert first["expired"] == 3 and first["more"] is True
     with app.app_context():
         rest = sweeper.sweep_until_done(limit=3)
-    assert rest["expired"] == 4 and rest["more"] is False
+    assert rest.expired == 4 and rest.more is False
     with app.app_context():
         statuses = db.session.scalars(select(File.status)).all()
     assert statuses == [FileStatus.EXPIRED] * 7

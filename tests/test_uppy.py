@@ -423,7 +423,7 @@ def test_undeclared_form_confirmed_by_the_app_or_the_sweeper_keeps_the_arrived_s
 
     with app.app_context():
         done = sweep(now=utcnow() + timedelta(hours=2))
-    assert done["confirmed"] == 1, done
+    assert done.confirmed == 1, done
     record = record_by_key(app, tickets[1]["s3_key"])
     assert record.status == FileStatus.COMPLETE and record.size == 45 and record.size_declared
     assert usage(client, auth)["used_bytes"] == 168 and usage(client, auth)["reserved_bytes"] == 0

@@ -17,8 +17,8 @@ the record as purged, so each dead record costs one entry of one DeleteObjects.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from flask import current_app
 from sqlalchemy import delete, select
@@ -38,15 +38,33 @@ BATCH = 1000
 DEFAULT_GRACE_SECONDS = 900
 # Dead records whose keys the purge step clears from S3.
 DEAD = (FileStatus.REJECTED, FileStatus.EXPIRED)
-COUNTS = (
-    "confirmed",
-    "expired",
-    "rejected",
-    "multipart_aborted",
-    "keys_purged",
-    "revoked_tokens_deleted",
-    "errors",
-)
+
+
+@dataclass
+class SweepCounts:
+    """What a sweep did, and whether a batch was full (`more`: run again)."""
+
+    confirmed: int = 0
+    expired: int = 0
+    rejected: int = 0
+    multipart_aborted: int = 0
+    keys_purged: int = 0
+    revoked_tokens_deleted: int = 0
+    errors: int = 0
+    more: bool = False
+
+    def add(self, other: SweepCounts) -> None:
+        """Add another pass's counts to these; `more` becomes the other pass's."""
+        for name in COUNTED:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.more = other.more
+
+    def progress(self) -> int:
+        """Return how many records the sweep settled (S3 errors are not progress)."""
+        return sum(getattr(self, name) for name in COUNTED if name != "errors")
+
+
+COUNTED = ("confirmed", "expired", "rejected", "multipart_aborted", "keys_purged", "revoked_tokens_deleted", "errors")
 
 
 def grace_period() -> timedelta:
@@ -54,32 +72,27 @@ def grace_period() -> timedelta:
     return timedelta(seconds=int(current_app.config.get("SWEEP_GRACE_SECONDS", DEFAULT_GRACE_SECONDS)))
 
 
-def sweep(now: datetime | None = None, limit: int = BATCH, grace: timedelta | None = None) -> dict[str, Any]:
+def sweep(now: datetime | None = None, limit: int = BATCH, grace: timedelta | None = None) -> SweepCounts:
     """Run one bounded pass of every step; return counts and whether work remains (`more`)."""
     now = now or utcnow()
     cutoff = now - (grace_period() if grace is None else grace)
-    counts: dict[str, Any] = dict.fromkeys(COUNTS, 0)
-    more = False
+    counts = SweepCounts()
     for step in (settle_expired_uploads, abort_stale_multipart, purge_dead_objects, delete_expired_revocations):
         seen = step(counts, now=now, cutoff=cutoff, limit=limit)
-        more = more or seen >= limit
-    counts["more"] = more
+        counts.more = counts.more or seen >= limit
     return counts
 
 
 def sweep_until_done(
     now: datetime | None = None, limit: int = BATCH, grace: timedelta | None = None, max_passes: int = 1000
-) -> dict[str, Any]:
+) -> SweepCounts:
     """Repeat sweep() while work remains and a pass makes progress; return the summed counts."""
-    total: dict[str, Any] = dict.fromkeys(COUNTS, 0)
+    total = SweepCounts()
     for _ in range(max_passes):
         counts = sweep(now=now, limit=limit, grace=grace)
-        for name in COUNTS:
-            total[name] += counts[name]
-        progress = sum(counts[name] for name in COUNTS if name != "errors")
-        total["more"] = counts["more"]
+        total.add(counts)
         # A pass that only met S3 errors would meet them again at once.
-        if not counts["more"] or progress == 0:
+        if not counts.more or counts.progress() == 0:
             break
     return total
 
@@ -87,7 +100,7 @@ def sweep_until_done(
 # -- step 1: pending uploads whose URL expired --------------------------------------------
 
 
-def settle_expired_uploads(counts: dict, *, now: datetime, cutoff: datetime, limit: int) -> int:
+def settle_expired_uploads(counts: SweepCounts, *, now: datetime, cutoff: datetime, limit: int) -> int:
     """Confirm expired uploads that did arrive (if they fit the quota); expire or reject the rest."""
     columns = [File.id, File.user_id, File.batch_id, File.s3_key, File.size, File.size_declared]
     columns += [File.content_type, File.checksum_sha256, File.created_at]
@@ -107,17 +120,17 @@ def settle_expired_uploads(counts: dict, *, now: datetime, cutoff: datetime, lim
         elif verdict.status == "mismatch":
             to_reject.append(row.id)
         else:
-            counts["errors"] += 1  # S3 did not answer; the next pass tries again
+            counts.errors += 1  # S3 did not answer; the next pass tries again
     for user_id in sorted(arrived):
         over_quota = _confirm_arrived(counts, user_id, arrived[user_id], now)
         to_expire.extend(over_quota)
-    counts["expired"] += len(transition(to_expire, FileStatus.PENDING, FileStatus.EXPIRED))
-    counts["rejected"] += len(transition(to_reject, FileStatus.PENDING, FileStatus.REJECTED))
+    counts.expired += len(transition(to_expire, FileStatus.PENDING, FileStatus.EXPIRED))
+    counts.rejected += len(transition(to_reject, FileStatus.PENDING, FileStatus.REJECTED))
     db.session.commit()
     return len(candidates)
 
 
-def _confirm_arrived(counts: dict, user_id: str, arrived: list, now: datetime) -> list[str]:
+def _confirm_arrived(counts: SweepCounts, user_id: str, arrived: list, now: datetime) -> list[str]:
     """Confirm one user's arrived uploads under the quota lock, oldest first; return the ids that do not fit."""
     ledger = open_ledger(user_id, now)
     over_quota = []
@@ -133,7 +146,7 @@ def _confirm_arrived(counts: dict, user_id: str, arrived: list, now: datetime) -
         except QuotaExceeded:
             over_quota.append(record.id)
             continue
-        counts["confirmed"] += 1
+        counts.confirmed += 1
     db.session.commit()  # releases this user's lock before the next user's
     return over_quota
 
@@ -149,7 +162,7 @@ def _oldest_first(columns: list, conditions: list, limit: int) -> list:
 # -- step 2: multipart uploads past their expiry ------------------------------------------
 
 
-def abort_stale_multipart(counts: dict, *, now: datetime, cutoff: datetime, limit: int) -> int:
+def abort_stale_multipart(counts: SweepCounts, *, now: datetime, cutoff: datetime, limit: int) -> int:
     """Abort multipart uploads past their expiry in S3 and mark their records expired."""
     candidates = _oldest_first(
         [File.id, File.s3_key, File.upload_id],
@@ -165,10 +178,10 @@ def abort_stale_multipart(counts: dict, *, now: datetime, cutoff: datetime, limi
         [(row.id, row.s3_key, row.upload_id) for row in candidates],
     )
     aborted = [task[0] for task, result in results.items() if not isinstance(result, StorageUnavailable)]
-    counts["errors"] += len(candidates) - len(aborted)
+    counts.errors += len(candidates) - len(aborted)
     # The expiry is re-checked: a part-signing call may have extended it meanwhile.
     still_stale = [File.expires_at < cutoff]
-    counts["multipart_aborted"] += len(transition(aborted, FileStatus.UPLOADING, FileStatus.EXPIRED, where=still_stale))
+    counts.multipart_aborted += len(transition(aborted, FileStatus.UPLOADING, FileStatus.EXPIRED, where=still_stale))
     db.session.commit()
     return len(candidates)
 
@@ -176,7 +189,7 @@ def abort_stale_multipart(counts: dict, *, now: datetime, cutoff: datetime, limi
 # -- step 3: objects left behind by dead records -----------------------------------------
 
 
-def purge_dead_objects(counts: dict, *, now: datetime, cutoff: datetime, limit: int) -> int:
+def purge_dead_objects(counts: SweepCounts, *, now: datetime, cutoff: datetime, limit: int) -> int:
     """Delete the keys of rejected and expired records from S3, then mark the records purged."""
     candidates = _oldest_first(
         [File.id, File.s3_key], [File.status.in_(DEAD), File.expires_at.is_not(None), File.expires_at < cutoff], limit
@@ -186,10 +199,10 @@ def purge_dead_objects(counts: dict, *, now: datetime, cutoff: datetime, limit: 
     deleted, errors = get_storage().delete_objects(row.s3_key for row in candidates)
     for key, error in errors.items():
         current_app.logger.warning("sweeper could not delete %s: %s", key, error)
-    counts["errors"] += len(errors)
+    counts.errors += len(errors)
     purged = [row.id for row in candidates if row.s3_key in deleted]
     still_dead = [File.expires_at.is_not(None)]
-    counts["keys_purged"] += len(transition(purged, DEAD, where=still_dead, expires_at=None))
+    counts.keys_purged += len(transition(purged, DEAD, where=still_dead, expires_at=None))
     db.session.commit()
     return len(candidates)
 
@@ -197,12 +210,12 @@ def purge_dead_objects(counts: dict, *, now: datetime, cutoff: datetime, limit: 
 # -- step 4: revocations of tokens that expired anyway ------------------------------------
 
 
-def delete_expired_revocations(counts: dict, *, now: datetime, cutoff: datetime, limit: int) -> int:
+def delete_expired_revocations(counts: SweepCounts, *, now: datetime, cutoff: datetime, limit: int) -> int:
     """Delete revoked-token rows whose tokens have expired (with the grace, for clock skew)."""
     doomed = select(RevokedToken.jti).where(RevokedToken.expires_at < cutoff).limit(limit).scalar_subquery()
     result = db.session.execute(
         delete(RevokedToken).where(RevokedToken.jti.in_(doomed)).execution_options(synchronize_session=False)
     )
     db.session.commit()
-    counts["revoked_tokens_deleted"] += result.rowcount
+    counts.revoked_tokens_deleted += result.rowcount
     return result.rowcount
