@@ -1,4 +1,4 @@
-"""The Vitest suite of frontend_example/ (upload.js's retry, re-sign and resume logic; <S3Uploader>).
+"""The Vitest suites of frontend_example/ (the lib/ modules: retries, re-signing, resume; <S3Uploader>).
 
 Run from pytest so that `make test` stays the one command. Needs Node.js and the pinned
 npm packages of frontend_example/react (`npm ci` there, which `.ci/run` does; this test
