@@ -19,6 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from flask import Flask, current_app
 
+from .chunks import chunked
 from .errors import AppError, InvalidState, MultipartRefused, ObjectMissing, StorageUnavailable
 from .parts import MAX_SINGLE_PUT, MIB, copy_part_ranges
 from .signing import S3Presigner, credentials_from_boto3
@@ -370,25 +371,31 @@ class Storage:
         return _strip_etag(response.get("ETag"))
 
     def delete_objects(self, keys: Iterable[str]) -> tuple[set[str], dict[str, str]]:
-        """Delete keys with DeleteObjects in chunks of 1,000; return (deleted, key -> error)."""
-        keys = list(keys)
+        """Delete keys with one DeleteObjects call per 1,000 (the calls run concurrently);
+        return (deleted, key -> error). Failures are returned, never raised."""
         deleted: set[str] = set()
         errors: dict[str, str] = {}
-        for start in range(0, len(keys), DELETE_CHUNK):
-            chunk = keys[start : start + DELETE_CHUNK]
-            try:
-                response = self.client.delete_objects(
-                    Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": False},
-                )
-            except (ClientError, BotoCoreError) as error:
-                message = translate_error(error).message
-                errors.update(dict.fromkeys(chunk, message))
+        groups = [tuple(chunk) for chunk in chunked(list(keys), DELETE_CHUNK)]
+        for chunk, result in self.map_concurrently(self._delete_chunk, groups).items():  # type: ignore[arg-type]
+            if isinstance(result, StorageUnavailable):
+                errors.update(dict.fromkeys(chunk, result.message))
                 continue
-            deleted.update(item["Key"] for item in response.get("Deleted", ()))
-            for item in response.get("Errors", ()):
-                errors[item["Key"]] = item.get("Message") or item.get("Code") or "delete failed"
+            deleted |= result[0]
+            errors.update(result[1])
         return deleted, errors
+
+    def _delete_chunk(self, keys: tuple[str, ...]) -> tuple[set[str], dict[str, str]]:
+        try:
+            response = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": False}
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise translate_error(error) from error
+        errors = {
+            item["Key"]: item.get("Message") or item.get("Code") or "delete failed"
+            for item in response.get("Errors", ())
+        }
+        return {item["Key"] for item in response.get("Deleted", ())}, errors
 
     def discard(self, keys: Iterable[str], what: str = "object") -> None:
         """Delete objects nobody should keep, logging (not raising) what S3 failed to delete:

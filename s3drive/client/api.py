@@ -11,7 +11,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
@@ -111,12 +111,6 @@ class SessionPerThread:
 def batch_size(limits: dict) -> int:
     """Return how many files (or ids) one batch call may carry, from the server's limits."""
     return max(1, int(limits.get("max_batch") or DEFAULT_MAX_BATCH))
-
-
-def batches(items: list, size: int) -> Iterator[list]:
-    """Yield items in lists of at most size."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _segment(value: str) -> str:

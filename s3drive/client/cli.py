@@ -16,8 +16,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ..chunks import chunked
 from . import config
-from .api import Api, RetryPolicy, batch_size, batches
+from .api import Api, RetryPolicy, batch_size
 from .download import Downloader
 from .errors import ClientError
 from .local_files import collect_files
@@ -261,7 +262,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
     api = logged_in_api(args)
     ids = list(dict.fromkeys(args.ids))
     failures: list[tuple[str, str, str]] = []
-    for group in batches(ids, batch_size(api.limits())):
+    for group in chunked(ids, batch_size(api.limits())):
         answer = api.delete_files(group)
         for file_id in answer.get("deleted", []):
             print(f"deleted {file_id}")

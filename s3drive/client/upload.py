@@ -21,8 +21,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..chunks import chunked
 from ..parts import DEFAULT_PART_SIZE, fitting_part_size, part_length, part_range
-from .api import Api, RetryPolicy, batch_size, batches
+from .api import Api, RetryPolicy, batch_size
 from .config import read_json, uploads_dir, write_private
 from .errors import ApiError, ClientError
 from .local_files import LocalFile, sha256_file
@@ -96,7 +97,7 @@ class Uploader:
         small = [f for f in files if f.size <= threshold]
         large = [f for f in files if f.size > threshold]
         try:
-            for batch in batches(small, batch_size(self.limits)):
+            for batch in chunked(small, batch_size(self.limits)):
                 self._upload_batch(batch, outcomes)
             for f in large:
                 self._run_multipart(f, outcomes[id(f)])
@@ -279,7 +280,7 @@ class Uploader:
 
         task = self.progress.add_file(f.shown, f.size, completed=outcome.resumed_bytes)
         try:
-            for window in batches(remaining, SIGN_WINDOW):
+            for window in chunked(remaining, SIGN_WINDOW):
                 signed = self.api.sign_parts(state["id"], window)
                 self._run_tasks(partial(self._put_part, f, state, signed, task, outcome), window, landed)
         except KeyboardInterrupt:

@@ -25,7 +25,7 @@ from ..errors import AppError, InvalidState, NotFound, StorageUnavailable, Valid
 from ..extensions import db
 from ..models import File, FileStatus, new_ids
 from ..policy import TIERS, checked_name, normalize_folder, normalize_tags, object_key, sanitize_file_name
-from ..storage import DELETE_CHUNK, get_storage
+from ..storage import get_storage
 from ..timeutil import utcnow
 from .confirm import settle_arrival
 from .quota import chunked, locking, open_ledger, transition
@@ -224,7 +224,7 @@ def delete_files(user_id: str, ids: list[str]) -> DeleteOutcome:
         elif row.status != FileStatus.DELETED:  # deleting twice is not an error
             doomed[row.s3_key] = row
 
-    gone, failures = delete_keys(list(doomed))
+    gone, failures = get_storage().delete_objects(doomed)
     deleted_ids: list[str] = []
     released = 0
     for key, row in doomed.items():
@@ -241,21 +241,6 @@ def delete_files(user_id: str, ids: list[str]) -> DeleteOutcome:
         deleted=[file_id for file_id in wanted if file_id not in errors],
         failed=[(file_id, errors[file_id]) for file_id in wanted if file_id in errors],
     )
-
-
-def delete_keys(keys: list[str]) -> tuple[set[str], dict[str, str]]:
-    """Delete keys with one DeleteObjects call per 1,000, the calls running concurrently."""
-    storage = get_storage()
-    chunks = [tuple(keys[start : start + DELETE_CHUNK]) for start in range(0, len(keys), DELETE_CHUNK)]
-    gone: set[str] = set()
-    failures: dict[str, str] = {}
-    for chunk, result in storage.map_concurrently(storage.delete_objects, chunks).items():  # type: ignore[arg-type]
-        if isinstance(result, StorageUnavailable):
-            failures.update(dict.fromkeys(chunk, result.message))
-            continue
-        gone |= result[0]
-        failures.update(result[1])
-    return gone, failures
 
 
 # -- copy --------------------------------------------------------------------------------

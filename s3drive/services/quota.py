@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Executable, bindparam, func, select, update
 
+from .. import chunks
 from ..errors import QuotaExceeded, Unauthorized
 from ..extensions import db
 from ..models import RESERVING_STATUSES, File, FileStatus, User
@@ -29,9 +30,8 @@ IN_CHUNK = 500
 
 
 def chunked(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
-    """Yield consecutive slices of at most `size` values (for IN lists and batched calls)."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+    """Yield consecutive slices of at most IN_CHUNK values, for IN lists."""
+    return chunks.chunked(values, size)
 
 
 # -- locks -------------------------------------------------------------------------------
