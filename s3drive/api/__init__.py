@@ -10,6 +10,7 @@ from flask_smorest import Api
 
 from ..schemas import BatchUploadSchema, ErrorSchema, FileSpecSchema
 from . import admin, auth, files, listing, manage, multipart, ops, uppy
+from .base import refuse_unstorable
 from .errors import http_error_response
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -43,6 +44,16 @@ def init_app(app: Flask) -> None:
     api.spec.components.schema("BatchUpload", schema=BatchUploadSchema)
     app.extensions["s3drive.api"] = api
     _register_request_id(app)
+    app.before_request(refuse_unstorable_url)
+
+
+def refuse_unstorable_url() -> None:
+    """Answer 422 for a NUL in the query or the path (`?q=%00`, `/api/files/%00`): no database stores one."""
+    for name, value in request.args.items(multi=True):
+        refuse_unstorable(value, name)
+        refuse_unstorable(name)
+    for name, value in (request.view_args or {}).items():
+        refuse_unstorable(value, name)
 
 
 def _register_request_id(app: Flask) -> None:

@@ -9,20 +9,53 @@ from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs.flaskparser import FlaskParser
 
-from ..errors import BadRequest
+from ..errors import BadRequest, ValidationFailed
+
+UNSTORABLE = "Text may not contain NUL characters or unpaired surrogates."
 
 
 def json_object_body() -> dict:
-    """Return the request body as a dict, or raise bad_request (not JSON / not an object)."""
+    """Return the request body as a dict, or raise bad_request (not JSON / not an object)
+    or validation_error (text no database can store)."""
     if not request.is_json:
         raise BadRequest("Send a JSON object with Content-Type: application/json.")
+    raw = request.get_data(cache=True)
     try:
-        body = json.loads(request.get_data(cache=True))
+        body = json.loads(raw)
     except (ValueError, RecursionError):
         raise BadRequest("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
+    # JSON can only carry NUL or a lone surrogate as a \u escape: bodies without one skip the walk.
+    if b"\\u" in raw:
+        refuse_unstorable(body)
     return body
+
+
+def refuse_unstorable(value: object, path: str = "") -> None:
+    """Raise validation_error, naming the field, if any string in value (keys included) holds a NUL
+    character or an unpaired surrogate: PostgreSQL refuses both, and neither is UTF-8."""
+    if isinstance(value, str):
+        if not storable(value):
+            raise ValidationFailed(UNSTORABLE, field=path or "_schema")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_unstorable(key, path or "_schema")
+            refuse_unstorable(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            refuse_unstorable(item, f"{path}.{index}" if path else str(index))
+
+
+def storable(text: str) -> bool:
+    """Tell whether a string can be stored: no NUL, and valid UTF-8 (no unpaired surrogates)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class JSONObjectParser(FlaskParser):

@@ -1,0 +1,110 @@
+"""Text no database can store (NUL, unpaired surrogates) answers 422 validation_error, never a 500.
+
+PostgreSQL refuses NUL in text, and neither NUL-free lone surrogates nor NUL survive UTF-8;
+CI runs this module on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import presign, spec
+
+NUL, SURROGATE = "a\u0000b", "a\ud800b"
+
+
+def post_raw(client, path: str, body: dict, headers: dict | None = None):
+    """POST a body serialized by hand: json.dumps escapes NUL and lone surrogates as \\u escapes."""
+    return client.post(path, data=json.dumps(body), content_type="application/json", headers=headers or {})
+
+
+def assert_422(response, field: str | None = None) -> dict:
+    body = response.get_json()
+    assert response.status_code == 422, body
+    assert body["error"]["code"] == "validation_error"
+    if field is not None:
+        assert field in body["error"]["details"], body
+    return body
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+def test_login_and_register_refuse_unstorable_names_unauthenticated(client, bad):
+    assert_422(post_raw(client, "/api/auth/login", {"username": bad, "password": "whatever1"}), "username")
+    assert_422(post_raw(client, "/api/auth/register", {"username": bad, "password": "whatever1"}), "username")
+    assert_422(post_raw(client, "/api/auth/login", {"username": "alice", "password": bad}), "password")
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+@pytest.mark.parametrize("field", ["file_name", "title", "description", "folder", "content_type", "checksum_sha256"])
+def test_presign_refuses_unstorable_text_in_any_field(client, auth, field, bad):
+    single = post_raw(
+        client, "/api/files/upload/", spec(**{field: bad}) if field != "file_name" else {**spec(), field: bad}, auth
+    )
+    assert_422(single, field)
+    batch = post_raw(client, "/api/files/upload/", {"files": [spec("ok.jpg"), {**spec(), field: bad}]}, auth)
+    assert_422(batch, f"files.1.{field}")
+    assert client.get("/api/files/?status=pending", headers=auth).get_json()["items"] == []
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+def test_tags_and_keys_are_checked_too(client, auth, bad):
+    assert_422(post_raw(client, "/api/files/upload/", spec(tags=["fine", bad]), auth), "tags.1")
+    assert_422(post_raw(client, "/api/files/upload/", {**spec(), bad: "x"}, auth))
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+def test_metadata_changes_and_copies_refuse_unstorable_text(client, auth, bad):
+    [ticket] = presign(client, auth, spec("a.jpg"))["successful"]
+    for field in ("title", "description", "file_name", "folder"):
+        assert_422(
+            client.patch(
+                f"/api/files/{ticket['id']}",
+                data=json.dumps({field: bad}),
+                content_type="application/json",
+                headers=auth,
+            ),
+            field,
+        )
+    assert_422(post_raw(client, f"/api/files/{ticket['id']}/copy", {"file_name": bad}, auth), "file_name")
+    assert_422(post_raw(client, "/api/files/confirm_uploads/", {"ids": [bad]}, auth), "ids.0")
+    assert_422(post_raw(client, "/api/files/delete", {"ids": [ticket["id"], bad]}, auth), "ids.1")
+    assert client.get(f"/api/files/{ticket['id']}", headers=auth).get_json()["title"] is None
+
+
+@pytest.mark.parametrize("param", ["q", "tag", "folder", "cursor", "sort"])
+def test_query_strings_with_nul_are_422(client, auth, param):
+    assert_422(client.get(f"/api/files/?{param}=a%00b", headers=auth), param)
+
+
+def test_paths_with_nul_are_422_not_500(client, auth):
+    assert_422(client.get("/api/files/a%00b", headers=auth), "file_id")
+    assert_422(client.get("/api/files/multipart/a%00b", headers=auth), "file_id")
+
+
+def test_admin_search_with_nul_is_422(client, app):
+    from s3drive.services.users import create_user
+
+    with app.app_context():
+        create_user("root", "adminpass1", is_admin=True)
+    admin = _login(client, "root", "adminpass1")
+    assert_422(client.get("/api/admin/users?q=a%00b", headers=admin), "q")
+
+
+def _login(client, username: str, password: str) -> dict:
+    token = client.post("/api/auth/login", json={"username": username, "password": password}).get_json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+def test_uppy_routes_answer_in_companions_shape(client, auth, bad):
+    created = post_raw(
+        client, "/uppy/s3/multipart", {"filename": "a.bin", "type": "text/plain", "metadata": {"title": bad}}, auth
+    )
+    assert (
+        created.status_code == 422 and "error" in created.get_json() and "metadata.title" in created.get_json()["error"]
+    )
+    form = client.get(
+        "/uppy/s3/params", query_string={"filename": "a.txt", "metadata[title]": "a\u0000b"}, headers=auth
+    )
+    assert form.status_code == 422 and "metadata[title]" in form.get_json()["error"]
