@@ -64,6 +64,9 @@ class FileStatus(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     ABORTED = "aborted"
+    # A delete in progress: its object may still be in S3, so a confirmed file's bytes still count as
+    # used. Whoever started it, or the sweeper if that process died, finishes it (then `deleted`).
+    DELETING = "deleting"
     DELETED = "deleted"
 
 

@@ -569,6 +569,9 @@ class SweepResultSchema(BaseSchema):
     multipart_aborted = fields.Integer()
     keys_purged = fields.Integer(metadata={"description": "keys of rejected/expired records deleted from S3"})
     revoked_tokens_deleted = fields.Integer()
+    deletes_finished = fields.Integer(
+        metadata={"description": "deletes a dead process or an S3 failure left half done"}
+    )
     errors = fields.Integer(metadata={"description": "S3 failures; those records are retried on the next run"})
     more = fields.Boolean(metadata={"description": "a batch was full: run again"})
 

@@ -89,7 +89,16 @@ def test_stats_count_real_uploads(app, client, auth, other_auth, admin_auth, s3)
     assert body["files"]["pending"] == {"count": 2, "bytes": 17}
     assert body["files"]["rejected"] == {"count": 1, "bytes": 10}
     assert body["files"]["deleted"] == {"count": 0, "bytes": 0}
-    assert set(body["files"]) == {"pending", "uploading", "complete", "rejected", "expired", "aborted", "deleted"}
+    assert set(body["files"]) == {
+        "pending",
+        "uploading",
+        "complete",
+        "rejected",
+        "expired",
+        "aborted",
+        "deleting",
+        "deleted",
+    }
     assert body["used_bytes"] == 10
     assert body["reserved_bytes"] == 10  # mallory's URL lapsed: only alice's pending file holds quota
     assert body["lapsed_reservations"] == 1
@@ -276,6 +285,7 @@ def test_sweep_route_runs_the_sweeper(app, client, auth, admin_auth, s3):
         "expired": 1,
         "rejected": 0,
         "multipart_aborted": 0,
+        "deletes_finished": 0,
         "keys_purged": 1,
         "revoked_tokens_deleted": 0,
         "errors": 0,

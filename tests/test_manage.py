@@ -23,6 +23,7 @@ from s3drive.extensions import db
 from s3drive.models import File, User
 from s3drive.parts import copy_part_ranges
 from s3drive.policy import TIERS
+from s3drive.services import sweeper
 from s3drive.services.files import ascii_fallback, content_disposition
 from s3drive.storage import Storage
 
@@ -485,7 +486,8 @@ def test_batch_delete_duplicates_and_already_deleted(client, auth, s3):
 
 
 def test_batch_delete_releases_quota_only_for_what_s3_deleted(client, auth, app, s3):
-    """S3 reports per-key errors (and really keeps those objects): their records stay complete."""
+    """S3 reports per-key errors (and really keeps those objects): their records stay `deleting`, still counted
+    (their bytes are still in S3), until a retry or the sweeper deletes them."""
     files = [upload(client, auth, f"k{i}.txt", b"x" * (i + 1)) for i in range(4)]
     kept = {files[1]["s3_key"], files[3]["s3_key"]}
     events = app.extensions["s3drive.storage"].client.meta.events
@@ -507,8 +509,18 @@ def test_batch_delete_releases_quota_only_for_what_s3_deleted(client, auth, app,
     assert "Access Denied" in body["failed"][0]["error"]["message"]
     for file in files:
         assert (head(s3, file["s3_key"]) is not None) == (file["s3_key"] in kept)
-        assert row(app, file["id"]).status == ("complete" if file["s3_key"] in kept else "deleted")
+        assert row(app, file["id"]).status == ("deleting" if file["s3_key"] in kept else "deleted")
     assert usage(client, auth)["used_bytes"] == 2 + 4
+    listed = client.get("/api/files/", headers=auth).get_json()["items"]
+    assert listed == []  # a file being deleted is never listed as complete
+
+    events.unregister("before-parameter-build.s3.DeleteObjects", keep_some)
+    events.unregister("after-call.s3.DeleteObjects", report_errors)
+    with app.app_context():
+        assert sweeper.sweep().deletes_finished == 2
+    for file in files:
+        assert head(s3, file["s3_key"]) is None and row(app, file["id"]).status == "deleted"
+    assert usage(client, auth)["used_bytes"] == 0
 
 
 def test_concurrent_deletes_of_one_file_release_quota_once(app, client, auth, s3):
@@ -782,14 +794,11 @@ def test_storage_failures_change_nothing(client, auth, app, s3, storage_down):
     file = upload(client, auth, "p.txt", data)
     storage_down()
     for response in (
-        client.delete(f"/api/files/{file['id']}", headers=auth),
         client.patch(f"/api/files/{file['id']}", json={"tier": "standard_ia", "title": "x"}, headers=auth),
         client.post(f"/api/files/{file['id']}/copy", json={}, headers=auth),
     ):
         assert response.status_code == 503 and error_code(response) == "storage_unavailable"
         assert response.headers["Retry-After"]
-    body = client.post("/api/files/delete", json={"ids": [file["id"]]}, headers=auth).get_json()
-    assert body["deleted"] == [] and body["failed"][0]["error"]["code"] == "storage_unavailable"
 
     record = row(app, file["id"])
     assert (record.status, record.tier, record.title) == ("complete", "standard", None)
@@ -803,6 +812,56 @@ def test_storage_failures_change_nothing(client, auth, app, s3, storage_down):
     with app.app_context():
         others = db.session.scalars(select(File.status).where(File.id != file["id"])).all()
     assert others == ["aborted"]  # the failed copy's reservation, ended
+
+
+def test_a_delete_storage_failed_stays_recorded_until_a_retry_or_the_sweeper(client, auth, app, s3, storage_down):
+    """The intent is written before S3 is asked: the file is `deleting` (not listed, still counted) whatever
+    S3 did; never `complete` without a certain object."""
+    data = b"precious"
+    file, keep = upload(client, auth, "p.txt", data), upload(client, auth, "k.txt", b"kk")
+    real = app.extensions["s3drive.storage"]
+    storage_down()
+    response = client.delete(f"/api/files/{file['id']}", headers=auth)
+    assert response.status_code == 503 and error_code(response) == "storage_unavailable"
+    assert response.headers["Retry-After"]
+    body = client.post("/api/files/delete", json={"ids": [file["id"]]}, headers=auth).get_json()
+    assert body["deleted"] == [] and body["failed"][0]["error"]["code"] == "storage_unavailable"
+
+    assert row(app, file["id"]).status == "deleting"
+    assert [item["id"] for item in client.get("/api/files/", headers=auth).get_json()["items"]] == [keep["id"]]
+    assert usage(client, auth) == {
+        "used_bytes": len(data) + 2,
+        "reserved_bytes": 0,
+        "quota_bytes": 1024**3,
+        "file_count": 1,
+    }
+    for path in (f"/api/files/{file['id']}/download", f"/api/files/{file['id']}/copy"):
+        call = client.get if path.endswith("download") else client.post
+        assert call(path, headers=auth, **({} if call is client.get else {"json": {}})).status_code == 409
+
+    app.extensions["s3drive.storage"] = real  # S3 is back: a retry finishes the delete
+    again = client.delete(f"/api/files/{file['id']}", headers=auth)
+    assert again.status_code == 200 and again.get_json() == {"id": file["id"], "status": "deleted"}
+    assert head(s3, file["s3_key"]) is None and row(app, file["id"]).status == "deleted"
+    assert usage(client, auth)["used_bytes"] == 2
+
+
+def test_the_sweeper_finishes_deletes_left_behind(client, auth, app, s3, storage_down):
+    files = [upload(client, auth, f"{i}.txt", b"x" * (i + 1)) for i in range(3)]
+    real = app.extensions["s3drive.storage"]
+    storage_down()
+    body = client.post("/api/files/delete", json={"ids": [f["id"] for f in files]}, headers=auth).get_json()
+    assert len(body["failed"]) == 3
+    app.extensions["s3drive.storage"] = real
+    with app.app_context():
+        counts = sweeper.sweep()
+        assert (counts.deletes_finished, counts.errors) == (3, 0)
+        assert sweeper.sweep().deletes_finished == 0  # finished once
+    for file in files:
+        assert head(s3, file["s3_key"]) is None and row(app, file["id"]).status == "deleted"
+    assert usage(client, auth)["used_bytes"] == 0
+    with app.app_context():
+        assert db.session.scalar(select(User.used_bytes)) == 0
 
 
 # -- isolation and the contract -------------------------------------------------------------

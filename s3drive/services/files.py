@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import current_app
-from sqlalchemy import Row
+from sqlalchemy import Row, select
 
 from ..errors import AppError, InvalidState, NotFound, StorageUnavailable, ValidationFailed
 from ..extensions import db
@@ -202,18 +202,46 @@ def delete_file(user_id: str, file_id: str) -> None:
 
 
 def delete_files(user_id: str, ids: list[str]) -> DeleteOutcome:
-    """Delete files by id: S3 DeleteObjects in chunks of 1,000, quota released for what S3 deleted.
+    """Delete files by id: the intent first, then S3 (DeleteObjects, 1,000 keys a call), then the records.
 
-    The user's row and the files' rows stay locked across the S3 call (one round trip per
-    1,000 keys): a concurrent delete of the same file then finds it deleted and releases
-    nothing, and an in-place tier copy cannot bring an object back after its delete.
+    1. Under the user's lock, the files become `deleting`: no longer listed, readable or
+       confirmable, but a confirmed file's bytes still count (its object may still be in S3).
+    2. S3 deletes the objects, with no lock held.
+    3. What S3 deleted becomes `deleted` and stops counting (finish_deletes).
+    A process that dies between 1 and 3, or an S3 failure, leaves files `deleting`: a retry of
+    the delete or the sweeper finishes them. No file is ever `complete` without its object.
     """
     wanted = list(dict.fromkeys(ids))
-    ledger = open_ledger(user_id)
-    rows = lock_file_rows(user_id, wanted)
+    errors, doomed = mark_deleting(user_id, wanted)
+    gone, failures = get_storage().delete_objects(doomed)
+    finish_deletes(user_id, [doomed[key] for key in gone if key in doomed])
+    for key, file_id in doomed.items():
+        if key not in gone:
+            errors[file_id] = StorageUnavailable(
+                f"Object storage did not delete the object ({failures.get(key)}); the delete is recorded and"
+                " finishes when you retry, or by the sweeper."
+            )
+    return DeleteOutcome(
+        deleted=[file_id for file_id in wanted if file_id not in errors],
+        failed=[(file_id, errors[file_id]) for file_id in wanted if file_id in errors],
+    )
+
+
+# Statuses a delete may start from (an upload in progress is aborted instead; `deleting` is retried).
+DELETABLE = tuple(status for status in FileStatus if status not in (FileStatus.UPLOADING, FileStatus.DELETED))
+
+
+def mark_deleting(user_id: str, ids: list[str]) -> tuple[dict[str, AppError], dict[str, str]]:
+    """Write the intent to delete: the user's files among ids become `deleting`; commit.
+
+    Return the errors of the ids that cannot be deleted, and key -> id of those to delete in S3.
+    Files already `deleted` are neither: deleting twice is not an error.
+    """
+    open_ledger(user_id)  # serialized with confirms: none can complete a file being deleted
+    rows = lock_file_rows(user_id, ids)
     errors: dict[str, AppError] = {}
-    doomed: dict[str, Row] = {}
-    for file_id in wanted:
+    doomed: dict[str, str] = {}
+    for file_id in ids:
         row = rows.get(file_id)
         if row is None:
             errors[file_id] = NotFound("No such file.")
@@ -221,26 +249,27 @@ def delete_files(user_id: str, ids: list[str]) -> DeleteOutcome:
             errors[file_id] = InvalidState(
                 "This multipart upload is in progress: abort it with DELETE /api/files/multipart/<id>."
             )
-        elif row.status != FileStatus.DELETED:  # deleting twice is not an error
-            doomed[row.s3_key] = row
-
-    gone, failures = get_storage().delete_objects(doomed)
-    deleted_ids: list[str] = []
-    released = 0
-    for key, row in doomed.items():
-        if key not in gone:
-            errors[row.id] = StorageUnavailable(f"Object storage did not delete the object: {failures.get(key)}")
-            continue
-        deleted_ids.append(row.id)
-        # A pending record stops reserving its size with the status change alone.
-        released += row.size if row.status == FileStatus.COMPLETE else 0
-    transition(deleted_ids, list(FileStatus), FileStatus.DELETED)
-    ledger.release(released)
+        elif row.status != FileStatus.DELETED:
+            doomed[row.s3_key] = row.id
+    transition(list(doomed.values()), DELETABLE, FileStatus.DELETING)
     db.session.commit()
-    return DeleteOutcome(
-        deleted=[file_id for file_id in wanted if file_id not in errors],
-        failed=[(file_id, errors[file_id]) for file_id in wanted if file_id in errors],
-    )
+    return errors, doomed
+
+
+def finish_deletes(user_id: str, ids: list[str]) -> list[str]:
+    """Record deletes S3 has done: `deleting` becomes `deleted` and confirmed files stop counting; commit.
+
+    Idempotent: a file another process finished meanwhile is neither moved nor released twice.
+    """
+    ledger = open_ledger(user_id)
+    counted: dict[str, int] = {}
+    for chunk in chunked(ids):
+        query = select(File.id, File.size).where(File.id.in_(chunk), File.confirmed_at.is_not(None))
+        counted.update((file_id, size) for file_id, size in db.session.execute(query))
+    moved = transition(ids, FileStatus.DELETING, FileStatus.DELETED)
+    ledger.release(sum(counted.get(file_id, 0) for file_id in moved))
+    db.session.commit()
+    return moved
 
 
 # -- copy --------------------------------------------------------------------------------

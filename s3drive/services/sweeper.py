@@ -1,12 +1,13 @@
-"""The sweeper: settle uploads whose URLs expired, abort stale multipart uploads, purge dead objects.
+"""The sweeper: settle uploads whose URLs expired, abort stale multipart uploads, purge dead objects,
+finish deletes left half done.
 
 Every step works on a bounded batch and changes a row only under a condition on
 its current status (UPDATE ... WHERE status = 'pending'), so two sweepers, or a
 sweeper and a user's confirm, never process one upload twice.
 
-Quota needs no release here: a pending or uploading record holds quota only while
-its expires_at lies ahead (services.quota), so expiring it only
-changes its status.
+Quota needs no release when an upload lapses: a pending or uploading record holds quota
+only while its expires_at lies ahead (services.quota), so expiring it only changes its
+status. Finishing a delete releases the file's bytes (services.files.finish_deletes).
 
 A rejected or expired record whose expires_at is set may still have an object in
 S3 (a delete that failed, or a PUT to a URL that was still valid). The purge step
@@ -29,6 +30,7 @@ from ..models import File, FileStatus, RevokedToken
 from ..storage import get_storage
 from ..timeutil import utcnow
 from .confirm import arrived_size, inspect_objects, judge
+from .files import finish_deletes
 from .quota import open_ledger, reread, transition
 
 BATCH = 1000
@@ -50,6 +52,7 @@ class SweepCounts:
     multipart_aborted: int = 0
     keys_purged: int = 0
     revoked_tokens_deleted: int = 0
+    deletes_finished: int = 0
     errors: int = 0
     more: bool = False
 
@@ -64,7 +67,16 @@ class SweepCounts:
         return sum(getattr(self, name) for name in COUNTED if name != "errors")
 
 
-COUNTED = ("confirmed", "expired", "rejected", "multipart_aborted", "keys_purged", "revoked_tokens_deleted", "errors")
+COUNTED = (
+    "confirmed",
+    "expired",
+    "rejected",
+    "multipart_aborted",
+    "keys_purged",
+    "revoked_tokens_deleted",
+    "deletes_finished",
+    "errors",
+)
 
 
 def grace_period() -> timedelta:
@@ -77,7 +89,14 @@ def sweep(now: datetime | None = None, limit: int = BATCH, grace: timedelta | No
     now = now or utcnow()
     cutoff = now - (grace_period() if grace is None else grace)
     counts = SweepCounts()
-    for step in (settle_expired_uploads, abort_stale_multipart, purge_dead_objects, delete_expired_revocations):
+    steps = (
+        settle_expired_uploads,
+        abort_stale_multipart,
+        purge_dead_objects,
+        finish_interrupted_deletes,
+        delete_expired_revocations,
+    )
+    for step in steps:
         seen = step(counts, now=now, cutoff=cutoff, limit=limit)
         counts.more = counts.more or seen >= limit
     return counts
@@ -196,18 +215,43 @@ def purge_dead_objects(counts: SweepCounts, *, now: datetime, cutoff: datetime, 
     )
     if not candidates:
         return 0
-    deleted, errors = get_storage().delete_objects(row.s3_key for row in candidates)
-    for key, error in errors.items():
-        current_app.logger.warning("sweeper could not delete %s: %s", key, error)
-    counts.errors += len(errors)
-    purged = [row.id for row in candidates if row.s3_key in deleted]
+    purged = [row.id for row in _delete_objects_of(candidates, counts)]
     still_dead = [File.expires_at.is_not(None)]
     counts.keys_purged += len(transition(purged, DEAD, where=still_dead, expires_at=None))
     db.session.commit()
     return len(candidates)
 
 
-# -- step 4: revocations of tokens that expired anyway ------------------------------------
+# -- step 4: deletes that a dead process, or an S3 failure, left half done ----------------
+
+
+def finish_interrupted_deletes(counts: SweepCounts, *, now: datetime, cutoff: datetime, limit: int) -> int:
+    """Delete the objects of `deleting` records, then finish those records (files.finish_deletes).
+
+    No grace period: deleting an object twice is harmless, and finishing is conditional, so a
+    request still finishing its own delete and the sweeper never release a file's bytes twice.
+    """
+    candidates = _oldest_first([File.id, File.user_id, File.s3_key], [File.status == FileStatus.DELETING], limit)
+    if not candidates:
+        return 0
+    done: dict[str, list[str]] = defaultdict(list)
+    for row in _delete_objects_of(candidates, counts):
+        done[row.user_id].append(row.id)
+    for user_id in sorted(done):
+        counts.deletes_finished += len(finish_deletes(user_id, done[user_id]))
+    return len(candidates)
+
+
+def _delete_objects_of(rows: list, counts: SweepCounts) -> list:
+    """Delete the rows' objects from S3; return the rows whose objects are gone (failures are logged and counted)."""
+    deleted, errors = get_storage().delete_objects(row.s3_key for row in rows)
+    for key, error in errors.items():
+        current_app.logger.warning("sweeper could not delete %s: %s", key, error)
+    counts.errors += len(errors)
+    return [row for row in rows if row.s3_key in deleted]
+
+
+# -- step 5: revocations of tokens that expired anyway ------------------------------------
 
 
 def delete_expired_revocations(counts: SweepCounts, *, now: datetime, cutoff: datetime, limit: int) -> int:
