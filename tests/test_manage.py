@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -404,7 +405,13 @@ def test_delete_removes_object_releases_quota_keeps_row(client, auth, app, s3):
     assert response.status_code == 200 and response.get_json() == {"id": file["id"], "status": "deleted"}
     assert head(s3, file["s3_key"]) is None
     assert head(s3, keep["s3_key"]) is not None
-    assert usage(client, auth) == {"used_bytes": 4, "reserved_bytes": 0, "quota_bytes": 1024**3, "file_count": 1}
+    # No longer used; reserved while its upload URL could still store the bytes again.
+    assert usage(client, auth) == {
+        "used_bytes": 4,
+        "reserved_bytes": len(data),
+        "quota_bytes": 1024**3,
+        "file_count": 1,
+    }
     assert row(app, file["id"]).status == "deleted"
     assert client.get(f"/api/files/{file['id']}", headers=auth).get_json()["status"] == "deleted"
     # Deleting again is harmless: same answer, nothing released twice.
@@ -413,14 +420,37 @@ def test_delete_removes_object_releases_quota_keeps_row(client, auth, app, s3):
     assert usage(client, auth)["used_bytes"] == 4
 
 
-def test_delete_pending_stops_reserving(client, auth, app, s3):
-    ticket = presign(client, auth, spec("p.txt", b"x" * 100, "text/plain"))["successful"][0]
-    assert usage(client, auth)["reserved_bytes"] == 100
+@pytest.mark.parametrize("app_config", [{"DEFAULT_QUOTA_BYTES": 50 * 2**20}])
+@pytest.mark.parametrize("confirmed", [False, True], ids=["pending", "complete"])
+def test_old_urls_of_deleted_files_store_nothing_beyond_the_quota(client, auth, app, s3, confirmed):
+    """Presign 45 MiB, delete, PUT to the old URL, presign again: the old URL keeps its reservation until
+    it expires, so the second presign is refused; then the sweeper removes what arrived."""
+    data = b"z" * (45 * 2**20)
+    ticket = presign(client, auth, spec("big.bin", data, "application/octet-stream"))["successful"][0]
+    if confirmed:
+        assert put_bytes(ticket, data).status_code == 200
+        assert client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth).status_code == 200
     assert client.delete(f"/api/files/{ticket['id']}", headers=auth).status_code == 200
-    assert usage(client, auth) == {"used_bytes": 0, "reserved_bytes": 0, "quota_bytes": 1024**3, "file_count": 0}
     assert row(app, ticket["id"]).status == "deleted"
-    confirm = client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth)
-    assert confirm.status_code == 409
+    assert usage(client, auth) == {
+        "used_bytes": 0,
+        "reserved_bytes": len(data),
+        "quota_bytes": 50 * 2**20,
+        "file_count": 0,
+    }
+    assert client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth).status_code == 409
+
+    assert put_bytes(ticket, data).status_code == 200  # the URL still works: the bytes are reserved
+    again = client.post("/api/files/upload/", json=spec("again.bin", data, "application/octet-stream"), headers=auth)
+    assert again.status_code == 507 and error_code(again) == "quota_exceeded"
+
+    with app.app_context():
+        later = row(app, ticket["id"]).expires_at + timedelta(hours=1)
+        assert sweeper.sweep(now=later).keys_purged == 1
+    assert head(s3, ticket["s3_key"]) is None
+    assert usage(client, auth)["reserved_bytes"] == 0
+    with app.app_context():
+        assert sweeper.sweep(now=later).keys_purged == 0  # purged once
 
 
 def test_delete_multipart_in_progress_points_to_abort(client, auth, app):
@@ -456,7 +486,13 @@ def test_batch_delete_1200_files(client, auth, other_auth, app, s3):
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=user_prefix)
     assert listed["KeyCount"] == 0
     assert head(s3, foreign["s3_key"]) is not None
-    assert usage(client, auth) == {"used_bytes": 0, "reserved_bytes": 0, "quota_bytes": 1024**3, "file_count": 0}
+    # The deleted files' upload URLs still live: their bytes stay reserved until they expire.
+    assert usage(client, auth) == {
+        "used_bytes": 0,
+        "reserved_bytes": 1200 * 8,
+        "quota_bytes": 1024**3,
+        "file_count": 0,
+    }
     assert usage(client, other_auth)["used_bytes"] == len(b"not yours")
     with app.app_context():
         statuses = db.session.execute(

@@ -67,9 +67,16 @@ def lock_user(user_id: str) -> User:
 # -- reservations ------------------------------------------------------------------------
 
 
+# A single-request upload's URL (PUT or POST form) stays usable until it expires, whatever became of
+# its record: a deleted file's old URL could store the bytes again. So a deleted record keeps its
+# reservation while its URL lives (the sweeper's purge then deletes whatever arrived), and nobody
+# stores more than the quota through old URLs. While a confirmed file is `deleting` its bytes still
+# count as used: nothing to reserve besides. Multipart part URLs die with the upload; a copy has no URL.
 def holds_reservation(now: Any) -> ColumnElement:
     """Return the condition of records that reserve their size at `now` (a time or a bound parameter)."""
-    return File.status.in_(RESERVING_STATUSES) & (File.expires_at > now)
+    deleted = (File.status == FileStatus.DELETED) | ((File.status == FileStatus.DELETING) & File.confirmed_at.is_(None))
+    old_url = deleted & File.part_size.is_(None) & (File.method != "COPY")
+    return (File.expires_at > now) & (File.status.in_(RESERVING_STATUSES) | old_url)
 
 
 # Built once: building the statement costs more than running it (the presign hot path).

@@ -39,7 +39,7 @@ BATCH = 1000
 # finish over a 1 Mbit/s link. Settable with S3DRIVE_SWEEP_GRACE_SECONDS.
 DEFAULT_GRACE_SECONDS = 900
 # Dead records whose keys the purge step clears from S3.
-DEAD = (FileStatus.REJECTED, FileStatus.EXPIRED)
+DEAD = (FileStatus.REJECTED, FileStatus.EXPIRED, FileStatus.DELETED)
 
 
 @dataclass
