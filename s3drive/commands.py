@@ -11,6 +11,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+from .config import MAX_QUOTA_BYTES
 from .errors import AppError
 from .extensions import db
 from .schemas import CredentialsSchema
@@ -31,7 +32,10 @@ def init_app(app: Flask) -> None:
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters.")
 @click.option("--admin", is_flag=True, help="Make the user an administrator.")
 @click.option(
-    "--quota", type=click.IntRange(min=0), default=None, help="Quota in bytes (default: S3DRIVE_DEFAULT_QUOTA_BYTES)."
+    "--quota",
+    type=click.IntRange(min=0, max=MAX_QUOTA_BYTES),
+    default=None,
+    help="Quota in bytes (default: S3DRIVE_DEFAULT_QUOTA_BYTES).",
 )
 @with_appcontext
 def create_user_command(username: str, password: str, admin: bool, quota: int | None) -> None:

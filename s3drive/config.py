@@ -92,6 +92,8 @@ INT_SETTINGS = (
 LIST_SETTINGS = ("ALLOWED_CONTENT_TYPES", "CORS_ORIGINS")
 BOOL_SETTINGS = ("ALLOW_REGISTRATION", "CHECK_DATABASE", "DEV_STACK")
 MIN_JWT_SECRET_BYTES = 32
+# The largest quota a user may have (1 PiB): sums over many users stay far from 64-bit overflow.
+MAX_QUOTA_BYTES = 2**50
 
 
 class ConfigError(RuntimeError):
@@ -176,6 +178,8 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError("S3DRIVE_MULTIPART_EXPIRES_IN must be between 60 and 2592000 seconds (30 days)")
     if config["MAX_FILE_SIZE"] > MAX_OBJECT_SIZE:
         raise ConfigError("S3DRIVE_MAX_FILE_SIZE must be at most 5 TiB (S3's object limit)")
+    if config["DEFAULT_QUOTA_BYTES"] > MAX_QUOTA_BYTES:
+        raise ConfigError(f"S3DRIVE_DEFAULT_QUOTA_BYTES must be at most {MAX_QUOTA_BYTES} (1 PiB)")
     if config["MAX_BATCH"] > 10000:
         raise ConfigError("S3DRIVE_MAX_BATCH must be at most 10000")
     if not config["ALLOWED_CONTENT_TYPES"]:

@@ -11,6 +11,7 @@ from typing import Any
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_dump, validate, validates_schema
 from webargs.fields import DelimitedList
 
+from .config import MAX_QUOTA_BYTES
 from .errors import AppError, BatchTooLarge, ValidationFailed
 from .models import FileStatus
 from .parts import MAX_ETAG_LENGTH, MAX_PART_SIZE, MAX_PARTS, MAX_SIGN_BATCH, MIN_PART_SIZE
@@ -509,9 +510,6 @@ class FileListSchema(BaseSchema):
 # -- administration -----------------------------------------------------------------------
 
 
-MAX_BIGINT = 2**63 - 1
-
-
 class CountBytesSchema(BaseSchema):
     count = fields.Integer()
     bytes = fields.Integer()
@@ -557,7 +555,9 @@ class AdminUserUpdateSchema(BaseSchema):
     class Meta:
         unknown = RAISE  # a mistyped field must not pass as a no-op
 
-    quota_bytes = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_BIGINT))
+    quota_bytes = fields.Integer(
+        strict=True, validate=validate.Range(min=0, max=MAX_QUOTA_BYTES), metadata={"description": "at most 1 PiB"}
+    )
     is_active = fields.Boolean()
     is_admin = fields.Boolean()
 

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from s3drive.extensions import db
-from s3drive.models import File
+from s3drive.models import File, User
 from s3drive.services.users import create_user
 from s3drive.timeutil import utcnow
 
@@ -299,3 +299,41 @@ def test_sweep_route_runs_the_sweeper(app, client, auth, admin_auth, s3):
     keys = {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET).get("Contents", ())}
     assert keys == {arrived["s3_key"]}
     assert client.get("/api/files/usage", headers=auth).get_json()["used_bytes"] == 10
+
+
+def test_quotas_are_bounded_and_huge_ones_never_break_the_sums(app, client, auth, other_auth, admin_auth):
+    alice = user_id(client, auth)
+    refused = client.patch(f"/api/admin/users/{alice}", json={"quota_bytes": 2**62}, headers=admin_auth)
+    assert refused.status_code == 422 and refused.get_json()["error"]["details"]["quota_bytes"]
+    accepted = client.patch(f"/api/admin/users/{alice}", json={"quota_bytes": 2**50}, headers=admin_auth)
+    assert accepted.status_code == 200 and accepted.get_json()["quota_bytes"] == 2**50
+    with app.app_context():
+        # Rows from before the bound: two quotas near 2**63 overflowed SQLite's SUM (a 503 before).
+        db.session.execute(update(User).values(quota_bytes=2**62 + 2**61))
+        db.session.commit()
+    stats = client.get("/api/admin/stats", headers=admin_auth)
+    assert stats.status_code == 200, stats.get_json()
+    assert stats.get_json()["quota_bytes"] >= 3 * 2**62
+    assert client.get("/metrics").status_code == 200
+
+
+def test_only_a_database_that_is_down_or_busy_is_a_503(client, auth, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from s3drive.services import users
+
+    failures = {
+        "no such column: files.nope": 500,  # a bug, not an outage
+        "integer overflow": 500,
+        "database is locked": 503,
+        "connection refused": 503,
+    }
+    for message, status in failures.items():
+
+        def fail(user, message=message):
+            raise OperationalError("SELECT 1", {}, Exception(message))
+
+        monkeypatch.setattr(users, "usage", fail)
+        response = client.get("/api/files/usage", headers=auth)
+        code = "internal_error" if status == 500 else "database_unavailable"
+        assert (response.status_code, response.get_json()["error"]["code"]) == (status, code), message

@@ -131,7 +131,13 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def handle_database_down(error: OperationalError):
-        db.session.rollback()
+        try:
+            db.session.rollback()
+        except SQLAlchemyError:
+            pass
+        if not database_unavailable(error):
+            log_internal_error(error)
+            return internal_error_response()
         app.logger.error("database error (request_id=%s): %s", g.get("request_id", "-"), error)
         return app_error_response(DatabaseUnavailable())
 
@@ -142,12 +148,45 @@ def _register_error_handlers(app: Flask) -> None:
         except SQLAlchemyError:
             pass
         log_internal_error(error)
-        return error_response(
-            500,
-            "internal_error",
-            "An unexpected error occurred; quote the request id when reporting it.",
-            {"request_id": g.get("request_id")},
-        )
+        return internal_error_response()
+
+
+def internal_error_response() -> Response:
+    """Answer 500 internal_error with the request id, and nothing of what went wrong."""
+    return error_response(
+        500,
+        "internal_error",
+        "An unexpected error occurred; quote the request id when reporting it.",
+        {"request_id": g.get("request_id")},
+    )
+
+
+# PostgreSQL error classes that mean "the database cannot serve now" (SQLSTATE classes 08
+# connection exception, 53 insufficient resources, 57 operator intervention: admin shutdown,
+# statement or lock timeout, 55P03 lock not available), and SQLite's words for the same.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+_UNAVAILABLE_SQLSTATES = ("55P03", "40P01")
+_UNAVAILABLE_WORDS = (
+    "database is locked",
+    "database table is locked",
+    "unable to open database",
+    "disk i/o error",
+    "connect",
+    "server closed",
+    "timeout",
+)
+
+
+def database_unavailable(error: OperationalError) -> bool:
+    """Tell whether an OperationalError means the database is down or too busy (503), not a bug (500)."""
+    if error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    if sqlstate:
+        return sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in _UNAVAILABLE_SQLSTATES
+    # SQLite (and drivers that say nothing more) tell only in words.
+    message = str(error.orig).lower()
+    return any(words in message for words in _UNAVAILABLE_WORDS)
 
 
 # (status, code, message) of each flask-jwt-extended failure, by the name of its loader.

@@ -13,7 +13,7 @@ from ..errors import Conflict, Forbidden, NotFound
 from ..extensions import db
 from ..models import RESERVING_STATUSES, File, FileStatus, User
 from ..timeutil import utcnow
-from .quota import chunked, holds_reservation, lock_user, reserved_by_user
+from .quota import chunked, holds_reservation, is_sqlite, lock_user, reserved_by_user
 from .users import Account, account
 
 USERS_CURSOR_SCOPE = "admin users"
@@ -70,19 +70,25 @@ def stats(now: datetime | None = None) -> Stats:
         users.admins += count if is_admin and is_active else 0
     files = {status.value: CountBytes() for status in FileStatus}
     for status, count, size in db.session.execute(
-        select(File.status, func.count(), func.coalesce(func.sum(File.size), 0)).group_by(File.status)
+        select(File.status, func.count(), total(File.size)).group_by(File.status)
     ):
         files[status] = CountBytes(int(count), int(size))
-    used, quota = db.session.execute(
-        select(func.coalesce(func.sum(User.used_bytes), 0), func.coalesce(func.sum(User.quota_bytes), 0))
-    ).one()
+    used, quota = db.session.execute(select(total(User.used_bytes), total(User.quota_bytes))).one()
     live, lapsed = _reservations(now)
     return Stats(users, files, int(used), live, int(quota), lapsed)
 
 
+def total(column):
+    """Return a SUM over all users that cannot overflow: SQLite's SUM raises on 64-bit overflow, its
+    TOTAL (a float) does not; PostgreSQL sums bigints as numeric."""
+    if is_sqlite():
+        return func.total(column)
+    return func.coalesce(func.sum(column), 0)
+
+
 def _reservations(now: datetime) -> tuple[int, int]:
     # Bytes still held by live upload URLs, and how many uploads lapsed without confirm (sweeper's work).
-    live = db.session.scalar(select(func.coalesce(func.sum(File.size), 0)).where(holds_reservation(now)))
+    live = db.session.scalar(select(total(File.size)).where(holds_reservation(now)))
     held = File.status.in_(RESERVING_STATUSES)
     lapsed = db.session.scalar(select(func.count()).select_from(File).where(held, File.expires_at <= now))
     return int(live or 0), int(lapsed or 0)
