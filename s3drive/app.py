@@ -93,6 +93,8 @@ def register_commands(app: Flask) -> None:
 def _derive_flask_settings(app: Flask) -> None:
     config = app.config
     config["SQLALCHEMY_DATABASE_URI"] = settings.database_url(config, app.instance_path)
+    # Flask refuses (400) a request whose Host is not listed; an empty list would refuse every one.
+    config["TRUSTED_HOSTS"] = config["TRUSTED_HOSTS"] or None
     if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # Waiting writers queue on SQLite's lock instead of failing at once.
         config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})

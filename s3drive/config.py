@@ -70,6 +70,12 @@ DEFAULTS: dict[str, Any] = {
     "UPPY_SESSION_EXPIRES": 3600,
     # How long after a URL expired the sweeper waits before settling its upload.
     "SWEEP_GRACE_SECONDS": 900,
+    # The base URL clients reach the API at (links in answers: Uppy's companion_endpoint). Unset, the
+    # request's host is used, and only hosts in TRUSTED_HOSTS are accepted.
+    "PUBLIC_URL": None,
+    "TRUSTED_HOSTS": [],
+    # Bearer token Prometheus sends to GET /metrics (an admin's access token works too).
+    "METRICS_TOKEN": None,
     # Set by the dev stack (`s3drive dev`) and by tests: they may run without a
     # bucket or JWT secret of the operator's.
     "DEV_STACK": False,
@@ -89,7 +95,7 @@ INT_SETTINGS = (
     "SWEEP_GRACE_SECONDS",
     "UPPY_SESSION_EXPIRES",
 )
-LIST_SETTINGS = ("ALLOWED_CONTENT_TYPES", "CORS_ORIGINS")
+LIST_SETTINGS = ("ALLOWED_CONTENT_TYPES", "CORS_ORIGINS", "TRUSTED_HOSTS")
 BOOL_SETTINGS = ("ALLOW_REGISTRATION", "CHECK_DATABASE", "DEV_STACK")
 MIN_JWT_SECRET_BYTES = 32
 # The largest quota a user may have (1 PiB): sums over many users stay far from 64-bit overflow.
@@ -137,7 +143,15 @@ def normalize(config: dict[str, Any]) -> None:
         config[name] = _as_list(config[name])
     for name in BOOL_SETTINGS:
         config[name] = _as_bool(name, config[name])
-    for name in ("S3_BUCKET", "JWT_SECRET_KEY", "S3_ENDPOINT_URL", "SSE", "SSE_KMS_KEY_ID"):
+    for name in (
+        "S3_BUCKET",
+        "JWT_SECRET_KEY",
+        "S3_ENDPOINT_URL",
+        "SSE",
+        "SSE_KMS_KEY_ID",
+        "PUBLIC_URL",
+        "METRICS_TOKEN",
+    ):
         if config.get(name) is not None:
             config[name] = str(config[name]).strip() or None
     config["S3_KEY_PREFIX"] = str(config.get("S3_KEY_PREFIX") or "")
@@ -178,6 +192,16 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError("S3DRIVE_MULTIPART_EXPIRES_IN must be between 60 and 2592000 seconds (30 days)")
     if config["MAX_FILE_SIZE"] > MAX_OBJECT_SIZE:
         raise ConfigError("S3DRIVE_MAX_FILE_SIZE must be at most 5 TiB (S3's object limit)")
+    public_url = config.get("PUBLIC_URL")
+    if public_url and not public_url.startswith(("https://", "http://")):
+        raise ConfigError("S3DRIVE_PUBLIC_URL must be an http(s) URL, e.g. https://files.example.com")
+    if not public_url and not config["TRUSTED_HOSTS"] and not relaxed:
+        raise ConfigError(
+            "S3DRIVE_PUBLIC_URL is required (the URL clients reach the API at), or list the accepted"
+            " Host names in S3DRIVE_TRUSTED_HOSTS: the request's own Host header is never trusted"
+        )
+    if config.get("METRICS_TOKEN") and len(config["METRICS_TOKEN"]) < 16:
+        raise ConfigError("S3DRIVE_METRICS_TOKEN must be at least 16 characters")
     if config["DEFAULT_QUOTA_BYTES"] > MAX_QUOTA_BYTES:
         raise ConfigError(f"S3DRIVE_DEFAULT_QUOTA_BYTES must be at most {MAX_QUOTA_BYTES} (1 PiB)")
     if config["MAX_BATCH"] > 10000:

@@ -105,10 +105,14 @@ def test_stats_count_real_uploads(app, client, auth, other_auth, admin_auth, s3)
     assert body["quota_bytes"] == 3 * 1024**3
 
 
+METRICS_TOKEN = "prometheus-scrape-token-0123456789"
+
+
+@pytest.mark.parametrize("app_config", [{"METRICS_TOKEN": METRICS_TOKEN}])
 def test_metrics_report_the_store_in_prometheus_format(app, client, auth, other_auth, admin_auth, s3):
     make_mixed_state(app, client, auth, other_auth, admin_auth)
 
-    response = client.get("/metrics")  # for the scraper: no token, aggregates only
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})  # the scraper
 
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=")
@@ -314,7 +318,7 @@ def test_quotas_are_bounded_and_huge_ones_never_break_the_sums(app, client, auth
     stats = client.get("/api/admin/stats", headers=admin_auth)
     assert stats.status_code == 200, stats.get_json()
     assert stats.get_json()["quota_bytes"] >= 3 * 2**62
-    assert client.get("/metrics").status_code == 200
+    assert client.get("/metrics", headers=admin_auth).status_code == 200
 
 
 def test_only_a_database_that_is_down_or_busy_is_a_503(client, auth, monkeypatch):
@@ -337,3 +341,21 @@ def test_only_a_database_that_is_down_or_busy_is_a_503(client, auth, monkeypatch
         response = client.get("/api/files/usage", headers=auth)
         code = "internal_error" if status == 500 else "database_unavailable"
         assert (response.status_code, response.get_json()["error"]["code"]) == (status, code), message
+
+
+def test_metrics_need_the_metrics_token_or_an_admin(make_app, s3):
+    closed = make_app()  # no metrics token configured: the route does not exist for anyone else
+    client = closed.test_client()
+    assert client.get("/metrics").status_code == 404
+    user = register_and_login(client, "alice")
+    assert client.get("/metrics", headers=user).status_code == 403
+    with closed.app_context():
+        create_user("root", PASSWORD, is_admin=True)
+    token = client.post("/api/auth/login", json={"username": "root", "password": PASSWORD}).get_json()["access_token"]
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+    guarded = make_app(METRICS_TOKEN=METRICS_TOKEN).test_client()
+    assert guarded.get("/metrics").status_code == 401
+    assert guarded.get("/metrics", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+    good = guarded.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert good.status_code == 200 and b"s3drive_users" in good.data

@@ -242,3 +242,61 @@ def test_fast_answers_match_their_schemas(client, auth):
     form = client.get("/uppy/s3/params", query_string={"filename": "c.txt", "type": "text/plain"}, headers=auth)
     assert form.status_code == 200, form.get_json()
     assert_shape(form.get_json(), schemas.ParamsSchema())
+
+
+# -- headers and the public URL ----------------------------------------------------------------
+
+
+def test_every_answer_carries_the_security_headers(client, auth):
+    for response in (
+        client.get("/healthz"),
+        client.get("/api/nope", headers=auth),
+        client.post("/api/auth/login", json={"username": "alice", "password": "correct horse battery"}),
+    ):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_tokens_and_private_answers_are_never_cached(client, auth):
+    login = client.post("/api/auth/login", json={"username": "alice", "password": "correct horse battery"})
+    assert login.status_code == 200 and login.headers["Cache-Control"] == "no-store"
+    for response in (
+        client.post("/api/auth/refresh", headers={"Authorization": f"Bearer {login.get_json()['refresh_token']}"}),
+        client.post("/api/uppy/session", headers=auth),
+        client.post("/api/files/upload/", json=spec("a.jpg"), headers=auth),
+        client.get("/api/files/", headers=auth),
+    ):
+        assert response.status_code in (200, 201), response.get_json()
+        assert response.headers["Cache-Control"] == "no-store"
+        assert "Origin" in response.headers["Vary"]  # CORS answers differ by Origin
+
+
+def test_companion_endpoint_uses_the_public_url_not_the_host_header(make_app, s3):
+    from conftest import register_and_login
+
+    app = make_app(PUBLIC_URL="https://files.example/")
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    session = client.post("/api/uppy/session", headers={**auth, "Host": "evil.example"}).get_json()
+    assert session["companion_endpoint"].startswith("https://files.example/uppy/")
+
+
+def test_a_host_outside_the_trusted_hosts_is_refused(make_app, s3):
+    app = make_app(TRUSTED_HOSTS="files.example")
+    client = app.test_client()
+    refused = client.get("/healthz", headers={"Host": "evil.example"})
+    assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "bad_request"
+    trusted = {"Host": "files.example"}
+    auth = register_and_login_at(client, trusted)
+    session = client.post("/api/uppy/session", headers={**auth, **trusted}).get_json()
+    assert session["companion_endpoint"].startswith("http://files.example/uppy/")
+
+
+def register_and_login_at(client, headers: dict) -> dict:
+    """Register and log in alice with extra request headers (a Host the app trusts)."""
+    body = {"username": "alice", "password": "correct horse battery"}
+    assert client.post("/api/auth/register", json=body, headers=headers).status_code == 201
+    token = client.post("/api/auth/login", json=body, headers=headers).get_json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}

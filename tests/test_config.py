@@ -34,10 +34,12 @@ def start_wsgi(env: dict[str, str]) -> subprocess.CompletedProcess:
         ({"S3DRIVE_JWT_SECRET_KEY": SECRET}, "S3DRIVE_S3_BUCKET"),
         ({"S3DRIVE_S3_BUCKET": "b"}, "S3DRIVE_JWT_SECRET_KEY"),
         ({"S3DRIVE_S3_BUCKET": "b", "S3DRIVE_JWT_SECRET_KEY": "short"}, "S3DRIVE_JWT_SECRET_KEY"),
+        ({"S3DRIVE_S3_BUCKET": "b", "S3DRIVE_JWT_SECRET_KEY": SECRET}, "S3DRIVE_PUBLIC_URL"),
         (
             {
                 "S3DRIVE_S3_BUCKET": "b",
                 "S3DRIVE_JWT_SECRET_KEY": SECRET,
+                "S3DRIVE_PUBLIC_URL": "https://files.example",
                 "S3DRIVE_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
             },
             "S3DRIVE_DATABASE_URL",
@@ -51,11 +53,15 @@ def test_start_up_refuses_with_one_line(env, variable, tmp_path):
     assert len(lines) == 1 and variable in lines[0], result.stderr
 
 
-def test_start_up_succeeds_with_required_settings(tmp_path):
+@pytest.mark.parametrize(
+    "where", [{"S3DRIVE_PUBLIC_URL": "https://files.example"}, {"S3DRIVE_TRUSTED_HOSTS": "files.example"}]
+)
+def test_start_up_succeeds_with_required_settings(tmp_path, where):
     env = {
         "S3DRIVE_S3_BUCKET": "b",
         "S3DRIVE_JWT_SECRET_KEY": SECRET,
         "S3DRIVE_DATABASE_URL": f"sqlite:///{tmp_path}/ok.sqlite3",
+        **where,
     }
     result = start_wsgi(env)
     assert result.returncode == 0, result.stderr
@@ -73,6 +79,9 @@ def test_start_up_succeeds_with_required_settings(tmp_path):
         ({"URL_EXPIRES_IN": 10 * 24 * 3600}, "S3DRIVE_URL_EXPIRES_IN"),
         ({"ALLOW_REGISTRATION": "perhaps"}, "S3DRIVE_ALLOW_REGISTRATION"),
         ({"MULTIPART_THRESHOLD": 1024}, "S3DRIVE_MULTIPART_THRESHOLD"),
+        ({"PUBLIC_URL": "files.example"}, "S3DRIVE_PUBLIC_URL"),
+        ({"METRICS_TOKEN": "short"}, "S3DRIVE_METRICS_TOKEN"),
+        ({"DEFAULT_QUOTA_BYTES": 2**51}, "S3DRIVE_DEFAULT_QUOTA_BYTES"),
     ],
 )
 def test_invalid_settings_are_named(override, variable):

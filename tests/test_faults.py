@@ -70,6 +70,7 @@ def sweep(dev: DevStack) -> str:
         "S3DRIVE_S3_ENDPOINT_URL": dev.s3_url,
         "S3DRIVE_S3_ADDRESSING_STYLE": "path",
         "S3DRIVE_JWT_SECRET_KEY": "fault-suite-" + "x" * 40,
+        "S3DRIVE_PUBLIC_URL": dev.url,
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": "us-east-1",

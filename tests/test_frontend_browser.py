@@ -609,6 +609,8 @@ def test_sign_in_errors_and_keyboard_only_sign_up(page, stack):
     assert page.evaluate("() => document.activeElement.textContent") == "Create account"
     page.keyboard.press("Enter")
     page.wait_for_selector("#app:not([hidden])")
+    # Focus moves to the file input once the signed-in view is ready (waited for, not assumed at once).
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'file-input'", timeout=5000)
     assert page.evaluate("() => document.activeElement.id") == "file-input"
     assert alert.inner_text() == ""
     assert "Account keyboarder created" in page.inner_text("#status")

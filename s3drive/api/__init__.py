@@ -45,6 +45,26 @@ def init_app(app: Flask) -> None:
     app.extensions["s3drive.api"] = api
     _register_request_id(app)
     app.before_request(refuse_unstorable_url)
+    app.after_request(security_headers)
+
+
+# Answers of these paths carry tokens, presigned URLs or private records: no cache may keep them.
+PRIVATE_PATHS = ("/api/", "/uppy/", "/s/")
+
+
+def security_headers(response):
+    """Add the headers every answer needs: no sniffing, no framing, no referrer, no caching of private data."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path.startswith(PRIVATE_PATHS):
+        headers.setdefault("Cache-Control", "no-store")
+        # CORS answers differ by Origin: shared caches must key on it (also when the request had none).
+        if "Origin" not in headers.get("Vary", ""):
+            headers.add("Vary", "Origin")
+    return response
 
 
 def refuse_unstorable_url() -> None:

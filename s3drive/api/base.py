@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flask import request
+from flask import current_app, request
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs.flaskparser import FlaskParser
@@ -67,6 +67,13 @@ class JSONObjectParser(FlaskParser):
 
 class Blueprint(SmorestBlueprint):
     ARGUMENTS_PARSER = JSONObjectParser()
+
+
+def public_url(path: str) -> str:
+    """Return the absolute URL of a path of this API: S3DRIVE_PUBLIC_URL, else the request's host
+    (which Flask has checked against S3DRIVE_TRUSTED_HOSTS; only tests and the dev stack run with neither)."""
+    base = current_app.config.get("PUBLIC_URL") or request.url_root
+    return base.rstrip("/") + path
 
 
 def auth_required(refresh: bool = False, verify_type: bool = True):

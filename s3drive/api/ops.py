@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Response
+import hmac
+
+from flask import Response, current_app, request
+from flask_jwt_extended import current_user, verify_jwt_in_request
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from ..errors import DatabaseUnavailable, StorageUnavailable
+from ..errors import DatabaseUnavailable, Forbidden, NotFound, StorageUnavailable, Unauthorized
 from ..extensions import db
 from ..schemas import HealthSchema
 from ..services import metrics
@@ -49,5 +52,25 @@ def readyz():
 @blp.route("/metrics", methods=["GET"])
 @blp.doc(responses={200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST: {}}}})
 def prometheus_metrics():
-    """Prometheus metrics: users, files and bytes by status, quota use, the sweeper's backlog."""
+    """Prometheus metrics: users, files and bytes by status, quota use, the sweeper's backlog.
+
+    Needs `Authorization: Bearer <S3DRIVE_METRICS_TOKEN>` or an admin's access token; without a
+    metrics token configured and no admin token given, the route does not exist (404).
+    """
+    require_metrics_access()
     return Response(metrics.render(), content_type=CONTENT_TYPE_LATEST)
+
+
+def require_metrics_access() -> None:
+    """Let the metrics token or an admin's token through; answer 404, 401 or 403 otherwise."""
+    expected = current_app.config.get("METRICS_TOKEN")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if expected and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode()):
+        return
+    if not given:
+        if expected:
+            raise Unauthorized("Send Authorization: Bearer <S3DRIVE_METRICS_TOKEN>.")
+        raise NotFound("No such route or resource.")
+    verify_jwt_in_request()  # a bad, expired or revoked token answers 401 like on every route
+    if not current_user.is_admin:
+        raise Forbidden("Only the metrics token or an administrator may read the metrics.")

@@ -34,7 +34,7 @@ from ..schemas import (
     load_companion_file,
 )
 from ..services import uppy
-from .base import Blueprint
+from .base import Blueprint, public_url
 from .errors import error_response, render_errors_with
 
 blp = Blueprint("uppy", __name__, url_prefix="", description="Uppy Companion-compatible S3 routes")
@@ -86,7 +86,7 @@ def session():
     """Start an Uppy session: a short-lived Companion endpoint scoped to the caller, for Uppy 6."""
     # caller_id, not auth_required: this blueprint's error handlers see every JWT failure.
     token, expires_at = uppy.issue_session(caller_id(None), get_jwt().get("jti"))
-    return {"companion_endpoint": f"{request.url_root.rstrip('/')}/uppy/{token}", "expires_at": expires_at}
+    return {"companion_endpoint": public_url(f"/uppy/{token}"), "expires_at": expires_at}
 
 
 @companion_route("/s3/params", "params", ["GET"])
