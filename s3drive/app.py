@@ -107,6 +107,12 @@ def _derive_flask_settings(app: Flask) -> None:
     config["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(seconds=config["REFRESH_TOKEN_EXPIRES"])
     config["JWT_TOKEN_LOCATION"] = ["headers"]
     config["RATELIMIT_HEADERS_ENABLED"] = True
+    # A rate-limit store that is down (Redis) must not fail logins: count in memory meanwhile
+    # (/readyz reports it), and give up on the store within a second.
+    config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    if str(config["RATELIMIT_STORAGE_URI"]).startswith(("redis://", "rediss://")):
+        config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 1, "socket_timeout": 1})
     # A 10,000-file batch is ~2 MiB of JSON; refuse anything far bigger before parsing it.
     config["MAX_CONTENT_LENGTH"] = config.get("MAX_CONTENT_LENGTH") or 32 * 1024 * 1024
     config["API_TITLE"] = "s3drive"

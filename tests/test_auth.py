@@ -177,3 +177,16 @@ def test_rate_limit_is_shared_through_redis(make_app):
     assert statuses == [401, 401, 401, 429]
     # The counter lives in Redis, where other gunicorn workers see it.
     assert redis.Redis(host="127.0.0.1", port=6379, db=15).keys(f"*{settings['RATELIMIT_KEY_PREFIX']}*")
+
+
+def test_an_unreachable_rate_limit_store_never_fails_a_login(make_app, s3):
+    """Redis down: logins and registrations work, limits still hold (in memory), /readyz says so."""
+    app = make_app(RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0", LOGIN_RATE_LIMIT="3 per minute")
+    client = app.test_client()
+    body = {"username": "bob", "password": "longenough1"}
+    assert client.post("/api/auth/register", json=body).status_code == 201
+    assert [client.post("/api/auth/login", json=body).status_code for _ in range(3)] == [200] * 3
+    limited = client.post("/api/auth/login", json=body)
+    assert limited.status_code == 429 and limited.get_json()["error"]["code"] == "rate_limited"
+    ready = client.get("/readyz").get_json()
+    assert ready["checks"]["rate_limits"].startswith("degraded")

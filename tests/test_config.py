@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 
 from s3drive import ConfigError, create_app
+from s3drive.dev import ministack
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "s" * 40
@@ -117,3 +119,38 @@ def test_cors_preflight_for_configured_origin(make_app):
         "/api/files/upload/", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
     )
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def start_gunicorn(tmp_path, extra: dict[str, str]) -> str:
+    """Start gunicorn with 2 workers (reading gunicorn.conf.py) until it is ready; return its log."""
+    port = ministack.free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("S3DRIVE_")}
+    env.update(
+        S3DRIVE_S3_BUCKET="b",
+        S3DRIVE_JWT_SECRET_KEY=SECRET,
+        S3DRIVE_PUBLIC_URL="https://files.example",
+        S3DRIVE_DATABASE_URL=f"sqlite:///{tmp_path}/g.sqlite3",
+        **extra,
+    )
+    log = tmp_path / "gunicorn.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert wait_until(lambda: b"Booting worker" in log.read_bytes() or proc.poll() is not None, timeout=60)
+        assert proc.poll() is None, log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return log.read_text()
+
+
+def test_several_workers_with_in_memory_rate_limits_are_reported(tmp_path):
+    assert "counts the rate limits on its own" in start_gunicorn(tmp_path, {})
+    shared = start_gunicorn(tmp_path, {"S3DRIVE_RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0"})
+    assert "counts the rate limits on its own" not in shared

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from ..errors import DatabaseUnavailable, Forbidden, NotFound, StorageUnavailable, Unauthorized
-from ..extensions import db
+from ..extensions import db, limiter
 from ..schemas import HealthSchema
 from ..services import metrics
 from ..storage import get_storage
@@ -42,6 +42,7 @@ def readyz():
         checks["storage"] = "ok"
     except StorageUnavailable as error:
         checks["storage"] = f"error: {error.message}"
+    checks["rate_limits"] = rate_limit_store_state()
     if checks["database"] != "ok":
         raise DatabaseUnavailable("The database does not answer.", details=checks)
     if checks["storage"] != "ok":
@@ -59,6 +60,18 @@ def prometheus_metrics():
     """
     require_metrics_access()
     return Response(metrics.render(), content_type=CONTENT_TYPE_LATEST)
+
+
+def rate_limit_store_state() -> str:
+    """Return "ok", or how the rate limits run while their store (Redis) is unreachable.
+
+    Not a reason to leave the rotation: limits fall back to each process's memory meanwhile.
+    """
+    try:
+        healthy = limiter.storage.check()
+    except Exception:  # any failure of the store means: degraded
+        healthy = False
+    return "ok" if healthy else "degraded: store unreachable, limits counted per process"
 
 
 def require_metrics_access() -> None:

@@ -1,0 +1,24 @@
+"""gunicorn's settings for s3drive (`gunicorn wsgi:app` reads this file; the Procfile's flags override it)."""
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+accesslog = "-"
+# The proxy in front (TLS) may set X-Forwarded-*; nobody else.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def when_ready(server):
+    """Say at start-up when several workers would each count the rate limits on their own."""
+    store = os.environ.get("S3DRIVE_RATELIMIT_STORAGE_URI", "memory://")
+    if server.cfg.workers > 1 and store.startswith("memory://"):
+        server.log.warning(
+            "S3DRIVE_RATELIMIT_STORAGE_URI is %s: each of the %d workers counts the rate limits on its own,"
+            " so a client gets up to %d times the login limit; set it to redis://... to share them",
+            store,
+            server.cfg.workers,
+            server.cfg.workers,
+        )
