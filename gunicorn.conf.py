@@ -7,6 +7,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 accesslog = "-"
+# Uppy signs up to 1,000 parts in one GET (`?partNumbers=1,2,…,1000&key=…`, about 5 KiB): gunicorn's
+# default 4 KiB request line would answer with an HTML 414.
+limit_request_line = 16384
 # The proxy in front (TLS) may set X-Forwarded-*; nobody else.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 

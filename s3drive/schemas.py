@@ -646,6 +646,11 @@ class CompleteUploadSchema(BaseSchema):
     )
 
 
+class CompanionErrorSchema(BaseSchema):
+    error = fields.String(required=True, metadata={"description": "what went wrong (Companion's field)"})
+    message = fields.String(metadata={"description": "the same, where Uppy 5 shows it"})
+
+
 class CompletedUploadSchema(BaseSchema):
     location = fields.String()
     key = fields.String()

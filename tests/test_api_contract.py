@@ -146,7 +146,8 @@ def test_request_id_is_generated_or_echoed(client):
 def test_healthz_and_readyz(client, make_app):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.get_json()["checks"] == {"database": "ok", "storage": "ok"}
+    checks = {"database": "ok", "storage": "ok", "rate_limits": "ok"}
+    assert ready.status_code == 200 and ready.get_json()["checks"] == checks
     missing_bucket = make_app(S3_BUCKET="no-such-bucket").test_client().get("/readyz")
     error = assert_envelope(missing_bucket, 503, "storage_unavailable")
     assert error["details"]["database"] == "ok"
@@ -300,3 +301,15 @@ def register_and_login_at(client, headers: dict) -> dict:
     assert client.post("/api/auth/register", json=body, headers=headers).status_code == 201
     token = client.post("/api/auth/login", json=body, headers=headers).get_json()["access_token"]
     return {"Authorization": f"Bearer {token}"}
+
+
+def test_the_uppy_routes_document_companions_error_shape(client):
+    spec = client.get("/openapi.json").get_json()
+    params = spec["paths"]["/uppy/s3/params"]["get"]["responses"]
+    assert params["default"] == params["422"] == {"$ref": "#/components/responses/COMPANION_ERROR"}
+    schema = spec["components"]["responses"]["COMPANION_ERROR"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/CompanionError"}
+    assert set(spec["components"]["schemas"]["CompanionError"]["properties"]) == {"error", "message"}
+    # The session route is part of the API proper: the envelope.
+    session = spec["paths"]["/api/uppy/session"]["post"]["responses"]
+    assert session["default"] == {"$ref": "#/components/responses/DEFAULT_ERROR"}

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 from helpers import wait_until
 
 from s3drive import ConfigError, create_app
@@ -121,8 +122,9 @@ def test_cors_preflight_for_configured_origin(make_app):
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
-def start_gunicorn(tmp_path, extra: dict[str, str]) -> str:
-    """Start gunicorn with 2 workers (reading gunicorn.conf.py) until it is ready; return its log."""
+def start_gunicorn(tmp_path, extra: dict[str, str], while_up=None) -> str:
+    """Start gunicorn with 2 workers (reading gunicorn.conf.py), call while_up(base_url) once it
+    answers, stop it; return its log."""
     port = ministack.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("S3DRIVE_")}
     env.update(
@@ -144,10 +146,31 @@ def start_gunicorn(tmp_path, extra: dict[str, str]) -> str:
     try:
         assert wait_until(lambda: b"Booting worker" in log.read_bytes() or proc.poll() is not None, timeout=60)
         assert proc.poll() is None, log.read_text()
+        if while_up is not None:
+            assert wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=60), log.read_text()
+            while_up(f"http://127.0.0.1:{port}")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     return log.read_text()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_a_long_request_line_reaches_the_app_not_gunicorns_html_414(tmp_path):
+    def long_line(base: str) -> None:
+        # What Uppy sends to sign 1,000 parts at once.
+        numbers = ",".join(map(str, range(1, 1001)))
+        key, upload_id = "users/" + "k" * 150 + "/video.mp4", "u" * 150  # about as long as real ones
+        answer = requests.get(f"{base}/uppy/s3/multipart/{upload_id}/batch?key={key}&partNumbers={numbers}", timeout=10)
+        assert answer.status_code == 401 and answer.json()["error"], answer.text  # ours: Companion's shape
+
+    start_gunicorn(tmp_path, {}, long_line)
 
 
 def test_several_workers_with_in_memory_rate_limits_are_reported(tmp_path):

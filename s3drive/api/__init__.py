@@ -8,7 +8,7 @@ import uuid
 from flask import Flask, g, request
 from flask_smorest import Api
 
-from ..schemas import BatchUploadSchema, ErrorSchema, FileSpecSchema
+from ..schemas import BatchUploadSchema, CompanionErrorSchema, ErrorSchema, FileSpecSchema
 from . import admin, auth, files, listing, manage, multipart, ops, uppy
 from .base import refuse_unstorable
 from .errors import http_error_response
@@ -39,9 +39,17 @@ def init_app(app: Flask) -> None:
     # multipart before files: its routes must win over /api/files/<file_id>.
     for module in (auth, multipart, listing, files, manage, admin, uppy, ops):
         api.register_blueprint(module.blp)
+    api.register_blueprint(uppy.session_blp)
     # The upload route reads one of two bodies by hand; publish both shapes.
     api.spec.components.schema("FileSpec", schema=FileSpecSchema)
     api.spec.components.schema("BatchUpload", schema=BatchUploadSchema)
+    api.spec.components.response(
+        uppy.COMPANION_ERROR_RESPONSE,
+        {
+            "description": "An error, in Companion's shape (the Uppy routes)",
+            "content": {"application/json": {"schema": CompanionErrorSchema}},
+        },
+    )
     app.extensions["s3drive.api"] = api
     _register_request_id(app)
     app.before_request(refuse_unstorable_url)

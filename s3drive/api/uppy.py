@@ -37,10 +37,32 @@ from ..services import uppy
 from .base import Blueprint, public_url
 from .errors import error_response, render_errors_with
 
-blp = Blueprint("uppy", __name__, url_prefix="", description="Uppy Companion-compatible S3 routes")
+
+class CompanionBlueprint(Blueprint):
+    """A blueprint whose OpenAPI document shows Companion's error shape ({"error": "..."})."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(self._document_companion_errors)
+
+    @staticmethod
+    def _document_companion_errors(doc: dict, doc_info: dict, **kwargs) -> dict:
+        responses = doc.get("responses", {})
+        for status, response in responses.items():
+            if response in ENVELOPE_ERROR_RESPONSES:
+                responses[status] = COMPANION_ERROR_RESPONSE
+        return doc
+
+
+# The error responses flask-smorest documents (in the envelope), and the one these routes answer with.
+ENVELOPE_ERROR_RESPONSES = ("DEFAULT_ERROR", "UNPROCESSABLE_ENTITY")
+COMPANION_ERROR_RESPONSE = "COMPANION_ERROR"
+
+blp = CompanionBlueprint("uppy", __name__, url_prefix="/uppy", description="Uppy Companion-compatible S3 routes")
+session_blp = Blueprint("uppy_session", __name__, url_prefix="/api/uppy", description="Uppy sessions")
 
 # Each Companion route under both prefixes; the second passes the session token to the view.
-PREFIXES = (("", "/uppy"), ("_session", "/uppy/<string:token>"))
+PREFIXES = (("", ""), ("_session", "/<string:token>"))
 
 
 def companion_route(rule: str, endpoint: str, methods: list[str]):
@@ -79,9 +101,9 @@ def caller_id(token: str | None) -> str:
 # -- routes --------------------------------------------------------------------------------
 
 
-@blp.route("/api/uppy/session", methods=["POST"])
-@blp.doc(security=[{"bearerAuth": []}])
-@blp.response(200, SessionSchema)
+@session_blp.route("/session", methods=["POST"])
+@session_blp.doc(security=[{"bearerAuth": []}])
+@session_blp.response(200, SessionSchema)
 def session():
     """Start an Uppy session: a short-lived Companion endpoint scoped to the caller, for Uppy 6."""
     # caller_id, not auth_required: this blueprint's error handlers see every JWT failure.
@@ -170,8 +192,6 @@ def _companion_error(status: int, code: str, message: str, details: dict | None,
 
     Every error answer of this blueprint comes here (render_errors_with), from the app's handlers.
     """
-    if not request.path.startswith("/uppy"):
-        return None  # POST /api/uppy/session answers in the envelope
     # Companion has no details field: name the invalid fields in the sentence.
     invalid = "; ".join(f"{name}: {' '.join(map(str, texts))}" for name, texts in _flat(details or {}))
     if invalid:
