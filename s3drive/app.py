@@ -97,9 +97,9 @@ def _derive_flask_settings(app: Flask) -> None:
     config["TRUSTED_HOSTS"] = config["TRUSTED_HOSTS"] or None
     if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # Waiting writers queue on SQLite's lock instead of failing at once.
-        config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+        config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": config["DATABASE_TIMEOUT"]}})
     else:
-        config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20})
+        config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", postgres_engine_options(config["DATABASE_TIMEOUT"]))
     if not config.get("JWT_SECRET_KEY"):
         # Only reachable in tests and the dev stack (validate() refuses it elsewhere).
         config["JWT_SECRET_KEY"] = secrets.token_urlsafe(48)
@@ -122,6 +122,22 @@ def _derive_flask_settings(app: Flask) -> None:
     config["OPENAPI_JSON_PATH"] = "openapi.json"
     config["OPENAPI_SWAGGER_UI_PATH"] = "/docs"
     config.setdefault("OPENAPI_SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/")
+
+
+def postgres_engine_options(timeout: int) -> dict[str, Any]:
+    """Return engine options whose every wait is bounded by `timeout` seconds: connecting, a pooled
+    connection, a statement, a lock (a held lock or a dead server is a 503, not a hung worker)."""
+    millis = timeout * 1000
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 10,
+        "max_overflow": 20,
+        "pool_timeout": timeout,
+        "connect_args": {
+            "connect_timeout": max(1, timeout // 2),
+            "options": f"-c statement_timeout={millis} -c lock_timeout={millis}",
+        },
+    }
 
 
 @event.listens_for(Engine, "connect")

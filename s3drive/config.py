@@ -47,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
     "S3_KEY_PREFIX": "",
     "S3_MAX_WORKERS": 32,
     "S3_CONFIRM": "list",
+    # Seconds an S3 call may wait for an answer (each of at most 2 attempts, after a 2 s connect):
+    # with the defaults a dead S3 is a 503 within about 10 s, well inside gunicorn's 60 s.
+    "S3_TIMEOUT": 3,
     "SSE": None,
     "SSE_KMS_KEY_ID": None,
     "JWT_SECRET_KEY": None,
@@ -70,6 +73,9 @@ DEFAULTS: dict[str, Any] = {
     "UPPY_SESSION_EXPIRES": 3600,
     # How long after a URL expired the sweeper waits before settling its upload.
     "SWEEP_GRACE_SECONDS": 900,
+    # Seconds a statement may run or wait for a lock (PostgreSQL), or wait for the write lock
+    # (SQLite), before the request answers 503 database_unavailable.
+    "DATABASE_TIMEOUT": 8,
     # The base URL clients reach the API at (links in answers: Uppy's companion_endpoint). Unset, the
     # request's host is used, and only hosts in TRUSTED_HOSTS are accepted.
     "PUBLIC_URL": None,
@@ -94,6 +100,8 @@ INT_SETTINGS = (
     "DEFAULT_QUOTA_BYTES",
     "SWEEP_GRACE_SECONDS",
     "UPPY_SESSION_EXPIRES",
+    "S3_TIMEOUT",
+    "DATABASE_TIMEOUT",
 )
 LIST_SETTINGS = ("ALLOWED_CONTENT_TYPES", "CORS_ORIGINS", "TRUSTED_HOSTS")
 BOOL_SETTINGS = ("ALLOW_REGISTRATION", "CHECK_DATABASE", "DEV_STACK")

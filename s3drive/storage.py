@@ -85,6 +85,7 @@ class Storage:
         self.endpoint_url = config["S3_ENDPOINT_URL"]
         self.addressing_style = config["S3_ADDRESSING_STYLE"]
         self.max_workers = config["S3_MAX_WORKERS"]
+        self.timeout = config.get("S3_TIMEOUT", 3)
         # Server-side encryption of every object written (signed into upload URLs too).
         self.sse = config["SSE"]
         self.sse_kms_key_id = config["SSE_KMS_KEY_ID"]
@@ -126,9 +127,11 @@ class Storage:
             config=Config(
                 signature_version="s3v4",
                 s3={"addressing_style": self.addressing_style},
-                retries={"mode": "standard", "max_attempts": 3},
-                connect_timeout=5,
-                read_timeout=30,
+                # Bounded: attempts x (connect + read) stays under the server's own timeout, so a slow
+                # or dead S3 is a 503 with Retry-After, never a killed worker.
+                retries={"mode": "standard", "max_attempts": 2},
+                connect_timeout=2,
+                read_timeout=self.timeout,
                 max_pool_connections=self.max_workers,
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",

@@ -1,0 +1,111 @@
+"""A slow or dead dependency is a 503 with Retry-After within seconds, never a hung request or a 500.
+
+S3 that accepts connections and never answers (a real socket, no mock), and a database whose
+write lock another connection holds (PostgreSQL: a table lock; SQLite: BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import closing, contextmanager
+
+import pytest
+from conftest import empty_tables, make_test_app, register_and_login
+from helpers import spec
+from sqlalchemy import create_engine, text
+
+from s3drive.app import close_app
+
+
+@contextmanager
+def silent_s3():
+    """Yield the URL of a server that accepts connections and never says a word."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()
+
+
+@pytest.fixture
+def app_on(database_url):
+    made = []
+
+    def factory(**overrides):
+        app = make_test_app(database_url, **overrides)
+        empty_tables(app)
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        close_app(app)
+
+
+def test_s3_that_never_answers_is_a_503_within_seconds(app_on):
+    with silent_s3() as url:
+        app = app_on(S3_ENDPOINT_URL=url, S3_ADDRESSING_STYLE="path", S3_TIMEOUT=1)
+        client = app.test_client()
+        auth = register_and_login(client, "alice")
+        ticket = client.post("/api/files/upload/", json=spec("a.jpg"), headers=auth).get_json()  # signing only
+        started = time.monotonic()
+        response = client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth)
+        took = time.monotonic() - started
+    assert response.status_code == 503 and response.get_json()["error"]["code"] == "storage_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+    # 2 attempts x (1 s read timeout), plus botocore's backoff: far below gunicorn's 60 s.
+    assert took < 8, took
+    assert client.get(f"/api/files/{ticket['id']}", headers=auth).get_json()["status"] == "pending"
+
+
+@contextmanager
+def write_lock_held(database_url: str):
+    """Hold the database's write lock on the users table from another connection."""
+    engine = create_engine(database_url)
+    with closing(engine.connect()) as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            connection.rollback()
+    engine.dispose()
+
+
+def test_a_held_database_lock_is_a_503_within_the_database_timeout(app_on, database_url):
+    app = app_on(DATABASE_TIMEOUT=1)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    with write_lock_held(database_url):
+        started = time.monotonic()
+        response = client.post("/api/files/upload/", json=spec("a.jpg"), headers=auth)
+        took = time.monotonic() - started
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["error"]["code"] == "database_unavailable" and response.headers["Retry-After"]
+    assert took < 5, took
+    # The lock is gone: the same request works, and nothing of the failed one was kept.
+    assert client.post("/api/files/upload/", json=spec("a.jpg"), headers=auth).status_code == 200
+    assert client.get("/api/files/usage", headers=auth).get_json()["reserved_bytes"] == 10
