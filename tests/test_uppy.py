@@ -520,6 +520,10 @@ def test_undeclared_upload_over_the_quota_is_rejected_at_complete(make_app, s3):
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
     assert usage(client, auth)["used_bytes"] == 0
+    # Uppy then aborts the upload it was refused: Companion answers {} (the contract), not 409.
+    aborted = abort(client, "/uppy", auth, created)
+    assert aborted.status_code == 200 and aborted.get_json() == {}
+    assert record_by_key(app, created["key"]).status == FileStatus.REJECTED
 
 
 def test_undeclared_upload_over_the_file_size_limit_is_rejected(make_app, s3):

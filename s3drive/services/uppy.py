@@ -208,8 +208,14 @@ def complete_upload(user_id: str, upload_id: Any, key: Any, parts: list[dict[str
 
 
 def abort_upload(user_id: str, upload_id: Any, key: Any) -> File:
-    """Abort the upload in S3 and release its reservation (native abort)."""
+    """Abort the upload in S3 and release its reservation (native abort).
+
+    Uppy aborts an upload the server refused (at complete, say): that one is over already, and
+    Companion's contract answers {} to it, not a conflict.
+    """
     record = find_upload(user_id, upload_id, key)
+    if record.status in (FileStatus.REJECTED, FileStatus.EXPIRED):
+        return record
     return multipart.abort_multipart(user_id, record.id)
 
 
