@@ -125,9 +125,9 @@ def app(database_url, s3, app_config):
     close_app(app)
 
 
-@pytest.fixture
-def make_app(database_url, s3):
-    """Return a factory of apps with settings of the test's own, on emptied tables."""
+@contextmanager
+def apps_on(database_url: str):
+    """Yield a factory of apps with settings of the caller's own, on emptied tables; close them after."""
     made = []
 
     def factory(**overrides):
@@ -136,9 +136,18 @@ def make_app(database_url, s3):
         made.append(app)
         return app
 
-    yield factory
-    for app in made:
-        close_app(app)
+    try:
+        yield factory
+    finally:
+        for app in made:
+            close_app(app)
+
+
+@pytest.fixture
+def make_app(database_url, s3):
+    """Return a factory of apps with settings of the test's own, on moto's S3 and emptied tables."""
+    with apps_on(database_url) as factory:
+        yield factory
 
 
 @pytest.fixture

@@ -12,11 +12,9 @@ import time
 from contextlib import closing, contextmanager
 
 import pytest
-from conftest import empty_tables, make_test_app, register_and_login
+from conftest import apps_on, register_and_login
 from helpers import spec
 from sqlalchemy import create_engine, text
-
-from s3drive.app import close_app
 
 
 @contextmanager
@@ -50,17 +48,9 @@ def silent_s3():
 
 @pytest.fixture
 def app_on(database_url):
-    made = []
-
-    def factory(**overrides):
-        app = make_test_app(database_url, **overrides)
-        empty_tables(app)
-        made.append(app)
-        return app
-
-    yield factory
-    for app in made:
-        close_app(app)
+    """Apps on a real S3 endpoint of the test's choosing (no moto)."""
+    with apps_on(database_url) as factory:
+        yield factory
 
 
 def test_s3_that_never_answers_is_a_503_within_seconds(app_on):

@@ -131,24 +131,25 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def handle_database_down(error: OperationalError):
-        try:
-            db.session.rollback()
-        except SQLAlchemyError:
-            pass
         if not database_unavailable(error):
-            log_internal_error(error)
-            return internal_error_response()
+            return handle_unexpected(error)
+        _rollback_quietly()
         app.logger.error("database error (request_id=%s): %s", g.get("request_id", "-"), error)
         return app_error_response(DatabaseUnavailable())
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
-        try:
-            db.session.rollback()
-        except SQLAlchemyError:
-            pass
+        _rollback_quietly()
         log_internal_error(error)
         return internal_error_response()
+
+
+def _rollback_quietly() -> None:
+    """Roll the session back after a failed request; a database that is gone cannot, and that is fine."""
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:
+        pass
 
 
 def internal_error_response() -> Response:
