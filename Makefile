@@ -19,7 +19,7 @@ STAMP := $(VENV)/.requirements.stamp
 help:
 	@echo "make run        start the dev stack (MiniStack S3 + API + frontend) on http://127.0.0.1:5000/"
 	@echo "make test       run the whole test suite (PYTEST_ARGS='...' to pass options)"
-	@echo "make lint       ruff check"
+	@echo "make lint       ruff check and ruff format --check"
 	@echo "make bench      run the benchmarks in bench/"
 	@echo "make venv       create $(VENV) and install requirements-dev.txt"
 	@echo "make clean      remove caches and test artifacts (keeps data/ and $(VENV))"
@@ -43,6 +43,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Each bench/*.py script measures against a baseline taken in the same run.
 bench: $(STAMP)
