@@ -6,7 +6,10 @@ Rules of state:
   history and answers invalid_state. Renaming never moves the object: the key stays.
 - tier changes, downloads and copies need the bytes, so only `complete` files qualify,
   and not while archived (GLACIER, DEEP_ARCHIVE): S3 refuses to read those until restored.
-- S3 first, database second: a failed S3 call leaves every record as it was (503).
+- tier changes and copies: S3 first, database second, so a failed S3 call leaves every record
+  as it was (503).
+- deletes: the intent first (`deleting`), then S3, then the record (delete_files); a failed or
+  interrupted delete stays `deleting` until a retry or the sweeper finishes it.
 """
 
 from __future__ import annotations
