@@ -170,10 +170,6 @@ class Storage:
 
     # -- signing (no network) ---------------------------------------------------------
 
-    def presign_put(self, key: str, headers: Mapping[str, str], expires_in: int) -> str:
-        """Return a PUT URL that only accepts a request carrying exactly these headers."""
-        return self.signer.presign("PUT", key, expires_in=expires_in, headers=headers)
-
     def presign_put_many(self, requests: list[tuple[str, Mapping[str, str]]], expires_in: int) -> list[str]:
         """Return PUT URLs for (key, headers) pairs, signed with one timestamp."""
         return self.signer.presign_many(
@@ -251,10 +247,6 @@ class Storage:
             metadata=response.get("Metadata") or {},
             detailed=True,
         )
-
-    def head_many(self, keys: Iterable[str]) -> dict[str, ObjectInfo | None | StorageUnavailable]:
-        """HeadObject many keys concurrently on the pool; failures are returned, not raised."""
-        return self.map_concurrently(self.head_object, list(keys))
 
     def map_concurrently(self, func: Callable[[str], Any], keys: list[str]) -> dict[str, Any]:
         """Run func(key) for every key on the pool, returning key -> result or StorageUnavailable."""
