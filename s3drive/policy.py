@@ -180,7 +180,7 @@ class UploadSpec:
 
     `index` is its position in the request (failures name it). `part_size` is set for a
     multipart upload. With size_declared False (an Uppy form of unknown size), `size` is the
-    most the upload may be: what it reserves until confirm records the size S3 reports.
+    most the upload may be; it reserves nothing, and confirm counts the size S3 reports if it fits.
     """
 
     index: int

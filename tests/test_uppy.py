@@ -290,7 +290,7 @@ def test_params_reserves_quota_and_refuses_beyond_it(make_app, s3):
     assert "quota" in assert_companion_error(params(client, "/uppy", auth, size=500), 507)
 
 
-def test_stock_uppy_form_without_a_size_reserves_a_bound_and_keeps_what_arrived(client, auth, app, s3, companion):
+def test_stock_uppy_form_without_a_size_reserves_nothing_and_keeps_what_arrived(client, auth, app, s3, companion):
     base, headers = companion
     response = params(client, base, headers, filename="notes.txt", type_="text/plain")
     assert response.status_code == 200, response.get_json()
@@ -299,7 +299,8 @@ def test_stock_uppy_form_without_a_size_reserves_a_bound_and_keeps_what_arrived(
     conditions = json.loads(base64.b64decode(fields["policy"]))["conditions"]
     # Anything up to the multipart threshold (where stock Uppy switches to multipart) may come.
     assert ["content-length-range", 0, 100 * MIB] in conditions
-    assert usage(client, auth)["reserved_bytes"] == 100 * MIB
+    # Nothing is held for it (other forms of unknown size must not be starved): its bytes must fit on arrival.
+    assert usage(client, auth)["reserved_bytes"] == 0
     listed = client.get("/api/files/?status=pending", headers=auth).get_json()["items"]
     assert [item["size"] for item in listed] == [100 * MIB]
 
@@ -321,14 +322,44 @@ def test_form_bound_is_what_the_quota_has_left(make_app, s3):
     client = app.test_client()
     auth = register_and_login(client, "alice")
     form = params(client, "/uppy", auth).get_json()
-    assert ["content-length-range", 0, 1000] in json.loads(base64.b64decode(form["fields"]["policy"]))["conditions"]
-    # The whole quota is held until this upload settles.
-    assert "quota" in assert_companion_error(params(client, "/uppy", auth), 507)
+    assert form_bound(form) == 1000
     post_form(form, b"x" * 10)
     assert settled(app, form["fields"]["key"]).status == FileStatus.COMPLETE
     assert usage(client, auth)["used_bytes"] == 10
-    again = params(client, "/uppy", auth).get_json()
-    assert ["content-length-range", 0, 990] in json.loads(base64.b64decode(again["fields"]["policy"]))["conditions"]
+    assert form_bound(params(client, "/uppy", auth).get_json()) == 990
+    # A declared reservation is held: it narrows the next bound.
+    assert params(client, "/uppy", auth, size=90).status_code == 200
+    assert form_bound(params(client, "/uppy", auth).get_json()) == 900
+    assert params(client, "/uppy", auth, size=900).status_code == 200
+    assert "quota" in assert_companion_error(params(client, "/uppy", auth), 507)  # nothing left at all
+
+
+def form_bound(form: dict) -> int:
+    """Return the most bytes a signed POST form lets S3 take."""
+    conditions = json.loads(base64.b64decode(form["fields"]["policy"]))["conditions"]
+    [(_, smallest, largest)] = [c for c in conditions if isinstance(c, list) and c[0] == "content-length-range"]
+    assert smallest == 0
+    return largest
+
+
+def test_forms_of_unknown_size_do_not_starve_each_other(make_app, s3):
+    # Stock Uppy asks for a form per file, several at once, never saying a size (the issue's 507s).
+    app = make_app(DEFAULT_QUOTA_BYTES=1000)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    forms = [params(client, "/uppy", auth, filename=f"{n}.jpg").get_json() for n in range(3)]
+    assert [form_bound(form) for form in forms] == [1000, 1000, 1000]
+    assert usage(client, auth)["reserved_bytes"] == 0
+    post_form(forms[0], b"a" * 400)
+    post_form(forms[1], b"b" * 500)
+    keys = [form["fields"]["key"] for form in forms[:2]]
+    # (Not settled(): the watcher stays busy until the third form is used or expires.)
+    assert wait_until(lambda: {record_by_key(app, key).status for key in keys} == {FileStatus.COMPLETE}, timeout=15)
+    # What overflows is settled on arrival: rejected, its object deleted, never counted.
+    post_form(forms[2], b"c" * 101)
+    assert settled(app, forms[2]["fields"]["key"]).status == FileStatus.REJECTED
+    assert sorted(o["Size"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]) == [400, 500]
+    assert usage(client, auth) == {"used_bytes": 900, "reserved_bytes": 0, "quota_bytes": 1000, "file_count": 2}
 
 
 def test_form_upload_beyond_its_bound_is_rejected_and_removed(make_app, s3):
@@ -531,7 +562,10 @@ def test_undeclared_upload_over_the_file_size_limit_is_rejected(make_app, s3):
     client = app.test_client()
     auth = register_and_login(client, "alice")
     created = create(client, "/uppy", auth).get_json()
-    etags = upload_parts(client, "/uppy", auth, created, blob(PART + 1, seed=6))
+    # A second part could only take the file beyond the limit: it is not signed.
+    assert "file limit" in assert_companion_error(sign_part(client, "/uppy", auth, created, 2), 413)
+    # A part URL signs no length, so one part may carry more: complete refuses the file.
+    etags = upload_parts(client, "/uppy", auth, created, blob(PART + 1, seed=6), part_size=PART + 1)
     assert_companion_error(complete(client, "/uppy", auth, created, etags), 413)
     assert record_by_key(app, created["key"]).status == FileStatus.REJECTED
 
@@ -582,13 +616,18 @@ def test_abort_leaves_nothing_in_s3_and_releases_the_reservation(client, auth, a
     assert_companion_error(sign_part(client, base, headers, created, 2), 409)
 
 
-def test_sign_refuses_part_numbers_the_upload_cannot_have(client, auth, app, s3):
+def test_sign_refuses_part_numbers_the_upload_cannot_have(make_app, s3):
+    client = make_app(DEFAULT_QUOTA_BYTES=6 * 1024**3).test_client()
+    auth = register_and_login(client, "alice")
     declared = create(client, "/uppy", auth, size=2 * PART).get_json()
     assert sign_part(client, "/uppy", auth, declared, 2).status_code == 200
     assert_companion_error(sign_part(client, "/uppy", auth, declared, 3), 422)
     assert_companion_error(sign_part(client, "/uppy", auth, declared, 0), 422)
     undeclared = create(client, "/uppy", auth).get_json()
-    assert sign_part(client, "/uppy", auth, undeclared, 10_000).status_code == 200
+    # Undeclared: only parts that can fit the 5 GiB file limit (1,024 parts of 5 MiB) and the quota.
+    assert sign_part(client, "/uppy", auth, undeclared, 1024).status_code == 200
+    assert "file limit" in assert_companion_error(sign_part(client, "/uppy", auth, undeclared, 1025), 413)
+    assert "file limit" in assert_companion_error(sign_part(client, "/uppy", auth, undeclared, 10_000), 413)
     assert_companion_error(sign_part(client, "/uppy", auth, undeclared, 10_001), 422)
     assert_companion_error(sign_batch(client, "/uppy", auth, undeclared, range(1, 1002)), 422)
     assert_companion_error(sign_batch(client, "/uppy", auth, undeclared, ["x"]), 422)
@@ -746,3 +785,20 @@ def test_server_failures_on_companion_routes_use_companion_shape(client, auth, a
     # The session route, outside /uppy, keeps the API's envelope.
     session = client.post("/api/uppy/session")
     assert session.status_code == 401 and session.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_undeclared_upload_gets_no_part_urls_beyond_the_quota(make_app, s3):
+    # The issue: 60 MiB of parts were stored under a 50 MiB quota, and part 10,000 could be signed.
+    app = make_app(DEFAULT_QUOTA_BYTES=2 * PART + 10)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    created = create(client, "/uppy", auth).get_json()
+    # Parts 1 and 2 of 5 MiB leave 10 bytes: a third part could still fit, a fourth never.
+    assert sign_batch(client, "/uppy", auth, created, [1, 2, 3]).status_code == 200
+    message = assert_companion_error(sign_batch(client, "/uppy", auth, created, [3, 4]), 507)
+    assert "Part 4" in message and "quota" in message
+    assert_companion_error(sign_part(client, "/uppy", auth, created, 4), 507)
+    # Reservations count: with 5 MiB of the quota reserved elsewhere, 5 MiB + 10 bytes are left (2 parts).
+    assert create(client, "/uppy", auth, size=PART).status_code == 200
+    assert sign_part(client, "/uppy", auth, created, 2).status_code == 200
+    assert_companion_error(sign_part(client, "/uppy", auth, created, 3), 507)

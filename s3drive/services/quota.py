@@ -2,7 +2,9 @@
 
 Accounting rules (DESIGN.md, invariant 1):
 - `users.used_bytes` is the sum of the sizes of the user's `complete` files;
-- a `pending` or `uploading` record reserves its size while its `expires_at` lies ahead;
+- a `pending` or `uploading` record reserves its size while its `expires_at` lies ahead, but for
+  an upload of undeclared size (an Uppy form): it reserves nothing, and its bytes must fit the
+  quota when they arrive (count_arrival), else the upload is rejected and its object deleted;
 - used + reserved never exceeds the quota: every decision that adds bytes is taken under the
   user's row lock (Ledger), which serializes it with every other decision for that user.
 
@@ -72,11 +74,14 @@ def lock_user(user_id: str) -> User:
 # reservation while its URL lives (the sweeper's purge then deletes whatever arrived), and nobody
 # stores more than the quota through old URLs. While a confirmed file is `deleting` its bytes still
 # count as used: nothing to reserve besides. Multipart part URLs die with the upload; a copy has no URL.
+# An upload of undeclared size reserves nothing: its `size` is only the bound its form allows, and
+# concurrent forms of unknown size must not starve each other by each holding what is left.
 def holds_reservation(now: Any) -> ColumnElement:
     """Return the condition of records that reserve their size at `now` (a time or a bound parameter)."""
     deleted = (File.status == FileStatus.DELETED) | ((File.status == FileStatus.DELETING) & File.confirmed_at.is_(None))
     old_url = deleted & File.part_size.is_(None) & (File.method != "COPY")
-    return (File.expires_at > now) & (File.status.in_(RESERVING_STATUSES) | old_url)
+    live = (File.expires_at > now) & File.size_declared.is_(True)
+    return live & (File.status.in_(RESERVING_STATUSES) | old_url)
 
 
 # Built once: building the statement costs more than running it (the presign hot path).
@@ -141,15 +146,17 @@ class Ledger:
     def count_arrival(self, record: File, size: int, etag: str | None) -> None:
         """Mark a record complete with `size` bytes and count them as used.
 
-        A record whose reservation lapsed (its URL expired) held nothing meanwhile: its bytes
-        must fit the quota again, else quota_exceeded and the record is left as it was.
+        A record whose reservation lapsed (its URL expired), or one of undeclared size (which never
+        reserved), holds nothing: its bytes must fit the quota now, else quota_exceeded and the
+        record is left as it was (the caller rejects it).
         """
-        if lapsed(record.expires_at, self.now):
+        if lapsed(record.expires_at, self.now) or not record.size_declared:
             try:
                 self.reserve(size)
             except QuotaExceeded:
+                late = "came too late and" if record.size_declared else "arrived but"
                 raise QuotaExceeded(
-                    "The upload came too late and no longer fits your quota.", details={"file_size": size}
+                    f"The upload {late} no longer fits your quota.", details={"file_size": size}
                 ) from None
         record.status = FileStatus.COMPLETE
         record.size, record.size_declared = size, True

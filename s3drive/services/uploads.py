@@ -18,7 +18,7 @@ from ..parts import part_count
 from ..policy import TIERS, UploadFailure, UploadSpec, object_key
 from ..storage import get_storage
 from ..timeutil import utcnow
-from .quota import open_ledger
+from .quota import Ledger, open_ledger
 
 # (request index, position among the successful tickets, row) of a multipart upload.
 MultipartRow = tuple[int, int, dict[str, Any]]
@@ -41,7 +41,7 @@ def presign_uploads(user_id: str, specs: list[UploadSpec]) -> PresignResult:
 
     Multipart uploads (specs with a part_size) get multipart tickets; their CreateMultipartUpload
     calls run concurrently while the rest are signed. An upload of undeclared size
-    (size_declared False) reserves its size as a bound, cut to what the quota has left.
+    (size_declared False) reserves nothing: its bound is cut to what the quota has left.
     """
     result = PresignResult()
     rows, multipart_rows = reserve_uploads(user_id, specs, result.failures)
@@ -79,10 +79,8 @@ def reserve_uploads(
     multipart_rows: list[MultipartRow] = []
     ledger = open_ledger(user_id, now)
     for spec in specs:
-        if not spec.size_declared and 0 < ledger.available() < spec.size:
-            spec.size = ledger.available()
         try:
-            ledger.reserve(spec.size)
+            _reserve(ledger, spec)
         except QuotaExceeded as error:
             failures.append(UploadFailure(spec.index, spec.file_name, error))
             continue
@@ -97,6 +95,21 @@ def reserve_uploads(
     # Commit releases the quota lock before the S3 calls and the (CPU-only) signing.
     db.session.commit()
     return rows, multipart_rows
+
+
+def _reserve(ledger: Ledger, spec: UploadSpec) -> None:
+    """Reserve a declared size; cut an undeclared one's bound to what the quota has left.
+
+    An upload of undeclared size reserves nothing (its bytes must fit when they arrive), so that
+    several such forms at once do not each hold all that is left.
+    """
+    if spec.size_declared:
+        ledger.reserve(spec.size)
+        return
+    available = ledger.available()
+    if available <= 0:
+        raise QuotaExceeded("Your quota is used up: no bytes left to upload.", details={"available_bytes": 0})
+    spec.size = min(spec.size, available)
 
 
 def upload_row(

@@ -5,14 +5,18 @@ Stock `@uppy/aws-s3` speaks Companion's protocol, which differs from the native 
 - It never says how large a file is. Uppy sends the name, the type and the file's meta fields.
   An app may declare the size in the meta (`uppy.setFileMeta(id, {size: file.size})`); stock
   Uppy does not, and needs no code for it:
-  - `/s3/params` (a POST form) signs a declared size exactly. An undeclared one may be anything up
-    to the multipart threshold (or what the quota has left, if less): the record reserves that
-    bound with size_declared false, and confirm replaces it with the size S3 reports.
+  - `/s3/params` (a POST form) signs a declared size exactly, and reserves it. An undeclared one
+    may be anything up to the multipart threshold (or what the quota has left, if less) and
+    reserves nothing (size_declared false): several such forms at once, as stock Uppy sends them,
+    must not each hold all that is left. Its bytes must fit the quota when they arrive: confirm
+    (or the watcher, or the sweeper) counts the size S3 reports, or rejects the upload and deletes
+    the object.
   - Multipart uploads work with or without it. Declared: the size is reserved at create and the
     parts must add up to it. Undeclared: the record holds size 0 (nothing reserved) while the parts
-    upload, and complete learns the size from S3's part list and checks it against the per-file
-    limit and the quota under the user's lock, before the object exists; what does not fit is
-    aborted and the record rejected.
+    upload; only part numbers that can still fit the quota are signed (every part but the last is
+    at least 5 MiB), and complete learns the size from S3's part list and checks it against the
+    per-file limit and the quota under the user's lock, before the object exists; what does not
+    fit is aborted and the record rejected.
 - Uppy chooses its own part size (`getChunkSize`; by default max(5 MiB, size / 10,000)) and never
   tells it. So part URLs here sign no Content-Length (S3 still caps a part at 5 GiB, and only part
   numbers the upload can have are signed). At complete, the part plan (part size, count) is read
@@ -51,7 +55,7 @@ from ..schemas import CompanionFile, load_upload_spec
 from ..storage import PartInfo, get_storage
 from ..timeutil import utcnow
 from . import multipart
-from .quota import open_ledger
+from .quota import available_bytes, open_ledger
 from .uploads import presign_uploads
 from .users import token_user
 from .watcher import get_watcher
@@ -105,10 +109,11 @@ def session_user(token: str) -> User:
 def upload_params(user_id: str, upload: CompanionFile) -> dict[str, Any]:
     """Presign a POST form for one Uppy file, under the native policy and quota.
 
-    A size declared in the meta is signed exactly. Without one (stock Uppy), the form allows up to
-    the multipart threshold (where Uppy itself switches to multipart by default), capped by what
-    the quota has left; that bound is reserved, and confirm keeps the size S3 reports. The upload
-    watcher confirms the upload once it arrives: Uppy makes no call after a form upload.
+    A size declared in the meta is signed exactly and reserved. Without one (stock Uppy), the form
+    allows up to the multipart threshold (where Uppy itself switches to multipart by default),
+    capped by what the quota has left, and reserves nothing: confirm counts the size S3 reports if
+    it still fits. The upload watcher confirms the upload once it arrives: Uppy makes no call
+    after a form upload.
     """
     policy = get_policy()
     size, threshold = upload.declared_size, policy.multipart_threshold
@@ -160,11 +165,39 @@ def sign_part_urls(user_id: str, upload_id: Any, key: Any, part_numbers: list[in
     # Parts are at least 5 MiB but the last: a declared size bounds the part numbers.
     highest = max_part_number(record.size) if record.size else MAX_PARTS
     numbers = multipart.check_part_numbers(part_numbers, highest, "partNumbers")
+    if not record.size:
+        _check_parts_fit(user_id, numbers)
     expires_in = current_app.config["URL_EXPIRES_IN"]
     now = utcnow()
     multipart.keep_reserved(record, now, now + timedelta(seconds=expires_in))
     urls = get_storage().presign_upload_parts(record.s3_key, record.upload_id, [(n, None) for n in numbers], expires_in)
     return dict(zip(numbers, urls, strict=True))
+
+
+def _check_parts_fit(user_id: str, numbers: list[int]) -> None:
+    """Refuse part numbers an upload of undeclared size could only reach beyond the file limit or the quota.
+
+    Part n follows n - 1 parts of at least 5 MiB: it needs more than (n - 1) x 5 MiB of room.
+    """
+    beyond_limit = _beyond(numbers, get_policy().max_file_size)
+    if beyond_limit:
+        raise FileTooLarge(
+            f"Part {beyond_limit[0]} would take this upload beyond the {get_policy().max_file_size}-byte file limit.",
+            details={"max_file_size": get_policy().max_file_size},
+        )
+    left = max(available_bytes(db.session.get(User, user_id)), 0)
+    beyond_quota = _beyond(numbers, left)
+    if beyond_quota:
+        raise QuotaExceeded(
+            f"Part {beyond_quota[0]} would take this upload beyond your quota ({left} bytes left).",
+            details={"available_bytes": left},
+        )
+
+
+def _beyond(numbers: list[int], room: int) -> list[int]:
+    """Return the part numbers an upload cannot reach within `room` bytes (parts of at least 5 MiB)."""
+    highest = -(-room // MIN_PART_SIZE)
+    return [number for number in numbers if number > highest]
 
 
 def list_upload_parts(user_id: str, upload_id: Any, key: Any) -> list[PartInfo]:
