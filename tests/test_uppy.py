@@ -802,3 +802,19 @@ def test_undeclared_upload_gets_no_part_urls_beyond_the_quota(make_app, s3):
     assert create(client, "/uppy", auth, size=PART).status_code == 200
     assert sign_part(client, "/uppy", auth, created, 2).status_code == 200
     assert_companion_error(sign_part(client, "/uppy", auth, created, 3), 507)
+
+
+def test_open_form_of_unknown_size_does_not_block_a_multipart_upload(make_app, s3):
+    # The issue: a form held all that was left, so a multipart upload was refused at complete.
+    app = make_app(DEFAULT_QUOTA_BYTES=4 * PART)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    form = params(client, "/uppy", auth, filename="later.jpg").get_json()
+    assert form_bound(form) == 4 * PART
+    data = blob(2 * PART + 100, seed=9)
+    created = create(client, "/uppy", auth).get_json()
+    etags = upload_parts(client, "/uppy", auth, created, data)
+    assert complete(client, "/uppy", auth, created, etags).status_code == 200
+    assert usage(client, auth)["used_bytes"] == len(data)
+    # The form still works for what is left; a file that no longer fits is refused on arrival.
+    assert form_bound(params(client, "/uppy", auth).get_json()) == 2 * PART - 100
