@@ -108,7 +108,7 @@ class File(db.Model):
     content_type: Mapped[str] = mapped_column(String(255), nullable=False)
     size: Mapped[int] = mapped_column(BigInteger, nullable=False)
     # False while an upload of unknown size (an Uppy form) is pending: `size` is then the most
-    # it may be (its reservation), and confirm sets it to the size S3 reports.
+    # it may be (it reserves nothing), and confirm sets it to the size S3 reports if it fits.
     size_declared: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
     checksum_sha256: Mapped[str | None] = mapped_column(String(64))
     tier: Mapped[str] = mapped_column(String(32), nullable=False, default="standard")
@@ -124,6 +124,8 @@ class File(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set while a tier change copies the object in S3 (no lock held): until then, another waits.
+    tier_changing_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_files_user_status_created", "user_id", "status", "created_at"),

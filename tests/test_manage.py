@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from werkzeug.http import parse_options_header
 
 from s3drive import storage as storage_module
+from s3drive.errors import StorageUnavailable
 from s3drive.extensions import db
 from s3drive.models import File, User
 from s3drive.parts import copy_part_ranges
@@ -235,6 +236,53 @@ def test_archived_files_refuse_reads_until_restored(client, auth, app, s3):
     assert client.patch(f"/api/files/{file['id']}", json={"file_name": "a.txt"}, headers=auth).status_code == 200
     assert client.delete(f"/api/files/{file['id']}", headers=auth).status_code == 200
     assert head(s3, file["s3_key"]) is None
+
+
+def test_tier_change_holds_no_lock_while_s3_copies(app, client, auth, s3, monkeypatch):
+    """A slow copy blocks neither the user's presigns nor edits of the file; a second change waits, then 409."""
+    file = upload(client, auth, "slow.txt", b"s" * 32)
+    copying, release = threading.Event(), threading.Event()
+    real_copy = Storage.copy_object
+
+    def slow_copy(self, *args, **kwargs):
+        copying.set()
+        assert release.wait(30)
+        return real_copy(self, *args, **kwargs)
+
+    monkeypatch.setattr(Storage, "copy_object", slow_copy)
+    monkeypatch.setattr("s3drive.services.files.TIER_CHANGE_WAIT", 0.3)
+    with ThreadPoolExecutor(1) as pool:
+        changing = pool.submit(
+            lambda: app.test_client().patch(f"/api/files/{file['id']}", json={"tier": "standard_ia"}, headers=auth)
+        )
+        assert copying.wait(10)
+        # Another request of the same user needs the user's lock (SQLite: the database's write lock).
+        assert presign(client, auth, spec("next.txt", b"n"))["total_successful"] == 1
+        renamed = client.patch(f"/api/files/{file['id']}", json={"title": "while copying"}, headers=auth)
+        assert renamed.status_code == 200 and renamed.get_json()["tier"] == "standard"
+        second = client.patch(f"/api/files/{file['id']}", json={"tier": "glacier_ir"}, headers=auth)
+        assert second.status_code == 409 and error_code(second) == "conflict"
+        release.set()
+        assert changing.result(timeout=30).status_code == 200
+    record = row(app, file["id"])
+    assert (record.tier, record.title, record.tier_changing_until) == ("standard_ia", "while copying", None)
+    assert head(s3, file["s3_key"])["StorageClass"] == "STANDARD_IA"
+
+
+def test_failed_tier_copy_changes_nothing(app, client, auth, s3, monkeypatch):
+    file = upload(client, auth, "kept.txt", b"k" * 8)
+
+    def refuse(self, *args, **kwargs):
+        raise StorageUnavailable("S3 is down.")
+
+    monkeypatch.setattr(Storage, "copy_object", refuse)
+    response = client.patch(f"/api/files/{file['id']}", json={"tier": "standard_ia", "title": "new"}, headers=auth)
+    assert response.status_code == 503 and error_code(response) == "storage_unavailable"
+    record = row(app, file["id"])
+    assert (record.tier, record.title, record.tier_changing_until) == ("standard", None, None)
+    monkeypatch.undo()
+    response = client.patch(f"/api/files/{file['id']}", json={"tier": "standard_ia", "title": "new"}, headers=auth)
+    assert response.status_code == 200 and response.get_json()["title"] == "new"
 
 
 def test_archived_object_reported_by_s3_is_invalid_state(client, auth, app, s3):

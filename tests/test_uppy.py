@@ -765,7 +765,8 @@ def test_one_listing_looks_for_all_of_a_users_forms(make_app, s3):
     for i in range(5):
         assert params(client, "/uppy", auth, filename=f"{i}.txt", type_="text/plain").status_code == 200
     watcher = get_watcher_of(app)
-    time.sleep(1.5)  # the first look comes at about 1 s; the next not before 3 s
+    # The first look comes at about 1 s, the next not before 3 s: one listing looked for all five.
+    assert wait_until(lambda: watcher.checks >= 1, timeout=15, interval=0.05)
     assert watcher.checks == 1
     watcher.stop()
 

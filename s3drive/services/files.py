@@ -7,7 +7,7 @@ Rules of state:
 - tier changes, downloads and copies need the bytes, so only `complete` files qualify,
   and not while archived (GLACIER, DEEP_ARCHIVE): S3 refuses to read those until restored.
 - tier changes and copies: S3 first, database second, so a failed S3 call leaves every record
-  as it was (503).
+  as it was (503); no lock is held during the S3 call (a tier change marks itself in progress).
 - deletes: the intent first (`deleting`), then S3, then the record (delete_files); a failed or
   interrupted delete stays `deleting` until a retry or the sweeper finishes it.
 """
@@ -15,6 +15,7 @@ Rules of state:
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from urllib.parse import quote
 from flask import current_app
 from sqlalchemy import Row, select
 
-from ..errors import AppError, InvalidState, NotFound, StorageUnavailable, ValidationFailed
+from ..errors import AppError, Conflict, InvalidState, NotFound, StorageUnavailable, ValidationFailed
 from ..extensions import db
 from ..models import File, FileStatus, new_ids
 from ..policy import TIERS, checked_name, normalize_folder, normalize_tags, object_key, sanitize_file_name
@@ -39,6 +40,10 @@ EDITABLE_STATUSES = frozenset({FileStatus.PENDING, FileStatus.UPLOADING, FileSta
 METADATA_FIELDS = ("file_name", "title", "description", "tags", "folder")
 # A copy in progress holds its size like an upload does; long enough for a multi-GiB copy.
 COPY_RESERVATION = timedelta(hours=6)
+# How long a tier change counts as in progress (S3 copies up to 5 GiB in one CopyObject), and how
+# long a second change of the same file waits for the first before answering 409.
+TIER_CHANGE_BUDGET = timedelta(minutes=15)
+TIER_CHANGE_WAIT = 5.0
 # RFC 5987 attr-char beyond what quote() always keeps (letters, digits, "_.-~").
 _ATTR_CHAR_EXTRA = "!#$&+^`|"
 # In the quoted ASCII fallback: no quote, backslash, percent (some browsers decode it) or path parts.
@@ -89,17 +94,29 @@ def update_file(user_id: str, file_id: str, changes: dict[str, Any]) -> File:
     values = normalize_changes(changes)
     if not values:
         raise ValidationFailed("Give at least one field to change.", details={"_schema": ["Nothing to change."]})
+    tier = values.pop("tier", None)
+    if tier is None:
+        record = lock_editable(user_id, file_id)
+        apply_changes(record, values)
+    else:
+        change_tier(user_id, file_id, tier, values)
+    return get_owned_file(user_id, file_id)
+
+
+def lock_editable(user_id: str, file_id: str) -> File:
+    """Lock the file's row; raise invalid_state if its record is history."""
     record = lock_file(user_id, file_id)
     if record.status not in EDITABLE_STATUSES:
+        db.session.rollback()
         raise InvalidState(f"The file is {record.status}; it can no longer be changed.")
-    tier = values.pop("tier", None)
-    if tier is not None and tier != record.tier:
-        record.etag = change_tier(record, tier) or record.etag
-        record.tier = tier
+    return record
+
+
+def apply_changes(record: File, values: dict[str, Any]) -> None:
+    """Set the metadata on the locked record and commit."""
     for name, value in values.items():
         setattr(record, name, value)
     db.session.commit()
-    return record
 
 
 def normalize_changes(changes: dict[str, Any]) -> dict[str, Any]:
@@ -117,14 +134,63 @@ def normalize_changes(changes: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def change_tier(record: File, tier: str) -> str | None:
-    """Copy a complete file's object onto itself with a new storage class; return the ETag."""
-    require_readable(record, "change tier")
+def change_tier(user_id: str, file_id: str, tier: str, values: dict[str, Any]) -> None:
+    """Copy a complete file's object onto itself with a new storage class, then record the tier
+    and the other changes (all or nothing).
+
+    No lock is held during the S3 copy: the record carries the change in progress
+    (tier_changing_until), so a second change of the same file waits for the first instead of
+    racing it in S3. A failed copy changes nothing (503); a process that dies mid-copy leaves the
+    marker, which lapses after TIER_CHANGE_BUDGET, and a repeated PATCH copies again.
+    """
+    record = _claim_tier_change(user_id, file_id, tier, values)
+    if record is None:
+        return  # the tier already was the one asked for: only the metadata changed
+    key, size = record.s3_key, record.size
     try:
-        return get_storage().copy_object(record.s3_key, record.s3_key, record.size, storage_class=TIERS[tier])
+        etag = get_storage().copy_object(key, key, size, storage_class=TIERS[tier])
     except AppError:
-        db.session.rollback()  # release the row lock; the record still names the old tier
+        _finish_tier_change(user_id, file_id, {})
         raise
+    _finish_tier_change(user_id, file_id, {**values, "tier": tier, "etag": etag})
+
+
+def _claim_tier_change(user_id: str, file_id: str, tier: str, values: dict[str, Any]) -> File | None:
+    """Mark the file's tier change as in progress and commit (waiting while another one runs).
+
+    Return None, having applied `values`, when the file already has that tier.
+    """
+    deadline = time.monotonic() + TIER_CHANGE_WAIT
+    while True:
+        record = lock_editable(user_id, file_id)
+        if record.tier == tier:
+            apply_changes(record, values)
+            return None
+        try:
+            require_readable(record, "change tier")
+        except InvalidState:
+            db.session.rollback()
+            raise
+        now = utcnow()
+        if record.tier_changing_until is None or record.tier_changing_until <= now:
+            record.tier_changing_until = now + TIER_CHANGE_BUDGET
+            db.session.commit()
+            return record
+        db.session.commit()
+        if time.monotonic() >= deadline:
+            raise Conflict("Another tier change of this file is in progress; try again shortly.")
+        time.sleep(0.05)
+
+
+def _finish_tier_change(user_id: str, file_id: str, values: dict[str, Any]) -> None:
+    """Clear the in-progress marker and, if the copy succeeded, record the tier, ETag and changes."""
+    record = lock_file(user_id, file_id)
+    record.tier_changing_until = None
+    if values and record.status == FileStatus.COMPLETE:
+        values["etag"] = values["etag"] or record.etag
+        for name, value in values.items():
+            setattr(record, name, value)
+    db.session.commit()
 
 
 def require_readable(record: File, action: str) -> None:
