@@ -98,7 +98,11 @@ def test_huge_body_is_refused(client, auth):
         headers=auth,
         content_type="application/json",
     )
-    assert_envelope(response, 413, "batch_too_large")
+    # Not a batch over its limit (batch_too_large): a body over what the server reads at all.
+    assert_envelope(response, 413, "request_too_large")
+    assert response.get_json()["error"]["details"] == {"max_body_bytes": 32 * 1024 * 1024}
+    login = client.post("/api/auth/login", data=b"x" * (33 * 1024 * 1024), content_type="application/json")
+    assert_envelope(login, 413, "request_too_large")
 
 
 def test_unknown_route_and_method(client, auth):

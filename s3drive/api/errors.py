@@ -72,7 +72,8 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
-    413: "batch_too_large",
+    # A body over MAX_CONTENT_LENGTH: not a file or batch over its limit (those are AppErrors).
+    413: "request_too_large",
     415: "bad_request",
     422: "validation_error",
     429: "rate_limited",
@@ -99,7 +100,9 @@ def http_error_response(error) -> Response:
     if status == 404:
         message = "No such route or resource."
     elif status == 413:
-        message = "The request body is too large."
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        message = f"The request body is larger than the {limit} bytes this server reads."
+        details = {"max_body_bytes": limit}
     elif status == 422 and "messages" in data:
         message = "The request has invalid fields."
         details = _flatten_messages(data["messages"])
