@@ -123,6 +123,23 @@ def test_rejected_record_with_a_leftover_object_is_purged_once_its_url_is_dead(a
     assert run_sweep(app) == counts()
 
 
+def test_aborted_copy_whose_object_was_left_behind_is_purged(app, client, auth, s3):
+    # A copy is marked aborted, then its object deleted: a process killed in between leaves the object.
+    [ticket] = presign(client, auth, spec("src.txt", b"c" * 9, "text/plain"))["successful"]
+    put_bytes(ticket, b"c" * 9)
+    assert client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth).status_code == 200
+    copy = client.post(f"/api/files/{ticket['id']}/copy", json={}, headers=auth).get_json()
+    with app.app_context():
+        db.session.execute(update(File).where(File.id == copy["id"]).values(status=FileStatus.ABORTED))
+        db.session.execute(update(User).values(used_bytes=9))
+        db.session.commit()
+    assert bucket_keys(s3) == {ticket["s3_key"], copy["s3_key"]}
+    backdate(app, [copy["id"]], by=timedelta(hours=7))  # past the copy's reservation
+    assert run_sweep(app) == counts(keys_purged=1)
+    assert bucket_keys(s3) == {ticket["s3_key"]}
+    assert record(app, copy["id"]).status == FileStatus.ABORTED
+
+
 def insert_multipart(app, s3, user_id, expires_in: timedelta, *, in_s3: bool = True) -> File:
     """Start a real multipart upload with one part and record it as `uploading`."""
     file_id = new_id()

@@ -38,8 +38,10 @@ BATCH = 1000
 # checks the signature when the request starts. 15 minutes lets a 100 MiB PUT
 # finish over a 1 Mbit/s link. Settable with S3DRIVE_SWEEP_GRACE_SECONDS.
 DEFAULT_GRACE_SECONDS = 900
-# Dead records whose keys the purge step clears from S3.
-DEAD = (FileStatus.REJECTED, FileStatus.EXPIRED, FileStatus.DELETED)
+# Dead records whose keys the purge step clears from S3. Aborted: a copy whose process died after
+# marking it aborted and before deleting what S3 had copied (an aborted multipart upload has no
+# object: deleting its key is a no-op).
+DEAD = (FileStatus.REJECTED, FileStatus.EXPIRED, FileStatus.DELETED, FileStatus.ABORTED)
 
 
 @dataclass
@@ -209,7 +211,7 @@ def abort_stale_multipart(counts: SweepCounts, *, now: datetime, cutoff: datetim
 
 
 def purge_dead_objects(counts: SweepCounts, *, now: datetime, cutoff: datetime, limit: int) -> int:
-    """Delete the keys of rejected and expired records from S3, then mark the records purged."""
+    """Delete the keys of dead records (rejected, expired, deleted, aborted) from S3, then mark them purged."""
     candidates = _oldest_first(
         [File.id, File.s3_key], [File.status.in_(DEAD), File.expires_at.is_not(None), File.expires_at < cutoff], limit
     )
