@@ -6,6 +6,10 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+# One thread of each worker stays free for /healthz: at most threads - 1 requests are served at once,
+# the rest answer 503 server_busy at once (s3drive/api/admission.py). The app reads it at import.
+if threads > 1:
+    os.environ.setdefault("S3DRIVE_MAX_IN_FLIGHT", str(threads - 1))
 accesslog = "-"
 # Uppy signs up to 1,000 parts in one GET (`?partNumbers=1,2,…,1000&key=…`, about 5 KiB): gunicorn's
 # default 4 KiB request line would answer with an HTML 414.

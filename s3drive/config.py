@@ -82,6 +82,10 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_HOSTS": [],
     # Bearer token Prometheus sends to GET /metrics (an admin's access token works too).
     "METRICS_TOKEN": None,
+    # Requests one process serves at once, /healthz aside; more answer 503 server_busy at once.
+    # gunicorn.conf.py sets it to threads - 1, so a worker whose threads all wait on a slow S3 or
+    # database still has a thread for /healthz. 0: no limit (the dev server, tests).
+    "MAX_IN_FLIGHT": 0,
     # Set by the dev stack (`s3drive dev`) and by tests: they may run without a
     # bucket or JWT secret of the operator's.
     "DEV_STACK": False,
@@ -102,7 +106,9 @@ INT_SETTINGS = (
     "UPPY_SESSION_EXPIRES",
     "S3_TIMEOUT",
     "DATABASE_TIMEOUT",
+    "MAX_IN_FLIGHT",
 )
+ZERO_ALLOWED = ("DEFAULT_QUOTA_BYTES", "SWEEP_GRACE_SECONDS", "MAX_IN_FLIGHT")
 LIST_SETTINGS = ("ALLOWED_CONTENT_TYPES", "CORS_ORIGINS", "TRUSTED_HOSTS")
 BOOL_SETTINGS = ("ALLOW_REGISTRATION", "CHECK_DATABASE", "DEV_STACK")
 MIN_JWT_SECRET_BYTES = 32
@@ -146,7 +152,7 @@ def _as_int(name: str, value: Any, minimum: int) -> int:
 def normalize(config: dict[str, Any]) -> None:
     """Coerce settings read from the environment to their types, in place."""
     for name in INT_SETTINGS:
-        config[name] = _as_int(name, config[name], 0 if name in ("DEFAULT_QUOTA_BYTES", "SWEEP_GRACE_SECONDS") else 1)
+        config[name] = _as_int(name, config[name], 0 if name in ZERO_ALLOWED else 1)
     for name in LIST_SETTINGS:
         config[name] = _as_list(config[name])
     for name in BOOL_SETTINGS:

@@ -121,3 +121,7 @@ class StorageUnavailable(ServiceUnavailable):
 
 class DatabaseUnavailable(ServiceUnavailable):
     code, message = "database_unavailable", "The database is unavailable, try again later."
+
+
+class ServerBusy(ServiceUnavailable):
+    code, message = "server_busy", "The server is busy: every request thread is waiting; try again shortly."

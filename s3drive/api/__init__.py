@@ -9,7 +9,7 @@ from flask import Flask, g, request
 from flask_smorest import Api
 
 from ..schemas import BatchUploadSchema, CompanionErrorSchema, ErrorSchema, FileSpecSchema
-from . import admin, auth, files, listing, manage, multipart, ops, uppy
+from . import admin, admission, auth, files, listing, manage, multipart, ops, uppy
 from .base import refuse_unstorable
 from .errors import http_error_response
 
@@ -52,6 +52,7 @@ def init_app(app: Flask) -> None:
     )
     app.extensions["s3drive.api"] = api
     _register_request_id(app)
+    admission.init_app(app)
     app.before_request(refuse_unstorable_url)
     app.after_request(security_headers)
 
