@@ -819,3 +819,28 @@ def test_open_form_of_unknown_size_does_not_block_a_multipart_upload(make_app, s
     assert usage(client, auth)["used_bytes"] == len(data)
     # The form still works for what is left; a file that no longer fits is refused on arrival.
     assert form_bound(params(client, "/uppy", auth).get_json()) == 2 * PART - 100
+
+
+def test_sweeper_rejects_an_undeclared_upload_whose_parts_outgrew_the_quota(make_app, s3):
+    # A part URL signs no length: one part can carry more than the quota. The sweeper does not wait for expiry.
+    app = make_app(DEFAULT_QUOTA_BYTES=PART + 10)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    fits = create(client, "/uppy", auth, filename="fits.mp4").get_json()
+    put_part(sign_part(client, "/uppy", auth, fits, 1).get_json()["url"], blob(MIB, seed=10))
+    grows = create(client, "/uppy", auth, filename="grows.mp4").get_json()
+    put_part(sign_part(client, "/uppy", auth, grows, 1).get_json()["url"], blob(PART, seed=11))
+    with app.app_context():
+        done = sweep()
+    assert done.rejected == 1 and done.errors == 0, done
+    assert record_by_key(app, grows["key"]).status == FileStatus.REJECTED
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]] == [fits["uploadId"]]
+    # The upload that fits is untouched and completes.
+    assert complete(client, "/uppy", auth, fits, {1: s3_part_etag(s3, fits)}).status_code == 200
+    assert usage(client, auth)["used_bytes"] == MIB
+
+
+def s3_part_etag(s3, created: dict) -> str:
+    """Return the ETag S3 holds for part 1 of an upload."""
+    parts = s3.list_parts(Bucket=BUCKET, Key=created["key"], UploadId=created["uploadId"])["Parts"]
+    return parts[0]["ETag"]

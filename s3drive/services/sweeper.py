@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import delete, select
 
-from ..errors import QuotaExceeded, StorageUnavailable
+from ..errors import MultipartRefused, QuotaExceeded, StorageUnavailable
 from ..extensions import db
 from ..models import File, FileStatus, RevokedToken
 from ..storage import get_storage
@@ -94,6 +94,7 @@ def sweep(now: datetime | None = None, limit: int = BATCH, grace: timedelta | No
     steps = (
         settle_expired_uploads,
         abort_stale_multipart,
+        reject_overflowing_multipart,
         purge_dead_objects,
         finish_interrupted_deletes,
         delete_expired_revocations,
@@ -205,6 +206,63 @@ def abort_stale_multipart(counts: SweepCounts, *, now: datetime, cutoff: datetim
     counts.multipart_aborted += len(transition(aborted, FileStatus.UPLOADING, FileStatus.EXPIRED, where=still_stale))
     db.session.commit()
     return len(candidates)
+
+
+# -- step 2b: open multipart uploads of undeclared size that outgrew the quota ---------------
+
+
+def reject_overflowing_multipart(counts: SweepCounts, *, now: datetime, cutoff: datetime, limit: int) -> int:
+    """Abort open multipart uploads of undeclared size whose stored parts no longer fit the quota.
+
+    Uppy's part URLs sign no length (Uppy picks its part size), so one part may carry up to 5 GiB.
+    Complete would refuse such an upload, but its parts would sit in S3 until it expires: each
+    sweep reads the parts of these uploads (ListParts) and rejects, oldest first, those whose bytes
+    go beyond what the user has left. S3 first, then the record (as in abort_stale_multipart).
+    """
+    conditions = [File.status == FileStatus.UPLOADING, File.size == 0, File.upload_id.is_not(None)]
+    candidates = _oldest_first([File.id, File.user_id, File.s3_key, File.upload_id, File.created_at], conditions, limit)
+    if not candidates:
+        return 0
+    storage = get_storage()
+    tasks = [(row.s3_key, row.upload_id) for row in candidates]
+    stored = storage.map_concurrently(lambda task: _stored_bytes(storage, task), tasks)
+    by_user: dict[str, list] = defaultdict(list)
+    for row in candidates:
+        size = stored[(row.s3_key, row.upload_id)]
+        if isinstance(size, StorageUnavailable):
+            counts.errors += 1
+        elif size:
+            by_user[row.user_id].append((row, size))
+    overflowing = [row for user_id in sorted(by_user) for row in _beyond_quota(user_id, by_user[user_id], now)]
+    aborted = storage.map_concurrently(
+        lambda task: storage.abort_multipart(*task), [(r.s3_key, r.upload_id) for r in overflowing]
+    )
+    done = [row.id for row in overflowing if not isinstance(aborted[(row.s3_key, row.upload_id)], StorageUnavailable)]
+    counts.errors += len(overflowing) - len(done)
+    counts.rejected += len(transition(done, FileStatus.UPLOADING, FileStatus.REJECTED, where=[File.size == 0]))
+    db.session.commit()
+    return len(candidates)
+
+
+def _stored_bytes(storage, task: tuple[str, str]) -> int:
+    """Return the bytes an upload's parts hold in S3 (0 if S3 no longer knows the upload)."""
+    try:
+        return sum(part.size for part in storage.list_parts(*task))
+    except MultipartRefused:
+        return 0
+
+
+def _beyond_quota(user_id: str, uploads: list, now: datetime) -> list:
+    """Return the user's uploads (oldest first) whose stored parts go beyond what the quota has left."""
+    left = open_ledger(user_id, now).available()
+    db.session.commit()  # a decision to read, not to write: no lock is kept across the S3 calls
+    beyond = []
+    for row, size in sorted(uploads, key=lambda item: item[0].created_at):
+        if size > left:
+            beyond.append(row)
+        else:
+            left -= size
+    return beyond
 
 
 # -- step 3: objects left behind by dead records -----------------------------------------
