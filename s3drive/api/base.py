@@ -106,18 +106,23 @@ ERROR_STATUSES = {
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}}
 
 
-def errors(*statuses: int):
-    """Document the error statuses a route answers, each with the error envelope (the OpenAPI's `default`
-    stays for the rest: 500 internal_error)."""
+def errors(*statuses: int, response: str | None = None):
+    """Document the error statuses a route answers, each with the error envelope, or with the named
+    response component (e.g. Companion's error shape); the OpenAPI's `default` stays for the rest
+    (500 internal_error)."""
 
     def decorator(view):
         view._apidoc = deepcopy(getattr(view, "_apidoc", {}))
         responses = view._apidoc.setdefault("response", {}).setdefault("responses", {})
         for status in statuses:
-            response = {"description": ERROR_STATUSES[status], "schema": ErrorSchema, "content_type": None}
-            if status in (429, 503):
-                response["headers"] = _RETRY_AFTER
-            responses.setdefault(status, []).append(response)
+            documented = response or {
+                "description": ERROR_STATUSES[status],
+                "schema": ErrorSchema,
+                "content_type": None,
+            }
+            if response is None and status in (429, 503):
+                documented["headers"] = _RETRY_AFTER
+            responses.setdefault(status, []).append(documented)
         return view
 
     return decorator
