@@ -40,7 +40,7 @@ class BaseSchema(Schema):
 class ErrorBodySchema(BaseSchema):
     code = fields.String(required=True, metadata={"example": "file_too_large"})
     message = fields.String(required=True)
-    details = fields.Dict(load_default=dict)
+    details = fields.Dict(required=True)
 
 
 class ErrorSchema(BaseSchema):
@@ -64,33 +64,33 @@ class LoginSchema(BaseSchema):
 
 
 class UserSchema(BaseSchema):
-    id = fields.String()
-    username = fields.String()
-    is_admin = fields.Boolean()
-    quota_bytes = fields.Integer()
-    used_bytes = fields.Integer()
-    reserved_bytes = fields.Integer()
-    created_at = Timestamp()
+    id = fields.String(required=True)
+    username = fields.String(required=True)
+    is_admin = fields.Boolean(required=True)
+    quota_bytes = fields.Integer(required=True)
+    used_bytes = fields.Integer(required=True)
+    reserved_bytes = fields.Integer(required=True)
+    created_at = Timestamp(required=True)
 
 
 class UserEnvelopeSchema(BaseSchema):
-    user = fields.Nested(UserSchema)
+    user = fields.Nested(UserSchema, required=True)
 
 
 class TokenPairSchema(BaseSchema):
-    access_token = fields.String()
-    refresh_token = fields.String()
-    token_type = fields.String(metadata={"example": "Bearer"})
-    expires_in = fields.Integer()
+    access_token = fields.String(required=True)
+    refresh_token = fields.String(required=True)
+    token_type = fields.String(metadata={"example": "Bearer"}, required=True)
+    expires_in = fields.Integer(required=True)
 
 
 class AccessTokenSchema(BaseSchema):
-    access_token = fields.String()
-    expires_in = fields.Integer()
+    access_token = fields.String(required=True)
+    expires_in = fields.Integer(required=True)
 
 
 class MessageSchema(BaseSchema):
-    message = fields.String()
+    message = fields.String(required=True)
 
 
 # -- uploads --------------------------------------------------------------------------
@@ -211,31 +211,31 @@ def load_upload_specs(items: list[Any], policy: UploadPolicy) -> tuple[list[Uplo
 
 
 class UploadTicketSchema(BaseSchema):
-    id = fields.String()
-    file_name = fields.String()
-    s3_key = fields.String()
-    status = fields.String()
+    id = fields.String(required=True)
+    file_name = fields.String(required=True)
+    s3_key = fields.String(required=True)
+    status = fields.String(required=True)
     method = fields.String()
     presigned_url = fields.String()
     headers = fields.Dict(keys=fields.String(), values=fields.String())
     fields_ = fields.Dict(data_key="fields", allow_none=True)
-    expires_at = Timestamp()
-    multipart = fields.Boolean()
+    expires_at = Timestamp(required=True)
+    multipart = fields.Boolean(required=True)
 
 
 class FailedUploadSchema(BaseSchema):
-    index = fields.Integer()
-    file_name = fields.String(allow_none=True)
-    error = fields.Nested(ErrorBodySchema)
+    index = fields.Integer(required=True)
+    file_name = fields.String(allow_none=True, required=True)
+    error = fields.Nested(ErrorBodySchema, required=True)
 
 
 class BatchUploadResultSchema(BaseSchema):
-    message = fields.String()
-    successful = fields.List(fields.Nested(UploadTicketSchema))
-    failed = fields.List(fields.Nested(FailedUploadSchema))
-    total_requested = fields.Integer()
-    total_successful = fields.Integer()
-    total_failed = fields.Integer()
+    message = fields.String(required=True)
+    successful = fields.List(fields.Nested(UploadTicketSchema), required=True)
+    failed = fields.List(fields.Nested(FailedUploadSchema), required=True)
+    total_requested = fields.Integer(required=True)
+    total_successful = fields.Integer(required=True)
+    total_failed = fields.Integer(required=True)
 
 
 class ConfirmOneSchema(BaseSchema):
@@ -261,65 +261,67 @@ class ConfirmManySchema(BaseSchema):
 
 
 class FileSchema(BaseSchema):
-    id = fields.String()
-    file_name = fields.String()
-    s3_key = fields.String()
-    content_type = fields.String()
-    size = fields.Integer()
-    checksum_sha256 = fields.String(allow_none=True)
-    tier = fields.String()
-    title = fields.String(allow_none=True)
-    description = fields.String(allow_none=True)
-    tags = fields.List(fields.String())
-    folder = fields.String()
-    status = fields.String()
-    created_at = Timestamp()
-    confirmed_at = Timestamp(allow_none=True)
-    etag = fields.String(allow_none=True)
+    id = fields.String(required=True)
+    file_name = fields.String(required=True)
+    s3_key = fields.String(required=True)
+    content_type = fields.String(required=True)
+    size = fields.Integer(required=True)
+    checksum_sha256 = fields.String(allow_none=True, required=True)
+    tier = fields.String(required=True)
+    title = fields.String(allow_none=True, required=True)
+    description = fields.String(allow_none=True, required=True)
+    tags = fields.List(fields.String(), required=True)
+    folder = fields.String(required=True)
+    status = fields.String(required=True)
+    created_at = Timestamp(required=True)
+    confirmed_at = Timestamp(allow_none=True, required=True)
+    etag = fields.String(allow_none=True, required=True)
 
 
 class ConfirmOneResultSchema(BaseSchema):
-    s3_key = fields.String()
-    id = fields.String()
-    status = fields.String()
-    message = fields.String()
-    file = fields.Nested(FileSchema)
+    s3_key = fields.String(required=True)
+    id = fields.String(required=True)
+    status = fields.String(required=True)
+    message = fields.String(required=True)
+    file = fields.Nested(FileSchema, required=True)
 
 
 class ConfirmItemSchema(BaseSchema):
-    s3_key = fields.String(allow_none=True)
-    id = fields.String(allow_none=True)
-    status = fields.String(validate=validate.OneOf(["success", "missing", "mismatch", "not_found", "error"]))
-    message = fields.String()
+    s3_key = fields.String(allow_none=True, required=True)
+    id = fields.String(allow_none=True, required=True)
+    status = fields.String(
+        validate=validate.OneOf(["success", "missing", "mismatch", "not_found", "error"]), required=True
+    )
+    message = fields.String(required=True)
 
 
 class ConfirmManyResultSchema(BaseSchema):
-    message = fields.String()
-    results = fields.List(fields.Nested(ConfirmItemSchema))
-    total_requested = fields.Integer()
-    total_successful = fields.Integer()
-    total_failed = fields.Integer()
+    message = fields.String(required=True)
+    results = fields.List(fields.Nested(ConfirmItemSchema), required=True)
+    total_requested = fields.Integer(required=True)
+    total_successful = fields.Integer(required=True)
+    total_failed = fields.Integer(required=True)
 
 
 class UsageSchema(BaseSchema):
-    used_bytes = fields.Integer()
-    reserved_bytes = fields.Integer()
-    quota_bytes = fields.Integer()
-    file_count = fields.Integer()
+    used_bytes = fields.Integer(required=True)
+    reserved_bytes = fields.Integer(required=True)
+    quota_bytes = fields.Integer(required=True)
+    file_count = fields.Integer(required=True)
 
 
 class LimitsSchema(BaseSchema):
-    max_file_size = fields.Integer()
-    max_batch = fields.Integer()
-    multipart_threshold = fields.Integer()
-    default_part_size = fields.Integer()
-    allowed_content_types = fields.List(fields.String())
-    tiers = fields.List(fields.String())
-    url_expires_in = fields.Integer()
+    max_file_size = fields.Integer(required=True)
+    max_batch = fields.Integer(required=True)
+    multipart_threshold = fields.Integer(required=True)
+    default_part_size = fields.Integer(required=True)
+    allowed_content_types = fields.List(fields.String(), required=True)
+    tiers = fields.List(fields.String(), required=True)
+    url_expires_in = fields.Integer(required=True)
 
 
 class HealthSchema(BaseSchema):
-    status = fields.String()
+    status = fields.String(required=True)
     checks = fields.Dict()
 
 
@@ -337,21 +339,21 @@ class MultipartCreateSchema(FileSpecSchema):
 
 
 class UploadedPartSchema(BaseSchema):
-    part_number = fields.Integer()
-    size = fields.Integer()
-    etag = fields.String()
+    part_number = fields.Integer(required=True)
+    size = fields.Integer(required=True)
+    etag = fields.String(required=True)
 
 
 class MultipartUploadSchema(BaseSchema):
-    id = fields.String()
-    s3_key = fields.String()
-    file_name = fields.String()
-    upload_id = fields.String(allow_none=True)
-    part_size = fields.Integer()
-    part_count = fields.Integer()
-    file_size = fields.Integer()
-    status = fields.String()
-    expires_at = Timestamp()
+    id = fields.String(required=True)
+    s3_key = fields.String(required=True)
+    file_name = fields.String(required=True)
+    upload_id = fields.String(allow_none=True, required=True)
+    part_size = fields.Integer(required=True)
+    part_count = fields.Integer(required=True)
+    file_size = fields.Integer(required=True)
+    status = fields.String(required=True)
+    expires_at = Timestamp(required=True)
     parts = fields.List(fields.Nested(UploadedPartSchema), metadata={"description": "Only in the status answer."})
     bytes_uploaded = fields.Integer(metadata={"description": "Only in the status answer."})
 
@@ -373,15 +375,17 @@ class SignPartsSchema(BaseSchema):
 
 
 class SignedPartSchema(BaseSchema):
-    part_number = fields.Integer()
-    url = fields.String()
-    headers = fields.Dict(keys=fields.String(), values=fields.String())
-    size = fields.Integer(metadata={"description": "Exact bytes to send; the URL signs this Content-Length."})
+    part_number = fields.Integer(required=True)
+    url = fields.String(required=True)
+    headers = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    size = fields.Integer(
+        metadata={"description": "Exact bytes to send; the URL signs this Content-Length."}, required=True
+    )
 
 
 class SignedPartsSchema(BaseSchema):
-    parts = fields.List(fields.Nested(SignedPartSchema))
-    expires_at = Timestamp()
+    parts = fields.List(fields.Nested(SignedPartSchema), required=True)
+    expires_at = Timestamp(required=True)
 
 
 class CompletedPartSchema(BaseSchema):
@@ -399,8 +403,8 @@ class CompleteMultipartSchema(BaseSchema):
 
 
 class MultipartAbortSchema(BaseSchema):
-    id = fields.String()
-    status = fields.String()
+    id = fields.String(required=True)
+    status = fields.String(required=True)
 
 
 # -- file management ----------------------------------------------------------------------
@@ -416,8 +420,8 @@ class FileUpdateSchema(BaseSchema):
 
 
 class DeletedSchema(BaseSchema):
-    id = fields.String()
-    status = fields.String(metadata={"example": "deleted"})
+    id = fields.String(required=True)
+    status = fields.String(metadata={"example": "deleted"}, required=True)
 
 
 class BatchDeleteSchema(BaseSchema):
@@ -425,13 +429,13 @@ class BatchDeleteSchema(BaseSchema):
 
 
 class FailedDeleteSchema(BaseSchema):
-    id = fields.String()
-    error = fields.Nested(ErrorBodySchema)
+    id = fields.String(required=True)
+    error = fields.Nested(ErrorBodySchema, required=True)
 
 
 class BatchDeleteResultSchema(BaseSchema):
-    deleted = fields.List(fields.String())
-    failed = fields.List(fields.Nested(FailedDeleteSchema))
+    deleted = fields.List(fields.String(), required=True)
+    failed = fields.List(fields.Nested(FailedDeleteSchema), required=True)
 
 
 class DownloadArgsSchema(BaseSchema):
@@ -440,8 +444,8 @@ class DownloadArgsSchema(BaseSchema):
 
 
 class DownloadSchema(BaseSchema):
-    url = fields.String()
-    expires_at = Timestamp()
+    url = fields.String(required=True)
+    expires_at = Timestamp(required=True)
 
 
 class CopySchema(BaseSchema):
@@ -493,9 +497,11 @@ class FileListQuerySchema(BaseSchema):
 
 
 class FileListSchema(BaseSchema):
-    items = fields.List(fields.Nested(FileSchema))
+    items = fields.List(fields.Nested(FileSchema), required=True)
     next_cursor = fields.String(
-        allow_none=True, metadata={"description": "Pass as `cursor` for the next page; null on the last page."}
+        allow_none=True,
+        metadata={"description": "Pass as `cursor` for the next page; null on the last page."},
+        required=True,
     )
     folders = fields.List(
         fields.String(),
@@ -504,6 +510,7 @@ class FileListSchema(BaseSchema):
             "description": "Names of the folders directly under `folder` that hold files of the listed status "
             "(on every page); null when `folder` was not given."
         },
+        required=True,
     )
 
 
@@ -511,38 +518,45 @@ class FileListSchema(BaseSchema):
 
 
 class CountBytesSchema(BaseSchema):
-    count = fields.Integer()
-    bytes = fields.Integer()
+    count = fields.Integer(required=True)
+    bytes = fields.Integer(required=True)
 
 
 class UserCountsSchema(BaseSchema):
-    total = fields.Integer()
-    active = fields.Integer()
-    disabled = fields.Integer()
-    admins = fields.Integer(metadata={"description": "active administrators"})
+    total = fields.Integer(required=True)
+    active = fields.Integer(required=True)
+    disabled = fields.Integer(required=True)
+    admins = fields.Integer(metadata={"description": "active administrators"}, required=True)
 
 
 class AdminStatsSchema(BaseSchema):
-    users = fields.Nested(UserCountsSchema)
+    users = fields.Nested(UserCountsSchema, required=True)
     files = fields.Dict(
-        keys=fields.String(), values=fields.Nested(CountBytesSchema), metadata={"description": "by status"}
+        keys=fields.String(),
+        values=fields.Nested(CountBytesSchema),
+        metadata={"description": "by status"},
+        required=True,
     )
-    used_bytes = fields.Integer()
-    reserved_bytes = fields.Integer(metadata={"description": "held by upload URLs that have not expired"})
-    quota_bytes = fields.Integer(metadata={"description": "sum of all quotas"})
-    lapsed_reservations = fields.Integer(metadata={"description": "expired uploads the sweeper has yet to settle"})
+    used_bytes = fields.Integer(required=True)
+    reserved_bytes = fields.Integer(
+        metadata={"description": "held by upload URLs that have not expired"}, required=True
+    )
+    quota_bytes = fields.Integer(metadata={"description": "sum of all quotas"}, required=True)
+    lapsed_reservations = fields.Integer(
+        metadata={"description": "expired uploads the sweeper has yet to settle"}, required=True
+    )
 
 
 class AdminUserSchema(UserSchema):
     """The User shape, plus what only admins see."""
 
-    is_active = fields.Boolean()
-    file_count = fields.Integer()
+    is_active = fields.Boolean(required=True)
+    file_count = fields.Integer(required=True)
 
 
 class AdminUserPageSchema(BaseSchema):
-    items = fields.List(fields.Nested(AdminUserSchema))
-    next_cursor = fields.String(allow_none=True)
+    items = fields.List(fields.Nested(AdminUserSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
 
 
 class AdminUserQuerySchema(BaseSchema):
@@ -563,25 +577,37 @@ class AdminUserUpdateSchema(BaseSchema):
 
 
 class SweepResultSchema(BaseSchema):
-    confirmed = fields.Integer(metadata={"description": "expired uploads whose objects arrived and fit the quota"})
-    expired = fields.Integer(metadata={"description": "expired uploads without an object, or over the quota"})
-    rejected = fields.Integer(metadata={"description": "expired uploads whose objects differ from the declaration"})
-    multipart_aborted = fields.Integer()
-    keys_purged = fields.Integer(metadata={"description": "keys of rejected/expired records deleted from S3"})
-    revoked_tokens_deleted = fields.Integer()
-    deletes_finished = fields.Integer(
-        metadata={"description": "deletes a dead process or an S3 failure left half done"}
+    confirmed = fields.Integer(
+        metadata={"description": "expired uploads whose objects arrived and fit the quota"}, required=True
     )
-    errors = fields.Integer(metadata={"description": "S3 failures; those records are retried on the next run"})
-    more = fields.Boolean(metadata={"description": "a batch was full: run again"})
+    expired = fields.Integer(
+        metadata={"description": "expired uploads without an object, or over the quota"}, required=True
+    )
+    rejected = fields.Integer(
+        metadata={"description": "expired uploads whose objects differ from the declaration"}, required=True
+    )
+    multipart_aborted = fields.Integer(required=True)
+    keys_purged = fields.Integer(
+        metadata={"description": "keys of rejected/expired records deleted from S3"}, required=True
+    )
+    revoked_tokens_deleted = fields.Integer(required=True)
+    deletes_finished = fields.Integer(
+        metadata={"description": "deletes a dead process or an S3 failure left half done"}, required=True
+    )
+    errors = fields.Integer(
+        metadata={"description": "S3 failures; those records are retried on the next run"}, required=True
+    )
+    more = fields.Boolean(metadata={"description": "a batch was full: run again"}, required=True)
 
 
 # -- Uppy (Companion's field names) -------------------------------------------------------
 
 
 class SessionSchema(BaseSchema):
-    companion_endpoint = fields.String(metadata={"description": "Give it to Uppy 6 as `companionEndpoint`."})
-    expires_at = Timestamp()
+    companion_endpoint = fields.String(
+        metadata={"description": "Give it to Uppy 6 as `companionEndpoint`."}, required=True
+    )
+    expires_at = Timestamp(required=True)
 
 
 class ParamsQuerySchema(BaseSchema):
@@ -590,10 +616,10 @@ class ParamsQuerySchema(BaseSchema):
 
 
 class ParamsSchema(BaseSchema):
-    method = fields.String()
-    url = fields.String()
-    form_fields = fields.Dict(keys=fields.String(), values=fields.String(), data_key="fields")
-    expires = fields.Integer(metadata={"description": "Seconds the form stays valid."})
+    method = fields.String(required=True)
+    url = fields.String(required=True)
+    form_fields = fields.Dict(keys=fields.String(), values=fields.String(), data_key="fields", required=True)
+    expires = fields.Integer(metadata={"description": "Seconds the form stays valid."}, required=True)
 
 
 class CreateUploadSchema(BaseSchema):
@@ -603,9 +629,9 @@ class CreateUploadSchema(BaseSchema):
 
 
 class CreatedUploadSchema(BaseSchema):
-    key = fields.String()
-    uploadId = fields.String()  # Companion's field names
-    bucket = fields.String()
+    key = fields.String(required=True)
+    uploadId = fields.String(required=True)  # Companion's field names
+    bucket = fields.String(required=True)
 
 
 class KeyQuerySchema(BaseSchema):
@@ -621,18 +647,18 @@ class BatchQuerySchema(KeyQuerySchema):
 
 
 class CompanionStoredPartSchema(BaseSchema):
-    PartNumber = fields.Integer()
-    ETag = fields.String()
-    Size = fields.Integer()
+    PartNumber = fields.Integer(required=True)
+    ETag = fields.String(required=True)
+    Size = fields.Integer(required=True)
 
 
 class CompanionSignedPartSchema(BaseSchema):
-    url = fields.String()
-    expires = fields.Integer()
+    url = fields.String(required=True)
+    expires = fields.Integer(required=True)
 
 
 class CompanionSignedBatchSchema(BaseSchema):
-    presignedUrls = fields.Dict(keys=fields.String(), values=fields.String())
+    presignedUrls = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
 
 
 class CompanionPartSchema(BaseSchema):
@@ -652,9 +678,9 @@ class CompanionErrorSchema(BaseSchema):
 
 
 class CompletedUploadSchema(BaseSchema):
-    location = fields.String()
-    key = fields.String()
-    bucket = fields.String()
+    location = fields.String(required=True)
+    key = fields.String(required=True)
+    bucket = fields.String(required=True)
 
 
 # -- Companion metadata (Uppy sends name, type and a file's meta fields) --------------------

@@ -17,7 +17,7 @@ from ..schemas import (
 )
 from ..services import admin as admin_service
 from ..services import sweeper
-from .base import Blueprint, auth_required
+from .base import Blueprint, auth_required, errors
 
 blp = Blueprint("admin", __name__, url_prefix="/api/admin", description="Administration")
 
@@ -40,6 +40,7 @@ def admin_required():
 
 
 @blp.route("/stats", methods=["GET"])
+@errors(401, 403, 503)
 @admin_required()
 @blp.response(200, AdminStatsSchema)
 def stats():
@@ -48,6 +49,7 @@ def stats():
 
 
 @blp.route("/users", methods=["GET"])
+@errors(401, 403, 422, 503)
 @admin_required()
 @blp.arguments(AdminUserQuerySchema, location="query")
 @blp.response(200, AdminUserPageSchema)
@@ -57,6 +59,7 @@ def list_users(args):
 
 
 @blp.route("/users/<string:user_id>", methods=["GET"])
+@errors(401, 403, 404, 422, 503)
 @admin_required()
 @blp.response(200, AdminUserSchema)
 def get_user(user_id):
@@ -65,6 +68,7 @@ def get_user(user_id):
 
 
 @blp.route("/users/<string:user_id>", methods=["PATCH"])
+@errors(400, 401, 403, 404, 409, 413, 422, 503)
 @admin_required()
 @blp.arguments(AdminUserUpdateSchema)
 @blp.response(200, AdminUserSchema)
@@ -74,6 +78,7 @@ def update_user(changes, user_id):
 
 
 @blp.route("/sweep", methods=["POST"])
+@errors(401, 403, 503)
 @admin_required()
 @blp.response(200, SweepResultSchema)
 def sweep():

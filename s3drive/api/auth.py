@@ -16,7 +16,7 @@ from ..schemas import (
     UserSchema,
 )
 from ..services import users
-from .base import Blueprint, auth_required
+from .base import Blueprint, auth_required, errors
 
 blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Accounts and tokens")
 
@@ -26,6 +26,7 @@ def _login_limit() -> str:
 
 
 @blp.route("/register", methods=["POST"])
+@errors(400, 403, 409, 413, 422, 429, 503)
 @limiter.limit(_login_limit)
 @blp.arguments(CredentialsSchema)
 @blp.response(201, UserEnvelopeSchema)
@@ -36,6 +37,7 @@ def register(credentials):
 
 
 @blp.route("/login", methods=["POST"])
+@errors(400, 401, 413, 422, 429, 503)
 @limiter.limit(_login_limit)
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenPairSchema)
@@ -51,6 +53,7 @@ def login(credentials):
 
 
 @blp.route("/refresh", methods=["POST"])
+@errors(401, 503)
 @auth_required(refresh=True)
 @blp.response(200, AccessTokenSchema)
 def refresh():
@@ -62,6 +65,7 @@ def refresh():
 
 
 @blp.route("/logout", methods=["POST"])
+@errors(401, 503)
 @auth_required(verify_type=False)
 @blp.response(200, MessageSchema)
 def logout():
@@ -71,6 +75,7 @@ def logout():
 
 
 @blp.route("/me", methods=["GET"])
+@errors(401, 503)
 @auth_required()
 @blp.response(200, UserSchema)
 def me():

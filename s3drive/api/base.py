@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from copy import deepcopy
 
 from flask import current_app, request
 from flask_jwt_extended import jwt_required
@@ -10,6 +11,7 @@ from flask_smorest import Blueprint as SmorestBlueprint
 from webargs.flaskparser import FlaskParser
 
 from ..errors import BadRequest, ValidationFailed
+from ..schemas import ErrorSchema
 
 UNSTORABLE = "Text may not contain NUL characters or unpaired surrogates."
 
@@ -82,5 +84,45 @@ def auth_required(refresh: bool = False, verify_type: bool = True):
     def decorator(view):
         guarded = jwt_required(refresh=refresh, verify_type=verify_type)(view)
         return SmorestBlueprint.doc(security=[{"bearerAuth": []}])(guarded)
+
+    return decorator
+
+
+# The error statuses of the contract (API.md, Errors): what each means, and the codes it carries.
+ERROR_STATUSES = {
+    400: "`bad_request`: the body is not JSON, or not a JSON object",
+    401: "`unauthorized`, `token_expired`, `token_revoked`, `invalid_token`: a missing, bad, expired or revoked "
+    "token, or a wrong password",
+    403: "`forbidden`, `registration_closed`",
+    404: "`not_found`: no such id or key (also another user's)",
+    409: "`conflict`, `object_missing`, `username_taken`, `invalid_state`",
+    413: "`file_too_large`, `batch_too_large`",
+    415: "`content_type_not_allowed`",
+    422: "`validation_error` (details: field -> messages), `integrity_mismatch`",
+    429: "`rate_limited`; see Retry-After",
+    503: "`storage_unavailable`, `database_unavailable`: S3 or the database is down; see Retry-After",
+    507: "`quota_exceeded`",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}}
+
+
+def errors(*statuses: int, response: str | None = None):
+    """Document the error statuses a route answers, each with the error envelope, or with the named
+    response component (e.g. Companion's error shape); the OpenAPI's `default` stays for the rest
+    (500 internal_error)."""
+
+    def decorator(view):
+        view._apidoc = deepcopy(getattr(view, "_apidoc", {}))
+        responses = view._apidoc.setdefault("response", {}).setdefault("responses", {})
+        for status in statuses:
+            documented = response or {
+                "description": ERROR_STATUSES[status],
+                "schema": ErrorSchema,
+                "content_type": None,
+            }
+            if response is None and status in (429, 503):
+                documented["headers"] = _RETRY_AFTER
+            responses.setdefault(status, []).append(documented)
+        return view
 
     return decorator

@@ -21,6 +21,7 @@ from ..models import User
 from ..services.users import token_user
 
 ERROR_RENDERERS = "s3drive.error_renderers"
+ERROR_RENDERER_PREFIXES = "s3drive.error_renderer_prefixes"
 
 
 def error_response(
@@ -32,11 +33,10 @@ def error_response(
 ) -> Response:
     """Build an error answer: the envelope `{"error": {code, message, details}}`, or the shape the
     request's blueprint renders its errors in (render_errors_with)."""
-    if has_request_context() and request.blueprint:
-        renderer = current_app.extensions.get(ERROR_RENDERERS, {}).get(request.blueprint)
-        answer = renderer(status, code, message, details, headers) if renderer is not None else None
-        if answer is not None:
-            return answer
+    renderer = _request_renderer() if has_request_context() else None
+    answer = renderer(status, code, message, details, headers) if renderer is not None else None
+    if answer is not None:
+        return answer
     response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
     response.status_code = status
     for name, value in (headers or {}).items():
@@ -50,8 +50,24 @@ def render_errors_with(blueprint, renderer: Callable[..., Response | None]) -> N
 
     def register(state) -> None:
         state.app.extensions.setdefault(ERROR_RENDERERS, {})[blueprint.name] = renderer
+        prefix = (state.url_prefix or "").rstrip("/")
+        if prefix:
+            state.app.extensions.setdefault(ERROR_RENDERER_PREFIXES, []).append((prefix, renderer))
 
     blueprint.record_once(register)
+
+
+def _request_renderer() -> Callable[..., Response | None] | None:
+    """Return the renderer of the request's blueprint; for a URL no route matched (404, 405), that of the
+    blueprint whose URL prefix it falls under, so that /uppy/... answers in Companion's shape throughout."""
+    if request.blueprint:
+        return current_app.extensions.get(ERROR_RENDERERS, {}).get(request.blueprint)
+    if request.url_rule is not None:
+        return None
+    for prefix, renderer in current_app.extensions.get(ERROR_RENDERER_PREFIXES, ()):
+        if request.path == prefix or request.path.startswith(prefix + "/"):
+            return renderer
+    return None
 
 
 def app_error_response(error: AppError) -> Response:

@@ -14,6 +14,7 @@ from ..schemas import (
     ConfirmOneSchema,
     FileSchema,
     LimitsSchema,
+    UploadTicketSchema,
     UsageSchema,
     check_batch_size,
     load_upload_request,
@@ -24,7 +25,7 @@ from ..services import confirm as confirm_service
 from ..services import files as file_service
 from ..services import uploads, users
 from ..timeutil import isoformat_z
-from .base import Blueprint, auth_required, json_object_body
+from .base import Blueprint, auth_required, errors, json_object_body
 
 blp = Blueprint("files", __name__, url_prefix="/api/files", description="Uploads and file records")
 
@@ -35,6 +36,7 @@ def _ticket_json(ticket: dict) -> dict:
 
 
 @blp.route("/upload/", methods=["POST"])
+@errors(400, 401, 413, 415, 422, 503, 507)
 @auth_required()
 @blp.doc(
     requestBody={
@@ -48,7 +50,12 @@ def _ticket_json(ticket: dict) -> dict:
         },
     }
 )
-@blp.response(200, BatchUploadResultSchema, description="Batch form; the single form answers one UploadTicket")
+@blp.alt_response(
+    200,
+    schema={"oneOf": [UploadTicketSchema, BatchUploadResultSchema]},
+    description="The single form answers one UploadTicket, the batch form a BatchUploadResult",
+    success=True,
+)
 def upload():
     """Presign uploads: one FileSpec, or {"files": [FileSpec, ...]} for a batch."""
     body = json_object_body()
@@ -79,6 +86,7 @@ def upload():
 
 
 @blp.route("/confirm_upload/", methods=["POST"])
+@errors(400, 401, 404, 409, 413, 422, 503, 507)
 @auth_required()
 @blp.arguments(ConfirmOneSchema)
 @blp.response(200, ConfirmOneResultSchema)
@@ -88,6 +96,7 @@ def confirm_upload(args):
 
 
 @blp.route("/confirm_uploads/", methods=["POST"])
+@errors(400, 401, 413, 422, 503)
 @auth_required()
 @blp.arguments(ConfirmManySchema)
 @blp.response(200, ConfirmManyResultSchema)
@@ -110,6 +119,7 @@ def confirm_uploads(args):
 
 
 @blp.route("/usage", methods=["GET"])
+@errors(401, 503)
 @auth_required()
 @blp.response(200, UsageSchema)
 def usage():
@@ -134,6 +144,7 @@ def limits():
 
 
 @blp.route("/<string:file_id>", methods=["GET"])
+@errors(401, 404, 422, 503)
 @auth_required()
 @blp.response(200, FileSchema)
 def get_file(file_id):

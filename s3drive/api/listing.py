@@ -8,7 +8,7 @@ from flask_jwt_extended import current_user
 from ..schemas import FileListQuerySchema, FileListSchema
 from ..services import listing as listing_service
 from ..timeutil import isoformat_z
-from .base import Blueprint, auth_required
+from .base import Blueprint, auth_required, errors
 
 blp = Blueprint("listing", __name__, url_prefix="/api/files", description="Listing and search")
 
@@ -26,6 +26,7 @@ def _file_json(item: dict) -> dict:
 
 
 @blp.route("/", methods=["GET"])
+@errors(401, 422, 503)
 @auth_required()
 @blp.arguments(FileListQuerySchema, location="query", as_kwargs=True)
 @blp.response(200, FileListSchema)

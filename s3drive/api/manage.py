@@ -17,7 +17,7 @@ from ..schemas import (
     check_batch_size,
 )
 from ..services import files
-from .base import Blueprint, auth_required
+from .base import Blueprint, auth_required, errors
 
 blp = Blueprint("manage", __name__, url_prefix="/api/files", description="File management")
 
@@ -28,6 +28,7 @@ NO_STORE = "private, no-store"
 
 
 @blp.route("/<string:file_id>", methods=["PATCH"])
+@errors(400, 401, 404, 409, 413, 422, 503)
 @auth_required()
 @blp.arguments(FileUpdateSchema)
 @blp.response(200, FileSchema)
@@ -37,6 +38,7 @@ def update_file(changes, file_id):
 
 
 @blp.route("/<string:file_id>", methods=["DELETE"])
+@errors(401, 404, 409, 422, 503)
 @auth_required()
 @blp.response(200, DeletedSchema)
 def delete_file(file_id):
@@ -46,6 +48,7 @@ def delete_file(file_id):
 
 
 @blp.route("/delete", methods=["POST"])
+@errors(400, 401, 413, 422, 503)
 @auth_required()
 @blp.arguments(BatchDeleteSchema)
 @blp.response(200, BatchDeleteResultSchema)
@@ -61,6 +64,7 @@ def delete_files(args):
 
 
 @blp.route("/<string:file_id>/download", methods=["GET"])
+@errors(401, 404, 409, 422, 503)
 @auth_required()
 @blp.arguments(DownloadArgsSchema, location="query")
 @blp.response(200, DownloadSchema)
@@ -77,6 +81,7 @@ def download(args, file_id):
 
 
 @blp.route("/<string:file_id>/copy", methods=["POST"])
+@errors(400, 401, 404, 409, 413, 422, 503, 507)
 @auth_required()
 @blp.arguments(CopySchema)
 @blp.response(201, FileSchema)

@@ -17,7 +17,7 @@ from ..schemas import (
 )
 from ..services import multipart
 from ..timeutil import isoformat_z
-from .base import Blueprint, auth_required
+from .base import Blueprint, auth_required, errors
 
 blp = Blueprint("multipart", __name__, url_prefix="/api/files/multipart", description="Large files")
 
@@ -26,6 +26,7 @@ blp = Blueprint("multipart", __name__, url_prefix="/api/files/multipart", descri
 
 
 @blp.route("/", methods=["POST"])
+@errors(400, 401, 413, 415, 422, 503, 507)
 @auth_required()
 @blp.arguments(MultipartCreateSchema)
 @blp.response(201, MultipartUploadSchema)
@@ -36,6 +37,7 @@ def create(fields):
 
 
 @blp.route("/<string:file_id>/sign", methods=["POST"])
+@errors(400, 401, 404, 409, 413, 422, 503)
 @auth_required()
 @blp.arguments(SignPartsSchema)
 @blp.response(200, SignedPartsSchema)
@@ -55,6 +57,7 @@ def sign(args, file_id):
 
 
 @blp.route("/<string:file_id>", methods=["GET"])
+@errors(401, 404, 409, 422, 503)
 @auth_required()
 @blp.response(200, MultipartUploadSchema)
 def status(file_id):
@@ -64,6 +67,7 @@ def status(file_id):
 
 
 @blp.route("/<string:file_id>/complete", methods=["POST"])
+@errors(400, 401, 404, 409, 413, 422, 503, 507)
 @auth_required()
 @blp.arguments(CompleteMultipartSchema)
 @blp.response(200, FileSchema)
@@ -73,6 +77,7 @@ def complete(args, file_id):
 
 
 @blp.route("/<string:file_id>", methods=["DELETE"])
+@errors(401, 404, 409, 422, 503)
 @auth_required()
 @blp.response(200, MultipartAbortSchema)
 def abort(file_id):

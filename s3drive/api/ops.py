@@ -14,7 +14,7 @@ from ..extensions import db, limiter
 from ..schemas import HealthSchema
 from ..services import metrics
 from ..storage import get_storage
-from .base import Blueprint
+from .base import Blueprint, errors
 
 blp = Blueprint("ops", __name__, description="Health checks")
 
@@ -27,6 +27,7 @@ def healthz():
 
 
 @blp.route("/readyz", methods=["GET"])
+@errors(503)
 @blp.response(200, HealthSchema)
 def readyz():
     """Answer 200 when the database and the bucket answer, else 503 naming the failure."""
@@ -51,6 +52,7 @@ def readyz():
 
 
 @blp.route("/metrics", methods=["GET"])
+@errors(401, 403, 404, 503)
 @blp.doc(responses={200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST: {}}}})
 def prometheus_metrics():
     """Prometheus metrics: users, files and bytes by status, quota use, the sweeper's backlog.
