@@ -96,11 +96,12 @@ ERROR_STATUSES = {
     403: "`forbidden`, `registration_closed`",
     404: "`not_found`: no such id or key (also another user's)",
     409: "`conflict`, `object_missing`, `username_taken`, `invalid_state`",
-    413: "`file_too_large`, `batch_too_large`",
+    413: "`file_too_large`, `batch_too_large`; `request_too_large`: a body over what the server reads",
     415: "`content_type_not_allowed`",
     422: "`validation_error` (details: field -> messages), `integrity_mismatch`",
     429: "`rate_limited`; see Retry-After",
-    503: "`storage_unavailable`, `database_unavailable`: S3 or the database is down; see Retry-After",
+    503: "`storage_unavailable`, `database_unavailable`: S3 or the database is down; `server_busy`: every request "
+    "thread is busy; see Retry-After",
     507: "`quota_exceeded`",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}}

@@ -34,7 +34,7 @@ from ..schemas import (
     load_companion_file,
 )
 from ..services import uppy
-from .base import Blueprint, public_url
+from .base import Blueprint, errors, public_url
 from .errors import error_response, render_errors_with
 
 
@@ -102,6 +102,7 @@ def caller_id(token: str | None) -> str:
 
 
 @session_blp.route("/session", methods=["POST"])
+@errors(401, 503)
 @session_blp.doc(security=[{"bearerAuth": []}])
 @session_blp.response(200, SessionSchema)
 def session():
@@ -112,6 +113,7 @@ def session():
 
 
 @companion_route("/s3/params", "params", ["GET"])
+@errors(401, 413, 415, 422, 503, 507, response=COMPANION_ERROR_RESPONSE)
 @blp.arguments(ParamsQuerySchema, location="query")
 @blp.response(200, ParamsSchema)
 def params(args, token=None):
@@ -128,6 +130,7 @@ def params(args, token=None):
 
 
 @companion_route("/s3/multipart", "create_multipart", ["POST"])
+@errors(400, 401, 413, 415, 422, 503, 507, response=COMPANION_ERROR_RESPONSE)
 @blp.arguments(CreateUploadSchema)
 @blp.response(200, CreatedUploadSchema)
 def create_multipart(args, token=None):
@@ -138,6 +141,7 @@ def create_multipart(args, token=None):
 
 
 @companion_route("/s3/multipart/<string:upload_id>", "list_parts", ["GET"])
+@errors(401, 404, 409, 422, 503, response=COMPANION_ERROR_RESPONSE)
 @blp.arguments(KeyQuerySchema, location="query")
 @blp.response(200, CompanionStoredPartSchema(many=True))
 def list_parts(args, upload_id, token=None):
@@ -147,6 +151,7 @@ def list_parts(args, upload_id, token=None):
 
 
 @companion_route("/s3/multipart/<string:upload_id>/batch", "sign_batch", ["GET"])
+@errors(401, 404, 409, 413, 422, 503, 507, response=COMPANION_ERROR_RESPONSE)
 @blp.arguments(BatchQuerySchema, location="query")
 @blp.response(200, CompanionSignedBatchSchema)
 def sign_batch(args, upload_id, token=None):
@@ -156,6 +161,7 @@ def sign_batch(args, upload_id, token=None):
 
 
 @companion_route("/s3/multipart/<string:upload_id>/<int:part_number>", "sign_part", ["GET"])
+@errors(401, 404, 409, 413, 422, 503, 507, response=COMPANION_ERROR_RESPONSE)
 @blp.arguments(KeyQuerySchema, location="query")
 @blp.response(200, CompanionSignedPartSchema)
 def sign_part(args, upload_id, part_number, token=None):
@@ -165,6 +171,7 @@ def sign_part(args, upload_id, part_number, token=None):
 
 
 @companion_route("/s3/multipart/<string:upload_id>/complete", "complete_multipart", ["POST"])
+@errors(400, 401, 404, 409, 413, 422, 503, 507, response=COMPANION_ERROR_RESPONSE)
 @blp.arguments(KeyQuerySchema, location="query")
 @blp.arguments(CompleteUploadSchema)
 @blp.response(200, CompletedUploadSchema)
@@ -176,6 +183,7 @@ def complete_multipart(args, body, upload_id, token=None):
 
 
 @companion_route("/s3/multipart/<string:upload_id>", "abort_multipart", ["DELETE"])
+@errors(401, 404, 409, 422, 503, response=COMPANION_ERROR_RESPONSE)
 @blp.arguments(KeyQuerySchema, location="query")
 @blp.response(200, BaseSchema)
 def abort_multipart(args, upload_id, token=None):
