@@ -21,22 +21,26 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 import requests
 from conftest import empty_tables, make_test_app
 from helpers import wait_until
-from live import REPO_ROOT, DevStack, ServedApp, s3_app
+from live import REPO_ROOT, DevStack, ServedApp, s3_app, unavailable
 from s3servers import _start_ready, install_ministack
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, make_url, select, text
 
 from s3drive.app import close_app
 from s3drive.dev import ministack
@@ -548,3 +552,342 @@ def test_api_killed_mid_multipart_complete_while_s3_hangs(tmp_path, database_url
         [(key, used)] = stack.query("SELECT f.s3_key, u.used_bytes FROM files f JOIN users u ON u.id = f.user_id")
         assert stack.s3().head_object(Bucket=stack.bucket, Key=key)["ContentLength"] == len(data) == used
         assert_invariants(stack)
+
+
+@contextmanager
+def lock_held(database_url: str, postgres_lock: str) -> Iterator[None]:
+    """Hold a lock from another connection (a fault): on PostgreSQL the LOCK statement given, on
+    SQLite the write lock (BEGIN IMMEDIATE)."""
+    TALLY.add(faults=1)
+    engine = create_engine(database_url)
+    with closing(engine.connect()) as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(postgres_lock))
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            connection.rollback()
+    engine.dispose()
+
+
+def waits_on_a_lock(stack: Stack) -> bool:
+    """Tell whether a statement of the API waits on a lock (PostgreSQL shows it; SQLite cannot: True)."""
+    if not stack.database_url.startswith("postgresql"):
+        return True
+    waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    return stack.query(waiting)[0][0] > 0
+
+
+def batch_sizes(stack: Stack) -> list[int]:
+    return [count for (count,) in stack.query("SELECT COUNT(*) FROM files GROUP BY batch_id")]
+
+
+def test_api_killed_mid_presign_of_a_1000_file_batch(tmp_path, database_url):
+    specs = [{"file_name": f"s{i}.txt", "content_type": "text/plain", "file_size": 100} for i in range(1000)]
+    presign = ("/api/files/upload/", {"files": specs})
+    with gunicorn_stack(tmp_path, database_url) as (stack, auth):
+        port = urlsplit(stack.url).port
+        # Killed while its transaction waits on a lock: the insert (PostgreSQL), the write lock (SQLite).
+        with lock_held(stack.database_url, "LOCK TABLE files IN SHARE MODE"):
+            with raw_post(stack.url, *presign, auth) as client:
+                assert wait_until(lambda: request_read_by_server(port, client) and waits_on_a_lock(stack), 30)
+                stack.kill()
+        assert batch_sizes(stack) == []
+
+        # Killed once the batch is committed, while it signs the URLs.
+        stack.revive()
+        with raw_post(stack.url, *presign, auth):
+            assert wait_until(lambda: batch_sizes(stack) == [1000], timeout=30)
+            stack.kill()
+
+        # Killed as soon as it has read the request: whichever step it was at, all or nothing.
+        stack.revive()
+        with raw_post(stack.url, *presign, auth) as client:
+            assert wait_until(lambda: request_read_by_server(port, client), timeout=30)
+            stack.kill()
+        assert batch_sizes(stack) in ([1000], [1000, 1000])
+
+        stack.sweep()
+        assert_invariants(stack)
+        # What was recorded holds its reservation, no more, and the service works on.
+        auth = stack.revive()
+        recorded = 100 * sum(batch_sizes(stack))
+        usage = send("GET", stack.url + "/api/files/usage", headers=auth).json()
+        assert (usage["used_bytes"], usage["reserved_bytes"]) == (0, recorded)
+        answer = send("POST", stack.url + presign[0], json=presign[1], headers=auth)
+        assert answer.status_code == 200 and answer.json()["total_successful"] == 1000, answer.text
+        assert_invariants(stack)
+
+
+# -- a dependency that refuses connections ----------------------------------------------------
+
+
+class TcpProxy:
+    """A TCP forwarder on a loopback port of its own, to a dependency (PostgreSQL, Redis).
+
+    stop() is the fault: it closes the listening socket and cuts every live connection, so the
+    dependency looks down (connections refused); start() serves again on the same port.
+    """
+
+    def __init__(self, host: str, port: int):
+        self.upstream = (host, port)
+        self.port = ministack.free_port()
+        self.listener: socket.socket | None = None
+        self.connections: set[socket.socket] = set()
+        self.lock = threading.Lock()
+
+    def start(self) -> TcpProxy:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def stop(self, *, fault: bool = True) -> None:
+        with self.lock:
+            listener, self.listener = self.listener, None
+            doomed, self.connections = self.connections, set()
+        if listener is not None:
+            TALLY.add(faults=int(fault))
+            _shut(listener)
+            listener.close()
+        for connection in doomed:
+            _shut(connection)  # its pump closes it
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+                upstream = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                if self.listener is not listener:
+                    return
+                continue
+            upstream.settimeout(None)
+            with self.lock:
+                if self.listener is not listener:  # stopped meanwhile
+                    for connection in (client, upstream):
+                        _shut(connection)
+                        connection.close()
+                    return
+                self.connections |= {client, upstream}
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        _shut(target)
+        with self.lock:
+            self.connections.discard(source)
+        source.close()
+
+
+def _shut(connection: socket.socket) -> None:
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+@contextmanager
+def health_probe(stack: Stack) -> Iterator[list[tuple[int, float]]]:
+    """Ask /healthz every 0.1 s while the block runs; yield the (status, seconds) it collects."""
+    seen: list[tuple[int, float]] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        while not done.wait(0.1):
+            started = time.monotonic()
+            try:
+                status = send("GET", stack.url + "/healthz", timeout=5).status_code
+            except requests.RequestException:
+                status = 0
+            seen.append((status, time.monotonic() - started))
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        thread.join()
+
+
+def database_routes(auth: dict, newcomer: str) -> dict[str, tuple[str, str, dict]]:
+    """Requests that need the database: name -> (method, path, requests arguments)."""
+    spec = {"file_name": "a.txt", "content_type": "text/plain", "file_size": 10}
+    return {
+        "login": ("POST", "/api/auth/login", {"json": {"username": "alice", "password": PASSWORD}}),
+        "register": ("POST", "/api/auth/register", {"json": {"username": newcomer, "password": PASSWORD}}),
+        "me": ("GET", "/api/auth/me", {"headers": auth}),
+        "usage": ("GET", "/api/files/usage", {"headers": auth}),
+        "list": ("GET", "/api/files/", {"headers": auth}),
+        "presign": ("POST", "/api/files/upload/", {"headers": auth, "json": spec}),
+        "readyz": ("GET", "/readyz", {}),
+    }
+
+
+WRITES = {"register", "presign"}
+SUCCESS = {"register": 201}
+
+
+def answer_all(stack: Stack, routes: dict[str, tuple[str, str, dict]]) -> dict[str, list[tuple]]:
+    """Send every route at once, twice over (both workers get some); return name -> [(status, code,
+    Retry-After, seconds)]. At once, but fewer than a worker's threads: /healthz must find one."""
+    answers: dict[str, list[tuple]] = {name: [] for name in routes}
+
+    def one(name: str) -> None:
+        method, path, arguments = routes[name]
+        started = time.monotonic()
+        answer = send(method, stack.url + path, timeout=30, **arguments)
+        took = time.monotonic() - started
+        code = answer.json().get("error", {}).get("code") if answer.status_code >= 400 else None
+        answers[name].append((answer.status_code, code, answer.headers.get("Retry-After"), took))
+
+    for _ in range(2):
+        threads = [threading.Thread(target=one, args=(name,)) for name in routes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return answers
+
+
+def assert_outage_answers(answers: dict[str, list[tuple]], refused: set[str]) -> None:
+    """The routes in `refused` answer 503 database_unavailable with Retry-After, the others succeed,
+    all within 10 s."""
+    for name, seen in answers.items():
+        assert all(took <= 10 for *_, took in seen), (name, seen)
+        statuses = sorted(status for status, *_ in seen)
+        if name in refused:
+            assert all(
+                (status, code) == (503, "database_unavailable") and int(retry_after) > 0
+                for status, code, retry_after, _ in seen
+            ), (name, seen)
+        elif name == "register":
+            assert statuses == [201, 409], (name, seen)  # the second time, the name is taken
+        else:
+            assert statuses == [200, 200], (name, seen)
+
+
+def assert_healthy_throughout(seen: list[tuple[int, float]]) -> None:
+    assert seen, "the health probe never answered"
+    assert {status for status, _ in seen} == {200}, seen
+    assert max(took for _, took in seen) <= 1, max(seen, key=lambda answer: answer[1])
+
+
+def logs_in(stack: Stack) -> bool:
+    body = {"username": "alice", "password": PASSWORD}
+    return send("POST", stack.url + "/api/auth/login", json=body).status_code == 200
+
+
+def count_files(stack: Stack) -> int:
+    return stack.query("SELECT COUNT(*) FROM files")[0][0]
+
+
+def recovers(stack: Stack, auth: dict, files: int) -> None:
+    """Once the database is back, every route works again without a restart, and nothing of the
+    refused requests was kept (no file, no user: the refused name registers now)."""
+    assert wait_until(lambda: logs_in(stack), timeout=30, interval=0.2)
+    assert count_files(stack) == files
+    assert_outage_answers(answer_all(stack, database_routes(auth, "newcomer")), refused=set())
+    assert_invariants(stack)
+
+
+FAST_DATABASE = {"S3DRIVE_DATABASE_TIMEOUT": "2"}
+
+
+def test_database_refusing_connections_is_a_503_within_seconds_then_heals(tmp_path, database_url):
+    server = make_url(database_url)
+    if server.get_backend_name() != "postgresql":
+        pytest.skip("SQLite has no server to refuse connections: its outage is the held lock (next test)")
+    proxy = TcpProxy(server.host or "127.0.0.1", server.port or 5432).start()
+    through_proxy = server.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        with gunicorn_stack(tmp_path, database_url, env=FAST_DATABASE, api_database_url=through_proxy) as (
+            stack,
+            auth,
+        ):
+            routes = database_routes(auth, "newcomer")
+            files = count_files(stack)
+            with health_probe(stack) as seen:
+                proxy.stop()
+                assert_outage_answers(answer_all(stack, routes), refused=set(routes))
+                proxy.start()
+                recovers(stack, auth, files)
+            assert_healthy_throughout(seen)
+    finally:
+        proxy.stop(fault=False)
+
+
+def test_a_held_database_lock_is_a_503_within_seconds_then_heals(tmp_path, database_url):
+    with gunicorn_stack(tmp_path, database_url, env=FAST_DATABASE) as (stack, auth):
+        routes = database_routes(auth, "newcomer")
+        # PostgreSQL: nobody may even read users (every token is checked there); SQLite: readers go on.
+        postgres = stack.database_url.startswith("postgresql")
+        refused = set(routes) - {"readyz"} if postgres else WRITES
+        files = count_files(stack)
+        with health_probe(stack) as seen:
+            with lock_held(stack.database_url, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"):
+                assert_outage_answers(answer_all(stack, routes), refused)
+            recovers(stack, auth, files)
+        assert_healthy_throughout(seen)
+
+
+# -- Redis unreachable ------------------------------------------------------------------------
+
+REDIS = ("127.0.0.1", 6379)
+
+
+def rate_limit_store(stack: Stack) -> str:
+    """Return what /readyz says of the rate-limit store (it answers 200 either way)."""
+    answer = send("GET", stack.url + "/readyz")
+    assert answer.status_code == 200, answer.text
+    return answer.json()["checks"]["rate_limits"]
+
+
+def test_redis_unreachable_rate_limits_fall_back_to_memory_then_redis_again(tmp_path, database_url):
+    store = redis.Redis(*REDIS, socket_timeout=2)
+    try:
+        store.ping()
+    except redis.RedisError as error:
+        unavailable(f"no Redis at {REDIS}: {error}", "fault suite")
+    prefix = f"fault-suite-{uuid.uuid4().hex[:12]}"
+    proxy = TcpProxy(*REDIS).start()
+    env = {
+        "S3DRIVE_RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{proxy.port}/0",
+        "S3DRIVE_RATELIMIT_KEY_PREFIX": prefix,
+        "S3DRIVE_LOGIN_RATE_LIMIT": "1000 per minute",
+    }
+
+    def counted() -> int:
+        """Hits of the login and register limits that Redis holds."""
+        return sum(int(store.get(key) or 0) for key in store.scan_iter(match=f"*{prefix}*"))
+
+    try:
+        with gunicorn_stack(tmp_path, database_url, env=env) as (stack, _):
+            assert rate_limit_store(stack) == "ok" and counted() == 2  # alice's register and login
+            proxy.stop()
+            for name in ("bob", "carol", "dave"):  # both workers meet the dead store, most likely
+                register_and_login(stack.url, name)  # 201, 200: never a 500
+            assert rate_limit_store(stack).startswith("degraded")
+            assert counted() == 2
+
+            proxy.start()
+            assert wait_until(lambda: rate_limit_store(stack) == "ok", timeout=10)
+            # A worker goes back to Redis at its next check of the store (flask-limiter backs off:
+            # 1, 2, 4 ... s since the last one): logins are counted there again.
+            assert wait_until(lambda: logs_in(stack) and counted() > 2, timeout=40, interval=0.5)
+    finally:
+        proxy.stop(fault=False)
+        for key in store.scan_iter(match=f"*{prefix}*"):
+            store.delete(key)
+        store.close()
