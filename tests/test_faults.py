@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -153,6 +153,7 @@ class Stack:
     ministack_pgid: int
     kill_api: Callable[[], None]
     revive: Callable[[], dict] | None = None  # serve again after kill_api; return a user's auth header
+    restart_s3: Callable[[], None] | None = None  # start a killed MiniStack again, on its port and data
     engine: object = field(init=False)
 
     def __post_init__(self) -> None:
@@ -240,9 +241,10 @@ def gunicorn_stack(
 
     `env` adds settings; `api_database_url` is where gunicorn reaches the database (a proxy),
     while the test and the sweeper use database_url. Killed workers are respawned by the master:
-    `revive` waits for them.
+    `revive` waits for them. MiniStack keeps its objects on disk: `restart_s3` brings a killed one back.
     """
-    s3_proc, s3_url = _start_ready(install_ministack(), tmp_path / "ministack", persist=False)
+    s3_dir = tmp_path / "ministack"
+    s3_proc, s3_url = _start_ready(install_ministack(), s3_dir, persist=True)
     app = make_test_app(database_url)
     empty_tables(app)
     close_app(app)
@@ -258,6 +260,17 @@ def gunicorn_stack(
     with open(log, "wb") as out:
         server = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
     stack.kill_api = lambda: kill_workers(server.pid)
+
+    def restart_s3() -> None:
+        nonlocal s3_proc
+        port, log = urlsplit(s3_url).port, s3_dir / "ministack.log"
+        s3_proc = ministack.start_ministack(
+            port=port, data_dir=s3_dir, persist=True, log_path=log, executable=install_ministack()
+        )
+        ministack.wait_ready(s3_url, timeout=60, proc=s3_proc)
+        stack.ministack_pgid = s3_proc.pid
+
+    stack.restart_s3 = restart_s3
     try:
         assert wait_until(lambda: answers(stack.url + "/healthz"), timeout=60), log.read_text()
         auth = register_and_login(stack.url)
@@ -269,10 +282,19 @@ def gunicorn_stack(
         stack.revive = revive
         yield stack, auth
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        ministack.stop_process(s3_proc)
-        stack.engine.dispose()
+        try:
+            server.terminate()
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with suppress(OSError):
+                kill_workers(server.pid)
+            server.kill()
+            server.wait()
+        finally:
+            with suppress(ProcessLookupError):
+                os.killpg(stack.ministack_pgid, signal.SIGCONT)  # never leave it frozen
+            ministack.stop_process(s3_proc)
+            stack.engine.dispose()
 
 
 STACKS = ["dev stack on SQLite", "gunicorn, 2 workers, the suite's database"]
@@ -319,7 +341,8 @@ def frozen(stack: Stack) -> Iterator[None]:
     try:
         yield
     finally:
-        os.killpg(stack.ministack_pgid, signal.SIGCONT)
+        with suppress(ProcessLookupError):  # killed meanwhile
+            os.killpg(stack.ministack_pgid, signal.SIGCONT)
 
 
 # -- what the kernel shows of the connections ------------------------------------------------
@@ -749,7 +772,7 @@ def answer_all(stack: Stack, routes: dict[str, tuple[str, str, dict]]) -> dict[s
         started = time.monotonic()
         answer = send(method, stack.url + path, timeout=30, **arguments)
         took = time.monotonic() - started
-        code = answer.json().get("error", {}).get("code") if answer.status_code >= 400 else None
+        code = error_code(answer) if answer.status_code >= 400 else None
         answers[name].append((answer.status_code, code, answer.headers.get("Retry-After"), took))
 
     for _ in range(2):
@@ -761,11 +784,19 @@ def answer_all(stack: Stack, routes: dict[str, tuple[str, str, dict]]) -> dict[s
     return answers
 
 
+def error_code(answer: requests.Response) -> str | None:
+    """Return the envelope's error code, or None when the body is not the envelope (an HTML page)."""
+    try:
+        return answer.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def assert_outage_answers(answers: dict[str, list[tuple]], refused: set[str]) -> None:
     """The routes in `refused` answer 503 database_unavailable with Retry-After, the others succeed,
     all within 10 s."""
     for name, seen in answers.items():
-        assert all(took <= 10 for *_, took in seen), (name, seen)
+        assert len(seen) == 2 and all(took <= 10 for *_, took in seen), (name, seen)
         statuses = sorted(status for status, *_ in seen)
         if name in refused:
             assert all(
@@ -891,3 +922,39 @@ def test_redis_unreachable_rate_limits_fall_back_to_memory_then_redis_again(tmp_
         for key in store.scan_iter(match=f"*{prefix}*"):
             store.delete(key)
         store.close()
+
+
+# -- S3 killed ----------------------------------------------------------------------------------
+
+
+def test_s3_killed_mid_confirm_then_restarted(tmp_path, database_url):
+    with gunicorn_stack(tmp_path, database_url) as (stack, auth):
+        ids = [t["id"] for t in upload_files(stack, auth, confirm=False)]
+        answers: list[requests.Response] = []
+        confirm = threading.Thread(
+            target=lambda: answers.append(
+                send("POST", stack.url + "/api/files/confirm_uploads/", json={"ids": ids}, headers=auth)
+            )
+        )
+        with frozen(stack):
+            confirm.start()
+            assert wait_until(lambda: s3_request_waiting(stack), timeout=30)
+            TALLY.add(faults=1)
+            os.killpg(stack.ministack_pgid, signal.SIGKILL)  # S3 dies with the request in it
+        started = time.monotonic()
+        confirm.join(timeout=30)
+        # Within seconds the confirm says S3 failed (never a 500: the tally checks), settling nothing.
+        [answer] = answers
+        assert time.monotonic() - started <= 10
+        if answer.status_code == 200:
+            assert {item["status"] for item in answer.json()["results"]} == {"error"}, answer.text
+        else:
+            assert (answer.status_code, error_code(answer)) == (503, "storage_unavailable"), answer.text
+        assert set(stack.statuses()) == {"pending"}
+
+        stack.restart_s3()  # the objects are on its disk
+        assert_invariants(stack)
+        assert confirm_all(stack, auth, ids) == FILES
+        stack.sweep()
+        assert_invariants(stack)
+        assert set(stack.statuses()) == {"complete"}
