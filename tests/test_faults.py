@@ -38,7 +38,7 @@ import redis
 import requests
 from conftest import empty_tables, make_test_app
 from helpers import wait_until
-from live import REPO_ROOT, DevStack, ServedApp, s3_app, unavailable
+from live import REPO_ROOT, DevStack, ServedApp, head_or_none, s3_app, unavailable
 from s3servers import _start_ready, install_ministack
 from sqlalchemy import create_engine, func, make_url, select, text
 
@@ -561,19 +561,23 @@ def test_api_killed_mid_multipart_complete_while_s3_hangs(tmp_path, database_url
             assert wait_until(lambda: s3_request_waiting(stack), timeout=30)
             stack.kill()
 
-        # MiniStack may still complete the upload it received; the record waits, holding its bytes.
+        # Thawed, MiniStack completes the upload it received from the dead worker: the object exists
+        # while its record, never told, is still uploading and holds the bytes as a reservation.
+        [(key,)] = stack.query("SELECT s3_key FROM files")
+        assert wait_until(lambda: head_or_none(stack.s3(), stack.bucket, key) is not None, timeout=30)
         assert stack.statuses() == ["uploading"]
         assert_invariants(stack)
         stack.sweep()
         assert_invariants(stack)
 
         auth = stack.revive()
-        for _ in range(2):  # completing again settles it, and is idempotent
+        # Completing again finds the upload gone and the object its own (file-id): settled; idempotent.
+        for _ in range(2):
             done = send("POST", stack.url + complete, json={"parts": parts}, headers=auth)
             assert done.status_code == 200, done.text
             assert done.json()["status"] == "complete" and done.json()["size"] == len(data)
-        [(key, used)] = stack.query("SELECT f.s3_key, u.used_bytes FROM files f JOIN users u ON u.id = f.user_id")
-        assert stack.s3().head_object(Bucket=stack.bucket, Key=key)["ContentLength"] == len(data) == used
+        [(used,)] = stack.query("SELECT used_bytes FROM users")
+        assert head_or_none(stack.s3(), stack.bucket, key)["ContentLength"] == len(data) == used
         assert_invariants(stack)
 
 
