@@ -12,7 +12,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import api, commands, policy, storage
+from . import api, commands, policy, storage, tasks
 from . import config as settings
 from .api import errors as api_errors
 from .config import ConfigError
@@ -73,6 +73,7 @@ def register_extensions(app: Flask) -> None:
         )
     storage.init_app(app)
     policy.init_app(app)
+    tasks.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -73,6 +73,11 @@ DEFAULTS: dict[str, Any] = {
     "UPPY_SESSION_EXPIRES": 3600,
     # How long after a URL expired the sweeper waits before settling its upload.
     "SWEEP_GRACE_SECONDS": 900,
+    # Seconds between two runs of the sweeper task (the task queue's scheduler).
+    "SWEEP_INTERVAL": 300,
+    # The task queue's broker: redis://... where several hosts serve; unset, an embedded broker
+    # (a SQLite file in the instance folder) that needs no server.
+    "BROKER_URL": None,
     # Seconds a statement may run or wait for a lock (PostgreSQL), or wait for the write lock
     # (SQLite), before the request answers 503 database_unavailable.
     "DATABASE_TIMEOUT": 8,
@@ -107,6 +112,7 @@ INT_SETTINGS = (
     "S3_TIMEOUT",
     "DATABASE_TIMEOUT",
     "MAX_IN_FLIGHT",
+    "SWEEP_INTERVAL",
 )
 ZERO_ALLOWED = ("DEFAULT_QUOTA_BYTES", "SWEEP_GRACE_SECONDS", "MAX_IN_FLIGHT")
 LIST_SETTINGS = ("ALLOWED_CONTENT_TYPES", "CORS_ORIGINS", "TRUSTED_HOSTS")
@@ -165,6 +171,7 @@ def normalize(config: dict[str, Any]) -> None:
         "SSE_KMS_KEY_ID",
         "PUBLIC_URL",
         "METRICS_TOKEN",
+        "BROKER_URL",
     ):
         if config.get(name) is not None:
             config[name] = str(config[name]).strip() or None

@@ -1,0 +1,66 @@
+"""The task queue: Celery bound to the Flask app (the pattern of Flask's own documentation).
+
+Background work runs here, in worker processes, never in threads of a web process: a restarted
+or killed process forgets nothing. Every task is acknowledged late (a worker killed mid-task
+leaves it to be delivered again), idempotent (delivered twice, it does its work once), retried
+with backoff on S3 and database outages, and time-limited.
+
+The broker is S3DRIVE_BROKER_URL: Redis where several hosts serve, and by default an embedded
+broker that needs no server of its own (kombu's SQLAlchemy transport on a SQLite file in the
+instance folder), for the dev stack and single hosts.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from celery import Celery, Task
+from flask import Flask
+
+# Seconds a task may run before the worker stops it (soft: an exception it can clean up after).
+SOFT_TIME_LIMIT = 300
+TIME_LIMIT = 330
+
+
+def broker_url(app: Flask) -> str:
+    """Return the configured broker, or the embedded one (a SQLite file in the instance folder)."""
+    configured = app.config.get("BROKER_URL")
+    if configured:
+        return configured
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    return f"sqla+sqlite:///{Path(app.instance_path) / 'broker.sqlite3'}"
+
+
+def init_app(app: Flask) -> Celery:
+    """Create the app's Celery, whose tasks run inside the Flask app context."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    url = broker_url(app)
+    celery.conf.update(
+        broker_url=url,
+        broker_connection_retry_on_startup=True,
+        # Redis redelivers a task whose worker died once this passes (acks_late); longer than any task.
+        # (The embedded broker passes its options to SQLAlchemy's create_engine: none there; it polls each second.)
+        broker_transport_options={"visibility_timeout": 3600} if url.startswith("redis") else {},
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=SOFT_TIME_LIMIT,
+        task_time_limit=TIME_LIMIT,
+        task_default_queue="s3drive",
+        beat_schedule={
+            "sweep": {"task": "s3drive.sweep", "schedule": timedelta(seconds=app.config["SWEEP_INTERVAL"])},
+        },
+        beat_schedule_filename=str(Path(app.instance_path) / "celerybeat-schedule"),
+        include=["s3drive.tasks.sweeper"],
+    )
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery
