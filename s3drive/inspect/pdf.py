@@ -50,6 +50,8 @@ def inspect_pdf(reader: Reader, limits: Limits) -> Report:
             pages, findings = len(pdf.pages), _active_content(pdf)
     if findings is None:
         details["active_content_scan"] = "unknown"
+    elif pages is not None and pages > MAX_PAGES_SCANNED:
+        details["active_content_scan"] = f"first {MAX_PAGES_SCANNED} pages"
     elif findings:
         details["active_content"] = findings
     details["bytes_read"] = _bytes_read(stream, reader)
@@ -108,7 +110,8 @@ def _scan(pdf: PdfReader) -> tuple[int, list[str]]:
 def _structure_only(pdf: PdfReader) -> tuple[int | None, list[str] | None]:
     """Return pages and active content of a password-protected PDF, or None where unreadable."""
     # pypdf refuses every object until decrypted; its own escape hatch (used to read /Encrypt)
-    # reads them undecrypted, which is enough for names, numbers and dictionaries.
+    # reads them undecrypted, which is enough for names, numbers and dictionaries. It is private:
+    # requirements.txt pins pypdf, and the encrypted-PDF test notices if it goes away.
     pdf._override_encryption = True
     try:
         pages = _page_count(pdf)
