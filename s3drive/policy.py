@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from flask import Flask, current_app
 
+from .contenttypes import content_type_allowed
 from .errors import AppError, ContentTypeNotAllowed, FileTooLarge, ValidationFailed
 from .parts import choose_part_size
 
@@ -160,18 +159,6 @@ def normalize_checksum(raw: str | None) -> str | None:
             "checksum_sha256 must be the base64 SHA-256 digest (44 characters).", field="checksum_sha256"
         )
     return base64.b64encode(digest).decode()
-
-
-@lru_cache(maxsize=64)
-def _type_patterns(allowed: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
-    exact = frozenset(t for t in allowed if "*" not in t)
-    return exact, tuple(t for t in allowed if "*" in t)
-
-
-def content_type_allowed(content_type: str, allowed: tuple[str, ...]) -> bool:
-    """Tell whether a MIME type matches the allow-list (wildcards like image/*)."""
-    exact, wildcards = _type_patterns(allowed)
-    return content_type in exact or any(fnmatch.fnmatchcase(content_type, p) for p in wildcards)
 
 
 @dataclass(slots=True)

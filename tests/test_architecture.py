@@ -116,8 +116,22 @@ def test_services_and_policy_never_touch_the_request():
 
 
 # Modules that know nothing of Flask at all.
-PURE_MODULES = ("s3drive.errors", "s3drive.parts", "s3drive.timeutil", "s3drive.signing")
-PURE_MODULES += ("s3drive.inspect.pdf", "s3drive.inspect.media", "s3drive.inspect.rangefile", "s3drive.inspect.preview")
+PURE_MODULES = (
+    "s3drive.errors",
+    "s3drive.parts",
+    "s3drive.timeutil",
+    "s3drive.signing",
+    "s3drive.contenttypes",
+    "s3drive.inspect",
+    "s3drive.inspect.base",
+    "s3drive.inspect.sniff",
+    "s3drive.inspect.image",
+    "s3drive.inspect.archive",
+    "s3drive.inspect.pdf",
+    "s3drive.inspect.media",
+    "s3drive.inspect.rangefile",
+    "s3drive.inspect.preview",
+)
 
 
 @pytest.mark.parametrize("name", PURE_MODULES)
