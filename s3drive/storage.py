@@ -228,6 +228,24 @@ class Storage:
 
     # -- network calls ----------------------------------------------------------------
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Return up to `length` bytes of the object from `start` (one ranged GetObject)."""
+        if length <= 0:
+            return b""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}")
+            return response["Body"].read()
+        except ClientError as error:
+            if _error_code(error) == "InvalidRange":
+                return b""  # at or past the end (an empty object has no byte 0)
+            raise _object_state_error(error) from error
+        except BotoCoreError as error:
+            raise translate_error(error) from error
+
+    def reader(self, key: str, size: int) -> ObjectReader:
+        """Return a Reader over the object (s3drive.inspect's protocol): ranged GETs, counted."""
+        return ObjectReader(self, key, size)
+
     def head_object(self, key: str) -> ObjectInfo | None:
         """Return the object's size, type, checksum and metadata, or None if absent."""
         try:
@@ -534,6 +552,25 @@ class Storage:
             self.client.head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as error:
             raise translate_error(error) from error
+
+
+@dataclass
+class ObjectReader:
+    """Random access to one object through ranged GETs; counts the requests and bytes it cost."""
+
+    storage: Storage
+    key: str
+    size: int
+    reads: int = 0
+    bytes_read: int = 0
+
+    def read(self, start: int, length: int) -> bytes:
+        """Return up to `length` bytes from `start` (fewer at the end of the object)."""
+        length = min(length, max(self.size - start, 0))
+        chunk = self.storage.read_range(self.key, start, length)
+        self.reads += 1
+        self.bytes_read += len(chunk)
+        return chunk
 
 
 def _error_code(error: ClientError) -> str:
