@@ -8,10 +8,11 @@ install from tests/s3servers.py.
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 import requests
-from helpers import sha256_b64
+from helpers import sha256_b64, wait_until
 from live import DEV_STOP_TIMEOUT, DevStack, is_ministack
 
 pytestmark = pytest.mark.e2e
@@ -145,6 +146,7 @@ def test_ctrl_c_stops_everything_and_restart_keeps_files(tmp_path):
         assert dev.proc.returncode == 0, dev.log()
         assert took < DEV_STOP_TIMEOUT, f"took {took:.1f}s to stop"
         assert not is_ministack(ministack_pid), "MiniStack outlived the dev server"
+        assert not workers_of(dev.data_dir), "the task-queue worker outlived the dev server"
         assert not _port_answers(dev.port) and not _port_answers(dev.s3_port)
         assert "Stopped the dev stack." in dev.log()
 
@@ -163,6 +165,28 @@ def test_ctrl_c_stops_everything_and_restart_keeps_files(tmp_path):
 
         again.interrupt()
         assert again.proc.returncode == 0, again.log()
+
+
+def workers_of(data_dir: Path) -> list[int]:
+    """Return the pids of running task-queue workers of this data directory (by their schedule file)."""
+    marker = str(data_dir / "celerybeat-schedule").encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_the_task_queue_worker_runs_beside_the_api(server):
+    log = server.data_dir / "worker.log"
+    assert wait_until(lambda: log.exists() and " ready." in log.read_text(), timeout=60), server.log()
+    text = log.read_text()
+    assert "beat: Starting" in text and "s3drive.sweep" in text  # the scheduler, and the task it schedules
+    assert workers_of(server.data_dir)
+    assert "Worker:" in server.log()
 
 
 def test_second_server_on_same_data_dir_is_refused(server):

@@ -258,6 +258,8 @@ def app_config(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     defaults: dict[str, Any] = {
         "S3_BUCKET": DEFAULT_BUCKET,
         "DATABASE_URL": "sqlite:///" + str(args.data_dir / "s3drive.sqlite3"),
+        # The embedded broker: the API and the dev stack's worker share this file.
+        "BROKER_URL": "sqla+sqlite:///" + str(args.data_dir / "broker.sqlite3"),
         # MiniStack with AUTH=true enforces signed headers, so a listing confirms a batch.
         "S3_CONFIRM": "list",
     }
@@ -362,6 +364,55 @@ def ensure_dev_bucket(app: Flask) -> None:
 # -- running ---------------------------------------------------------------------------
 
 
+# Settings the worker process needs to be the same app as the API (it reads S3DRIVE_* variables).
+WORKER_SETTINGS = (
+    "DEV_STACK",
+    "S3_ENDPOINT_URL",
+    "S3_ADDRESSING_STYLE",
+    "S3_BUCKET",
+    "DATABASE_URL",
+    "S3_CONFIRM",
+    "JWT_SECRET_KEY",
+    "BROKER_URL",
+)
+
+
+def worker_environment(app: Flask) -> dict[str, str]:
+    """Return the environment of a task-queue worker serving the same database, bucket and broker."""
+    env = dict(os.environ)
+    for name in WORKER_SETTINGS:
+        value = app.config.get(name)
+        if value is not None:
+            env[f"S3DRIVE_{name}"] = "true" if value is True else str(value)
+    return env
+
+
+def start_worker(args: argparse.Namespace, app: Flask) -> subprocess.Popen:
+    """Start the task queue's worker (with its scheduler) as the Procfile's worker: and scheduler: would."""
+    command = [sys.executable, "-m", "celery", "-A", "wsgi:celery", "worker", "--beat", "--pool=solo"]
+    command += ["--loglevel=info", "--schedule", str(args.data_dir / "celerybeat-schedule")]
+    with open(args.data_dir / "worker.log", "ab") as log:
+        return subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env=worker_environment(app),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in the terminal reaches us; we stop it
+        )
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    """Stop the worker (a warm shutdown finishes its task), or kill it after a few seconds."""
+    worker.terminate()
+    try:
+        worker.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
 def _interrupt(signum: int, frame: object) -> None:
     """Turn a stop signal into KeyboardInterrupt so the cleanup below runs."""
     raise KeyboardInterrupt
@@ -376,6 +427,7 @@ def _banner(args: argparse.Namespace, app: Flask, password: str, notes: list[str
         f"  API docs:  {base}/docs   (OpenAPI: {base}/openapi.json)",
         f"  S3:        {app.config['S3_ENDPOINT_URL']}  MiniStack, bucket {app.config['S3_BUCKET']},"
         f" key {ministack.ACCESS_KEY}/{ministack.SECRET_KEY}",
+        f"  Worker:    task queue on {app.config['BROKER_URL']}  (log: {args.data_dir / 'worker.log'})",
         f"  Data:      {args.data_dir}  (started in {took:.1f}s)",
         f"  Sign in:   {DEMO_USERNAME} / {password}",
         *(f"  Note:      {note}" for note in notes),
@@ -396,10 +448,11 @@ def serve(args: argparse.Namespace) -> None:
     use_dev_credentials()
     started = time.monotonic()
     proc = start_s3(args)
-    server = app = None
+    server = app = worker = None
     try:
         # The database work overlaps MiniStack's boot.
         app, password, notes = build_app(args)
+        worker = start_worker(args, app)
         try:
             server = make_server(HOST, args.port, app, threaded=True)
         except OSError as error:
@@ -414,6 +467,8 @@ def serve(args: argparse.Namespace) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if server is not None:
             server.server_close()
+        if worker is not None:
+            stop_worker(worker)
         if app is not None:
             close_app(app)
         stop_s3(args, proc)
