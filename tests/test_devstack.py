@@ -193,3 +193,13 @@ def test_second_server_on_same_data_dir_is_refused(server):
     result = DevStack(server.data_dir).run(timeout=60)
     assert result.returncode == 1
     assert "already using" in result.stderr
+
+
+def test_a_killed_dev_server_takes_its_worker_along(tmp_path):
+    with DevStack(tmp_path / "data") as dev:
+        log = dev.data_dir / "worker.log"
+        assert wait_until(lambda: log.exists() and " ready." in log.read_text(), timeout=60), dev.log()
+        assert workers_of(dev.data_dir)
+        dev.proc.kill()  # no cleanup runs: the kernel tells the worker (PR_SET_PDEATHSIG)
+        dev.proc.wait()
+        assert wait_until(lambda: not workers_of(dev.data_dir), timeout=20), workers_of(dev.data_dir)

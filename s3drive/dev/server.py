@@ -9,6 +9,7 @@ and the demo password are generated and stored in plain files. POSIX only.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import fcntl
 import logging
 import os
@@ -364,6 +365,7 @@ def ensure_dev_bucket(app: Flask) -> None:
 # -- running ---------------------------------------------------------------------------
 
 
+PR_SET_PDEATHSIG = 1
 # Settings the worker process needs to be the same app as the API (it reads S3DRIVE_* variables).
 WORKER_SETTINGS = (
     "DEV_STACK",
@@ -400,7 +402,16 @@ def start_worker(args: argparse.Namespace, app: Flask) -> subprocess.Popen:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in the terminal reaches us; we stop it
+            preexec_fn=_die_with_parent,
         )
+
+
+def _die_with_parent() -> None:
+    """Have Linux send SIGTERM to this child when the dev server dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: stop_worker still stops it on every orderly exit
 
 
 def stop_worker(worker: subprocess.Popen) -> None:
