@@ -144,6 +144,13 @@ def apps_on(database_url: str):
 
 
 @pytest.fixture
+def app_on(database_url):
+    """Return a factory of apps on an S3 endpoint of the test's choosing (no moto), on emptied tables."""
+    with apps_on(database_url) as factory:
+        yield factory
+
+
+@pytest.fixture
 def make_app(database_url, s3):
     """Return a factory of apps with settings of the test's own, on moto's S3 and emptied tables."""
     with apps_on(database_url) as factory:

@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing, contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -41,6 +41,7 @@ from helpers import wait_until
 from live import REPO_ROOT, DevStack, ServedApp, head_or_none, s3_app, unavailable
 from s3servers import _start_ready, install_ministack
 from sqlalchemy import create_engine, func, make_url, select, text
+from test_timeouts import write_lock_held
 
 from s3drive.app import close_app
 from s3drive.dev import ministack
@@ -583,20 +584,10 @@ def test_api_killed_mid_multipart_complete_while_s3_hangs(tmp_path, database_url
 
 @contextmanager
 def lock_held(database_url: str, postgres_lock: str) -> Iterator[None]:
-    """Hold a lock from another connection (a fault): on PostgreSQL the LOCK statement given, on
-    SQLite the write lock (BEGIN IMMEDIATE)."""
+    """Hold a lock from another connection (a fault, counted): test_timeouts.write_lock_held."""
     TALLY.add(faults=1)
-    engine = create_engine(database_url)
-    with closing(engine.connect()) as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text(postgres_lock))
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            connection.rollback()
-    engine.dispose()
+    with write_lock_held(database_url, postgres_lock):
+        yield
 
 
 def waits_on_a_lock(stack: Stack) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import apps_on, empty_tables, make_test_app, register_and_login
+from conftest import empty_tables, make_test_app, register_and_login
 from helpers import spec, wait_until
 from live import REPO_ROOT
 from test_timeouts import silent_s3
@@ -24,12 +24,6 @@ from s3drive.app import close_app
 from s3drive.dev import ministack
 
 SECRET = "saturation-" + "x" * 40
-
-
-@pytest.fixture
-def app_on(database_url):
-    with apps_on(database_url) as factory:
-        yield factory
 
 
 def test_requests_beyond_the_bound_answer_server_busy_at_once(app_on):

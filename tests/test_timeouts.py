@@ -11,8 +11,7 @@ import threading
 import time
 from contextlib import closing, contextmanager
 
-import pytest
-from conftest import apps_on, register_and_login
+from conftest import register_and_login
 from helpers import spec
 from sqlalchemy import create_engine, text
 
@@ -46,13 +45,6 @@ def silent_s3():
         listener.close()
 
 
-@pytest.fixture
-def app_on(database_url):
-    """Apps on a real S3 endpoint of the test's choosing (no moto)."""
-    with apps_on(database_url) as factory:
-        yield factory
-
-
 def test_s3_that_never_answers_is_a_503_within_seconds(app_on):
     with silent_s3() as url:
         app = app_on(S3_ENDPOINT_URL=url, S3_ADDRESSING_STYLE="path", S3_TIMEOUT=1)
@@ -70,12 +62,13 @@ def test_s3_that_never_answers_is_a_503_within_seconds(app_on):
 
 
 @contextmanager
-def write_lock_held(database_url: str):
-    """Hold the database's write lock on the users table from another connection."""
+def write_lock_held(database_url: str, postgres_lock: str = "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"):
+    """Hold a lock from another connection: on PostgreSQL the LOCK statement given (by default on
+    the users table), on SQLite the write lock (BEGIN IMMEDIATE)."""
     engine = create_engine(database_url)
     with closing(engine.connect()) as connection:
         if connection.dialect.name == "postgresql":
-            connection.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+            connection.execute(text(postgres_lock))
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         try:
