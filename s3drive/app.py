@@ -17,7 +17,6 @@ from . import config as settings
 from .api import errors as api_errors
 from .config import ConfigError
 from .extensions import cors, db, jwt, limiter, migrate
-from .services import watcher
 
 __all__ = ["create_app", "close_app"]
 
@@ -37,8 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def close_app(app: Flask) -> None:
-    """Release what an app holds: the upload watcher, the S3 thread pool, database connections."""
-    watcher.stop(app)
+    """Release what an app holds: the S3 thread pool, database connections."""
     app.extensions["s3drive.storage"].close()
     with app.app_context():
         db.session.remove()

@@ -1,11 +1,11 @@
-"""Flask CLI commands (`flask --app wsgi <command>`): create-user, sweep, init-bucket."""
+"""Flask CLI commands (`flask --app wsgi <command>`): create-user, sweep, inspect, init-bucket."""
 
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import click
 from flask import Flask, current_app
@@ -15,7 +15,7 @@ from .config import MAX_QUOTA_BYTES
 from .errors import AppError
 from .extensions import db
 from .schemas import CredentialsSchema
-from .services import sweeper
+from .services import inspection, sweeper
 from .services.users import create_user
 from .storage import get_storage
 from .timeutil import isoformat_z, utcnow
@@ -23,7 +23,7 @@ from .timeutil import isoformat_z, utcnow
 
 def init_app(app: Flask) -> None:
     """Attach the s3drive commands to the app's CLI."""
-    for command in (create_user_command, sweep_command, init_bucket_command):
+    for command in (create_user_command, sweep_command, inspect_command, init_bucket_command):
         app.cli.add_command(command)
 
 
@@ -97,6 +97,24 @@ def _sweep_once(limit: int, grace: timedelta | None) -> None:
         db.session.remove()
     fields = " ".join(f"{name}={value}" for name, value in asdict(counts).items())
     click.echo(f"{isoformat_z(utcnow())} sweep {fields}")
+
+
+@click.command("inspect")
+@click.argument("ids", nargs=-1)
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"]),
+    help="Every complete file confirmed since this UTC time.",
+)
+def inspect_command(ids: tuple[str, ...], since: datetime | None) -> None:
+    """Inspect complete files again (IDS, or --since), e.g. after a policy change; workers do the work."""
+    if bool(ids) == (since is not None):
+        raise click.UsageError("give file ids or --since, not both")
+    try:
+        queued = inspection.reinspect(ids=list(ids) or None, since=since and since.replace(tzinfo=UTC))
+    except AppError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"Queued {len(queued)} files for inspection.")
 
 
 @click.command("init-bucket")

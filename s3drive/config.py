@@ -78,6 +78,21 @@ DEFAULTS: dict[str, Any] = {
     # The task queue's broker: redis://... where several hosts serve; unset, an embedded broker
     # (a SQLite file in the instance folder) that needs no server.
     "BROKER_URL": None,
+    # Content inspection of every completed upload (API.md: Content inspection and previews).
+    "INSPECT": True,
+    "SERVE_UNINSPECTED": False,
+    "QUARANTINE": False,
+    "MAX_IMAGE_PIXELS": 100_000_000,
+    "MAX_MEDIA_SECONDS": 21600,
+    "ARCHIVE_MAX_RATIO": 100,
+    "ARCHIVE_MAX_ENTRIES": 10000,
+    "ARCHIVE_MAX_UNCOMPRESSED": 10 * GIB,
+    "REJECT_ACTIVE_PDF": True,
+    "THUMBNAIL_SIZE": 320,
+    # Seconds a worker's claim on an inspection holds: the sweeper queues an inspection again once its
+    # claim (or its queueing) is older, so a worker killed mid-task, or a message the broker lost,
+    # delays an inspection but never forgets it. Longer than the task's time limit.
+    "INSPECTION_LEASE": 600,
     # Seconds a statement may run or wait for a lock (PostgreSQL), or wait for the write lock
     # (SQLite), before the request answers 503 database_unavailable.
     "DATABASE_TIMEOUT": 8,
@@ -113,10 +128,25 @@ INT_SETTINGS = (
     "DATABASE_TIMEOUT",
     "MAX_IN_FLIGHT",
     "SWEEP_INTERVAL",
+    "MAX_IMAGE_PIXELS",
+    "MAX_MEDIA_SECONDS",
+    "ARCHIVE_MAX_RATIO",
+    "ARCHIVE_MAX_ENTRIES",
+    "ARCHIVE_MAX_UNCOMPRESSED",
+    "THUMBNAIL_SIZE",
+    "INSPECTION_LEASE",
 )
 ZERO_ALLOWED = ("DEFAULT_QUOTA_BYTES", "SWEEP_GRACE_SECONDS", "MAX_IN_FLIGHT")
 LIST_SETTINGS = ("ALLOWED_CONTENT_TYPES", "CORS_ORIGINS", "TRUSTED_HOSTS")
-BOOL_SETTINGS = ("ALLOW_REGISTRATION", "CHECK_DATABASE", "DEV_STACK")
+BOOL_SETTINGS = (
+    "ALLOW_REGISTRATION",
+    "CHECK_DATABASE",
+    "DEV_STACK",
+    "INSPECT",
+    "SERVE_UNINSPECTED",
+    "QUARANTINE",
+    "REJECT_ACTIVE_PDF",
+)
 MIN_JWT_SECRET_BYTES = 32
 # The largest quota a user may have (1 PiB): sums over many users stay far from 64-bit overflow.
 MAX_QUOTA_BYTES = 2**50
@@ -227,6 +257,8 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError(f"S3DRIVE_DEFAULT_QUOTA_BYTES must be at most {MAX_QUOTA_BYTES} (1 PiB)")
     if config["MAX_BATCH"] > 10000:
         raise ConfigError("S3DRIVE_MAX_BATCH must be at most 10000")
+    if not 16 <= config["THUMBNAIL_SIZE"] <= 2048:
+        raise ConfigError("S3DRIVE_THUMBNAIL_SIZE must be between 16 and 2048 pixels")
     if not config["ALLOWED_CONTENT_TYPES"]:
         raise ConfigError("S3DRIVE_ALLOWED_CONTENT_TYPES must list at least one type")
 

@@ -63,6 +63,10 @@ class InvalidState(Conflict):
     code = "invalid_state"
 
 
+class NotReady(Conflict):
+    code = "not_ready"
+
+
 class FileTooLarge(AppError):
     status, code = 413, "file_too_large"
 

@@ -70,6 +70,17 @@ class FileStatus(StrEnum):
     DELETED = "deleted"
 
 
+class InspectionState(StrEnum):
+    """Where content inspection of a complete file stands (API.md: File.inspection.state).
+
+    A file that completed while inspection was off (S3DRIVE_INSPECT=false) has no state at all.
+    """
+
+    PENDING = "pending"
+    PASSED = "passed"
+    REJECTED = "rejected"
+
+
 # Statuses whose size is held against the quota until the URL expires.
 RESERVING_STATUSES = (FileStatus.PENDING, FileStatus.UPLOADING)
 
@@ -126,10 +137,32 @@ class File(db.Model):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set while a tier change copies the object in S3 (no lock held): until then, another waits.
     tier_changing_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Content inspection (services/inspection.py): its state, when a worker last claimed it (a claim
+    # older than the lease is taken over: the worker died), what it found (detected type, sizes,
+    # reason), the WebP preview's key, and where a rejected object is kept for review.
+    inspection_state: Mapped[str | None] = mapped_column(String(16))
+    inspection_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    inspected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    inspection: Mapped[dict | None] = mapped_column(JSON)
+    thumbnail_key: Mapped[str | None] = mapped_column(String(1024))
+    quarantine_key: Mapped[str | None] = mapped_column(String(1024))
 
     __table_args__ = (
         Index("ix_files_user_status_created", "user_id", "status", "created_at"),
         Index("ix_files_status_expires", "status", "expires_at"),
+        # The sweeper's look for inspections nobody finished, and the admin's quarantine list: few rows each.
+        Index(
+            "ix_files_inspection_pending",
+            "inspection_claimed_at",
+            postgresql_where=text("inspection_state = 'pending'"),
+            sqlite_where=text("inspection_state = 'pending'"),
+        ),
+        Index(
+            "ix_files_quarantine",
+            "inspected_at",
+            postgresql_where=text("quarantine_key IS NOT NULL"),
+            sqlite_where=text("quarantine_key IS NOT NULL"),
+        ),
         # Listing (services/listing.py): one index per sort, each ending in id, the cursor's tie-break,
         # so every page is a range scan that starts where the previous one stopped. Partial: rows
         # enter them when confirmed, so presigning a batch writes none of them; listings of other

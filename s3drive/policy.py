@@ -300,6 +300,26 @@ def object_key(prefix: str, user_id: str, batch_id: str, file_id: str, file_name
     return f"{batch_prefix(prefix, user_id, batch_id)}{file_id}/{key_safe_name(file_name)}"
 
 
+def preview_key(s3_key: str) -> str:
+    """Return the key of an object's WebP preview: <prefix>previews/<user id>/<batch id>/<file id>.webp.
+
+    Outside the users/ tree, so no listing of a user's or a batch's uploads meets it.
+    """
+    key = parse_key(s3_key)
+    return f"{key.prefix}previews/{key.user_id}/{key.batch_id}/{key.file_id}.webp"
+
+
+def quarantine_key(s3_key: str) -> str:
+    """Return where a rejected object is kept for review: <prefix>quarantine/<user id>/<batch>/<file id>/<name>."""
+    key = parse_key(s3_key)
+    return f"{key.prefix}quarantine/{key.user_id}/{key.batch_id}/{key.file_id}/{key.name}"
+
+
+def object_keys(s3_key: str) -> tuple[str, str]:
+    """Return the keys a file may own: its object and its preview (a delete removes both)."""
+    return s3_key, preview_key(s3_key)
+
+
 @dataclass(frozen=True)
 class KeyParts:
     """The parts of a key made by object_key."""

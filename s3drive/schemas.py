@@ -13,9 +13,10 @@ from webargs.fields import DelimitedList
 
 from .config import MAX_QUOTA_BYTES
 from .errors import AppError, BatchTooLarge, ValidationFailed
-from .models import FileStatus
+from .models import FileStatus, InspectionState
 from .parts import MAX_ETAG_LENGTH, MAX_PART_SIZE, MAX_PARTS, MAX_SIGN_BATCH, MIN_PART_SIZE
 from .policy import TIERS, UploadFailure, UploadPolicy, UploadSpec
+from .services.inspection import inspection_of
 from .services.listing import DEFAULT_LIMIT, DEFAULT_SORT, MAX_LIMIT, MAX_QUERY_LENGTH, SORTS
 from .timeutil import isoformat_z
 
@@ -260,6 +261,27 @@ class ConfirmManySchema(BaseSchema):
             raise ValidationError("Give ids or s3_keys.", field_name="ids")
 
 
+class ReasonSchema(BaseSchema):
+    code = fields.String(
+        required=True, metadata={"description": "content_mismatch, executable_content, image_too_large, …"}
+    )
+    message = fields.String(required=True)
+
+
+class InspectionSchema(BaseSchema):
+    state = fields.String(validate=validate.OneOf([s.value for s in InspectionState]), required=True)
+    detected_type = fields.String(allow_none=True, required=True)
+    width = fields.Integer(allow_none=True, required=True)
+    height = fields.Integer(allow_none=True, required=True)
+    duration_seconds = fields.Float(allow_none=True, required=True)
+    pages = fields.Integer(allow_none=True, required=True)
+    entry_count = fields.Integer(allow_none=True, required=True)
+    thumbnail_url = fields.String(
+        allow_none=True, required=True, metadata={"description": "presigned GET of a WebP preview"}
+    )
+    reason = fields.Nested(ReasonSchema, allow_none=True, required=True)
+
+
 class FileSchema(BaseSchema):
     id = fields.String(required=True)
     file_name = fields.String(required=True)
@@ -276,6 +298,16 @@ class FileSchema(BaseSchema):
     created_at = Timestamp(required=True)
     confirmed_at = Timestamp(allow_none=True, required=True)
     etag = fields.String(allow_none=True, required=True)
+    inspection = fields.Method(
+        "_inspection",
+        allow_none=True,
+        required=True,
+        metadata={"description": "content inspection; null if the file was never inspected"},
+    )
+
+    def _inspection(self, record) -> dict | None:
+        view = inspection_of(record) if not isinstance(record, dict) else record.get("inspection")
+        return None if view is None else InspectionSchema().dump(view)
 
 
 class ConfirmOneResultSchema(BaseSchema):
@@ -594,6 +626,10 @@ class SweepResultSchema(BaseSchema):
     deletes_finished = fields.Integer(
         metadata={"description": "deletes a dead process or an S3 failure left half done"}, required=True
     )
+    inspections_queued = fields.Integer(
+        metadata={"description": "inspections queued again: their worker died or their message was lost"},
+        required=True,
+    )
     errors = fields.Integer(
         metadata={"description": "S3 failures; those records are retried on the next run"}, required=True
     )
@@ -763,3 +799,62 @@ def file_spec_fields(filename: Any, content_type: Any, metadata: dict[str, str])
     if folder:
         spec["folder"] = folder
     return spec
+
+
+# -- content inspection ------------------------------------------------------------------
+
+
+class FormatKindSchema(BaseSchema):
+    types = fields.List(fields.String(), required=True, metadata={"description": "allowed types of this kind"})
+    max_pixels = fields.Integer(metadata={"description": "images"})
+    max_seconds = fields.Integer(metadata={"description": "audio and video"})
+    max_entries = fields.Integer(metadata={"description": "archives"})
+    max_uncompressed = fields.Integer(metadata={"description": "archives, bytes"})
+    max_ratio = fields.Integer(metadata={"description": "archives, uncompressed / compressed"})
+    reject_active = fields.Boolean(metadata={"description": "PDF with JavaScript or launch actions"})
+    previews = fields.Boolean(required=True, metadata={"description": "a WebP thumbnail is made"})
+
+
+class FormatsSchema(BaseSchema):
+    inspect = fields.Boolean(required=True, metadata={"description": "uploads are inspected (S3DRIVE_INSPECT)"})
+    thumbnail_size = fields.Integer(required=True)
+    kinds = fields.Dict(keys=fields.String(), values=fields.Nested(FormatKindSchema), required=True)
+
+
+class QuarantinedSchema(FileSchema):
+    """A rejected file kept for review: the File shape, plus its owner and where it is kept."""
+
+    user_id = fields.String(required=True)
+    quarantine_key = fields.String(allow_none=True, required=True, metadata={"description": "null once released"})
+    inspected_at = Timestamp(allow_none=True, required=True)
+
+
+class QuarantineListSchema(BaseSchema):
+    items = fields.List(fields.Nested(QuarantinedSchema), required=True)
+
+
+class QuarantineQuerySchema(BaseSchema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class ReinspectSchema(BaseSchema):
+    class Meta:
+        unknown = RAISE
+
+    ids = fields.List(fields.UUID(), validate=validate.Length(min=1, max=10_000))
+    since = fields.AwareDateTime(default_timezone=None)
+
+    @validates_schema
+    def _one_of(self, data, **kwargs):
+        if ("ids" in data) == ("since" in data):
+            raise ValidationError("Give ids or since, not both.", field_name="ids")
+
+
+class ReinspectResultSchema(BaseSchema):
+    queued = fields.Integer(required=True, metadata={"description": "complete files marked pending and queued"})
+    ids = fields.List(fields.String(), required=True)
+
+
+class QuarantineDeletedSchema(BaseSchema):
+    id = fields.String(required=True)
+    status = fields.String(required=True)

@@ -246,6 +246,15 @@ class Storage:
         """Return a Reader over the object (s3drive.inspect's protocol): ranged GETs, counted."""
         return ObjectReader(self, key, size)
 
+    def put_object(self, key: str, body: bytes, content_type: str) -> None:
+        """Write a small object the service makes itself (a preview), with the uploads' encryption."""
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **self._encryption()
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise translate_error(error) from error
+
     def head_object(self, key: str) -> ObjectInfo | None:
         """Return the object's size, type, checksum and metadata, or None if absent."""
         try:

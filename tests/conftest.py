@@ -88,6 +88,11 @@ def make_test_app(database_url: str, **overrides):
         "S3_CONFIRM": "head",
         "LOGIN_RATE_LIMIT": "10000 per minute",
         "DEFAULT_QUOTA_BYTES": 1024**3,
+        # Inspection runs in worker processes: the tests that exercise it start them (test_inspection.py).
+        "INSPECT": False,
+        # Tasks sent (the upload watcher's checks) go to kombu's in-memory transport: no worker runs them
+        # here; tests run a check with services.watcher.check_upload, or start a worker on a real broker.
+        "BROKER_URL": "memory://",
     }
     config.update(overrides)
     return create_app(config)

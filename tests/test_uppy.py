@@ -20,10 +20,10 @@ import pytest
 import requests
 from conftest import BUCKET, register_and_login
 from helpers import usage, wait_until
+from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from s3drive import schemas
-from s3drive.app import close_app
 from s3drive.errors import StorageUnavailable
 from s3drive.extensions import db
 from s3drive.models import File, FileStatus, new_time_ordered_id
@@ -31,7 +31,8 @@ from s3drive.policy import UploadSpec
 from s3drive.services import uppy as uppy_service
 from s3drive.services.sweeper import sweep
 from s3drive.services.uploads import presign_uploads
-from s3drive.services.watcher import get_watcher
+from s3drive.services.watcher import Check, check_upload
+from s3drive.tasks.watcher import watch_upload
 from s3drive.timeutil import utcnow
 
 MIB = 1024**2
@@ -72,14 +73,30 @@ def post_form(form: dict, data: bytes) -> requests.Response:
 
 
 def settled(app, key: str) -> File:
-    """Wait until the upload watcher has nothing left to check; return the upload's record."""
-    assert get_watcher_of(app).wait_idle(timeout=15)
+    """Run the upload watcher's checks of the upload, as a worker does, until it is no longer waiting;
+    return its record. (A real worker runs them in test_inspection.py and test_e2e_uploads.py.)"""
+    record = record_by_key(app, key)
+    with app.app_context():
+        assert wait_until(lambda: check_upload(record.user_id, record.id) != Check.WAITING, timeout=15)
     return record_by_key(app, key)
 
 
-def get_watcher_of(app):
-    with app.app_context():
-        return get_watcher()
+def queued_tasks(app) -> list[dict]:
+    """Take the task messages sent to the test app's in-memory broker: name, args and countdown."""
+    celery = app.extensions["celery"]
+    taken = []
+    with celery.connection_for_read() as connection:
+        queue = connection.SimpleQueue(celery.conf.task_default_queue)
+        while True:
+            try:
+                message = queue.get(block=False)
+            except queue.Empty:
+                break
+            message.ack()
+            args, kwargs, _ = message.decode()
+            taken.append({"task": message.headers["task"], "args": args, "eta": message.headers.get("eta")})
+        queue.close()
+    return taken
 
 
 def create(client, base, headers, filename="movie.mp4", type_="video/mp4", **metadata):
@@ -353,8 +370,7 @@ def test_forms_of_unknown_size_do_not_starve_each_other(make_app, s3):
     post_form(forms[0], b"a" * 400)
     post_form(forms[1], b"b" * 500)
     keys = [form["fields"]["key"] for form in forms[:2]]
-    # (Not settled(): the watcher stays busy until the third form is used or expires.)
-    assert wait_until(lambda: {record_by_key(app, key).status for key in keys} == {FileStatus.COMPLETE}, timeout=15)
+    assert {settled(app, key).status for key in keys} == {FileStatus.COMPLETE}
     # What overflows is settled on arrival: rejected, its object deleted, never counted.
     post_form(forms[2], b"c" * 101)
     assert settled(app, forms[2]["fields"]["key"]).status == FileStatus.REJECTED
@@ -382,30 +398,45 @@ def test_form_of_another_type_than_declared_is_rejected(client, auth, app, s3):
     assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
 
 
-def test_watcher_keeps_checking_until_the_form_expires(make_app, s3, monkeypatch):
-    monkeypatch.setattr("s3drive.services.watcher.FIRST_CHECK_SECONDS", 0.05)
-    monkeypatch.setattr("s3drive.services.watcher.MAX_INTERVAL_SECONDS", 0.1)
-    monkeypatch.setattr("s3drive.services.watcher.TICK_SECONDS", 0.02)
+def test_each_form_queues_a_watch_task_that_checks_until_the_object_arrives(make_app, s3):
     app = make_app(URL_EXPIRES_IN=60)
     client = app.test_client()
     auth = register_and_login(client, "alice")
+    queued_tasks(app)  # what earlier tests left
     late = params(client, "/uppy", auth, filename="late.txt", type_="text/plain").get_json()
-    never = params(client, "/uppy", auth, filename="never.txt", type_="text/plain").get_json()
-    watcher = get_watcher_of(app)
-    # A slow upload: nothing arrives for a while, the watcher keeps looking. Waiting for the
-    # checks (not for a fixed time) keeps this true on a loaded machine.
-    assert wait_until(lambda: watcher.checks >= 5, timeout=30)
-    assert not watcher.wait_idle(timeout=0)
+    record = record_by_key(app, late["fields"]["key"])
+    [task] = queued_tasks(app)
+    assert task["task"] == "s3drive.watch_upload" and task["args"] == [record.user_id, record.id, 1.0]
+    assert task["eta"] is not None  # the first check comes about a second after signing
+
+    # A worker runs the check: nothing arrived, so it queues the next one, later (backing off).
+    with app.app_context():
+        assert watch_upload.run(record.user_id, record.id, 1.0) == "waiting"
+        assert watch_upload.run(record.user_id, record.id, 32.0) == "waiting"
+    assert [t["args"][2] for t in queued_tasks(app)] == [2.0, 60.0]
     assert record_by_key(app, late["fields"]["key"]).status == FileStatus.PENDING
+
     post_form(late, b"at last")
-    assert wait_until(lambda: record_by_key(app, late["fields"]["key"]).status != FileStatus.PENDING, timeout=30)
+    with app.app_context():
+        assert watch_upload.run(record.user_id, record.id, 2.0) == "settled"
+    assert queued_tasks(app) == []  # settled: the chain ends
+    assert record_by_key(app, late["fields"]["key"]).status == FileStatus.COMPLETE
     assert record_by_key(app, late["fields"]["key"]).size == 7
-    # The other form never gets its file; once it expires the watcher lets go (the sweeper settles it).
-    assert watcher.wait_idle(timeout=0) is False
+
+
+def test_the_watch_ends_when_the_form_expires(make_app, s3):
+    app = make_app(URL_EXPIRES_IN=60)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    never = params(client, "/uppy", auth, filename="never.txt", type_="text/plain").get_json()
     record = record_by_key(app, never["fields"]["key"])
-    watcher.stop()
-    watcher.watch(record.user_id, record.id, record.s3_key, utcnow() + timedelta(seconds=0.5))
-    assert watcher.wait_idle(timeout=10)
+    with app.app_context():
+        db.session.execute(update(File).where(File.id == record.id).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+        queued_tasks(app)
+        assert check_upload(record.user_id, record.id) == Check.EXPIRED
+        assert watch_upload.run(record.user_id, record.id, 4.0) == "expired"
+    assert queued_tasks(app) == []  # the sweeper settles it
     assert record_by_key(app, never["fields"]["key"]).status == FileStatus.PENDING
 
 
@@ -422,19 +453,23 @@ def test_watcher_retries_when_storage_fails(client, auth, app, s3, monkeypatch):
         return real_head(key)
 
     monkeypatch.setattr(storage, "head_object", flaky_head)
-    record = settled(app, form["fields"]["key"])
+    record = record_by_key(app, form["fields"]["key"])
+    with app.app_context():
+        assert check_upload(record.user_id, record.id) == Check.WAITING  # S3 did not answer: ask again later
+        assert check_upload(record.user_id, record.id) == Check.SETTLED
+    record = record_by_key(app, form["fields"]["key"])
     assert failures and record.status == FileStatus.COMPLETE and record.size == 5
 
 
-def test_closing_the_app_stops_the_watcher(make_app, s3):
-    app = make_app()
+def test_a_form_is_signed_even_when_the_broker_is_down(make_app, s3):
+    # The watch cannot be queued: the form still works, and the sweeper settles the upload later.
+    app = make_app(BROKER_URL="redis://127.0.0.1:9/0")
     client = app.test_client()
     auth = register_and_login(client, "alice")
-    params(client, "/uppy", auth)
-    watcher = get_watcher_of(app)
-    assert not watcher.wait_idle(timeout=0)
-    close_app(app)
-    assert watcher.wait_idle(timeout=0)
+    started = time.monotonic()
+    response = params(client, "/uppy", auth, filename="a.txt", type_="text/plain")
+    assert response.status_code == 200, response.get_json()
+    assert time.monotonic() - started < 10  # bounded: a dead broker never hangs a request
 
 
 def test_undeclared_form_confirmed_by_the_app_or_the_sweeper_keeps_the_arrived_size(client, auth, app, s3):
@@ -722,31 +757,6 @@ def test_metadata_is_limited_to_the_allow_list():
     assert metadata == {"title": "T", "size": "5"}
 
 
-def test_watcher_heads_what_the_listing_page_did_not_reach(make_app, s3, monkeypatch):
-    # One listing per user covers its watched forms, from the oldest watched batch on. A user with
-    # more objects after that than a page holds still has the newer forms found (by HeadObject).
-    monkeypatch.setattr("s3drive.services.watcher.LIST_PAGE", 3)
-    app = make_app(S3_CONFIRM="list")
-    client = app.test_client()
-    auth = register_and_login(client, "alice")
-    forms = []
-    for i in range(6):
-        forms.append(params(client, "/uppy", auth, filename=f"f{i}.txt", type_="text/plain").get_json())
-        time.sleep(0.002)  # ids made in the same millisecond need not sort in creation order
-    keys = [form["fields"]["key"] for form in forms]
-    assert keys == sorted(keys)  # batch ids sort by time, so keys do too
-    for form in forms[1:]:  # the oldest form never gets its file
-        post_form(form, b"arrived")
-    watcher = get_watcher_of(app)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(record_by_key(app, key).status == FileStatus.PENDING for key in keys[1:]):
-        time.sleep(0.1)
-    assert [record_by_key(app, key).status for key in keys] == [FileStatus.PENDING] + [FileStatus.COMPLETE] * 5
-    assert all(record_by_key(app, key).size == 7 for key in keys[1:])
-    assert watcher.checks >= 3  # a listing of 3 keys, and HeadObject for the two beyond it
-    watcher.stop()
-
-
 def test_time_ordered_ids_sort_by_creation():
     ids = []
     for _ in range(5):
@@ -756,19 +766,6 @@ def test_time_ordered_ids_sort_by_creation():
     parsed = [uuid.UUID(value) for value in ids]
     assert all(value.version == 7 and value.variant == uuid.RFC_4122 for value in parsed)
     assert abs((parsed[0].int >> 80) / 1000 - time.time()) < 5  # the first 48 bits: Unix time in ms
-
-
-def test_one_listing_looks_for_all_of_a_users_forms(make_app, s3):
-    app = make_app(S3_CONFIRM="list")
-    client = app.test_client()
-    auth = register_and_login(client, "alice")
-    for i in range(5):
-        assert params(client, "/uppy", auth, filename=f"{i}.txt", type_="text/plain").status_code == 200
-    watcher = get_watcher_of(app)
-    # The first look comes at about 1 s, the next not before 3 s: one listing looked for all five.
-    assert wait_until(lambda: watcher.checks >= 1, timeout=15, interval=0.05)
-    assert watcher.checks == 1
-    watcher.stop()
 
 
 @pytest.mark.parametrize(

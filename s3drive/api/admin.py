@@ -13,10 +13,16 @@ from ..schemas import (
     AdminUserQuerySchema,
     AdminUserSchema,
     AdminUserUpdateSchema,
+    QuarantineDeletedSchema,
+    QuarantinedSchema,
+    QuarantineListSchema,
+    QuarantineQuerySchema,
+    ReinspectResultSchema,
+    ReinspectSchema,
     SweepResultSchema,
 )
 from ..services import admin as admin_service
-from ..services import sweeper
+from ..services import inspection, sweeper
 from .base import Blueprint, auth_required, errors
 
 blp = Blueprint("admin", __name__, url_prefix="/api/admin", description="Administration")
@@ -84,3 +90,47 @@ def update_user(changes, user_id):
 def sweep():
     """Run one bounded pass of the sweeper now and return what it did."""
     return sweeper.sweep()
+
+
+# -- content inspection ------------------------------------------------------------------
+
+
+@blp.route("/quarantine", methods=["GET"])
+@errors(401, 403, 422, 503)
+@admin_required()
+@blp.arguments(QuarantineQuerySchema, location="query")
+@blp.response(200, QuarantineListSchema)
+def list_quarantine(args):
+    """List rejected files kept under the quarantine prefix, with their reasons, oldest first."""
+    return {"items": inspection.quarantined(args["limit"])}
+
+
+@blp.route("/quarantine/<string:file_id>/release", methods=["POST"])
+@errors(401, 403, 404, 409, 503, 507)
+@admin_required()
+@blp.response(200, QuarantinedSchema)
+def release_quarantined(file_id):
+    """Put a quarantined file back: complete again, inspection passed, counted against its owner's quota."""
+    return inspection.release(file_id)
+
+
+@blp.route("/quarantine/<string:file_id>", methods=["DELETE"])
+@errors(401, 403, 404, 503)
+@admin_required()
+@blp.response(200, QuarantineDeletedSchema)
+def delete_quarantined(file_id):
+    """Delete a quarantined object for good (the record stays rejected)."""
+    inspection.delete_quarantined(file_id)
+    return {"id": file_id, "status": "deleted"}
+
+
+@blp.route("/inspect", methods=["POST"])
+@errors(400, 401, 403, 409, 422, 503)
+@admin_required()
+@blp.arguments(ReinspectSchema)
+@blp.response(200, ReinspectResultSchema)
+def reinspect(body):
+    """Inspect complete files again (by id, or confirmed since a time), e.g. after a policy change."""
+    ids = [str(file_id) for file_id in body["ids"]] if "ids" in body else None
+    queued = inspection.reinspect(ids=ids, since=body.get("since"))
+    return {"queued": len(queued), "ids": queued}

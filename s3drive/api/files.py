@@ -13,6 +13,7 @@ from ..schemas import (
     ConfirmOneResultSchema,
     ConfirmOneSchema,
     FileSchema,
+    FormatsSchema,
     LimitsSchema,
     UploadTicketSchema,
     UsageSchema,
@@ -23,7 +24,7 @@ from ..schemas import (
 )
 from ..services import confirm as confirm_service
 from ..services import files as file_service
-from ..services import uploads, users
+from ..services import inspection, uploads, users
 from ..timeutil import isoformat_z
 from .base import Blueprint, auth_required, errors, json_object_body
 
@@ -125,6 +126,13 @@ def confirm_uploads(args):
 def usage():
     """Return the caller's used, reserved and quota bytes."""
     return users.usage(current_user)
+
+
+@blp.route("/formats", methods=["GET"])
+@blp.response(200, FormatsSchema)
+def formats():
+    """Return what content inspection accepts: the allowed types of each kind and their limits (no auth needed)."""
+    return inspection.formats()
 
 
 @blp.route("/limits", methods=["GET"])

@@ -25,13 +25,14 @@ from urllib.parse import quote
 from flask import current_app
 from sqlalchemy import Row, select
 
-from ..errors import AppError, Conflict, InvalidState, NotFound, StorageUnavailable, ValidationFailed
+from ..errors import AppError, Conflict, InvalidState, NotFound, NotReady, StorageUnavailable, ValidationFailed
 from ..extensions import db
 from ..models import File, FileStatus, new_ids
-from ..policy import TIERS, checked_name, normalize_folder, normalize_tags, object_key, sanitize_file_name
+from ..policy import TIERS, checked_name, normalize_folder, normalize_tags, object_key, object_keys, sanitize_file_name
 from ..storage import get_storage
 from ..timeutil import utcnow
 from .confirm import settle_arrival
+from .inspection import blocks_download
 from .quota import chunked, locking, open_ledger, transition
 
 # S3 cannot read objects in these classes until they are restored.
@@ -231,6 +232,8 @@ def download_link(user_id: str, file_id: str, disposition: str = "attachment") -
     """Return a presigned GET URL whose response names the file (Content-Disposition)."""
     record = get_owned_file(user_id, file_id)
     require_readable(record, "be downloaded")
+    if blocks_download(record):
+        raise NotReady("The file's content is still being inspected; it can be downloaded once that passes.")
     expires_in = current_app.config["URL_EXPIRES_IN"]
     query = {"response-content-disposition": content_disposition(record.file_name, disposition)}
     if disposition == "inline" and record.content_type in ACTIVE_CONTENT_TYPES:
@@ -282,7 +285,8 @@ def delete_files(user_id: str, ids: list[str]) -> DeleteOutcome:
     """
     wanted = list(dict.fromkeys(ids))
     errors, doomed = mark_deleting(user_id, wanted)
-    gone, failures = get_storage().delete_objects(doomed)
+    # A file's preview goes with it (a key that never held one costs nothing to delete).
+    gone, failures = get_storage().delete_objects([key for s3_key in doomed for key in object_keys(s3_key)])
     finish_deletes(user_id, [doomed[key] for key in gone if key in doomed])
     for key, file_id in doomed.items():
         if key not in gone:

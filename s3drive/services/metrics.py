@@ -15,7 +15,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from . import admin
+from ..inspect.base import REASONS
+from ..models import InspectionState
+from . import admin, inspection
 
 EXTENSION_KEY = "s3drive.metrics_registry"
 
@@ -47,6 +49,22 @@ class StoreCollector(Collector):
             "s3drive_lapsed_uploads",
             "Uploads whose URLs expired unconfirmed: the sweeper's backlog.",
             value=stats.lapsed_reservations,
+        )
+        by_state, by_reason, stale = inspection.counts()
+        states = GaugeMetricFamily("s3drive_inspections", "Content inspections by state.", labels=["state"])
+        for state in InspectionState:
+            states.add_metric([state.value], by_state.get(state.value, 0))
+        yield states
+        reasons = GaugeMetricFamily(
+            "s3drive_inspection_rejections", "Files rejected by inspection, by reason code.", labels=["reason"]
+        )
+        for code in sorted(REASONS | set(by_reason)):
+            reasons.add_metric([code], by_reason.get(code, 0))
+        yield reasons
+        yield GaugeMetricFamily(
+            "s3drive_inspections_stale",
+            "Pending inspections no worker holds past the lease: workers down, or the broker lost messages.",
+            value=stale,
         )
 
 

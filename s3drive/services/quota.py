@@ -26,6 +26,7 @@ from ..errors import QuotaExceeded, Unauthorized
 from ..extensions import db
 from ..models import RESERVING_STATUSES, File, FileStatus, User
 from ..timeutil import utcnow
+from . import inspection_queue as inspection
 
 # Ids per IN (...) list: well below every database's bound-parameter limit.
 IN_CHUNK = 500
@@ -163,6 +164,14 @@ class Ledger:
         record.confirmed_at = self.now
         record.etag = etag
         self.user.used_bytes += size
+        # Every arrival is inspected (services/inspection.py queues it once this transaction commits).
+        inspection.mark_pending(record)
+
+    def count_again(self, record: File) -> None:
+        """Count a rejected record's bytes as used again (an admin released it), or raise quota_exceeded."""
+        self.reserve(record.size, "Releasing", "; free some space first")
+        record.status = FileStatus.COMPLETE
+        self.user.used_bytes += record.size
 
     def release(self, size: int) -> None:
         """Stop counting `size` bytes of deleted complete files as used."""

@@ -27,10 +27,12 @@ from sqlalchemy import delete, select
 from ..errors import MultipartRefused, QuotaExceeded, StorageUnavailable
 from ..extensions import db
 from ..models import File, FileStatus, RevokedToken
+from ..policy import object_keys
 from ..storage import get_storage
 from ..timeutil import utcnow
 from .confirm import arrived_size, inspect_objects, judge
 from .files import finish_deletes
+from .inspection import requeue_stale
 from .quota import open_ledger, reread, transition
 
 BATCH = 1000
@@ -55,6 +57,7 @@ class SweepCounts:
     keys_purged: int = 0
     revoked_tokens_deleted: int = 0
     deletes_finished: int = 0
+    inspections_queued: int = 0
     errors: int = 0
     more: bool = False
 
@@ -77,6 +80,7 @@ COUNTED = (
     "keys_purged",
     "revoked_tokens_deleted",
     "deletes_finished",
+    "inspections_queued",
     "errors",
 )
 
@@ -98,6 +102,7 @@ def sweep(now: datetime | None = None, limit: int = BATCH, grace: timedelta | No
         purge_dead_objects,
         finish_interrupted_deletes,
         delete_expired_revocations,
+        requeue_stale_inspections,
     )
     for step in steps:
         seen = step(counts, now=now, cutoff=cutoff, limit=limit)
@@ -303,8 +308,9 @@ def finish_interrupted_deletes(counts: SweepCounts, *, now: datetime, cutoff: da
 
 
 def _delete_objects_of(rows: list, counts: SweepCounts) -> list:
-    """Delete the rows' objects from S3; return the rows whose objects are gone (failures are logged and counted)."""
-    deleted, errors = get_storage().delete_objects(row.s3_key for row in rows)
+    """Delete the rows' objects (and previews) from S3; return the rows whose objects are gone (failures
+    are logged and counted)."""
+    deleted, errors = get_storage().delete_objects(key for row in rows for key in object_keys(row.s3_key))
     for key, error in errors.items():
         current_app.logger.warning("sweeper could not delete %s: %s", key, error)
     counts.errors += len(errors)
@@ -323,3 +329,13 @@ def delete_expired_revocations(counts: SweepCounts, *, now: datetime, cutoff: da
     db.session.commit()
     counts.revoked_tokens_deleted += result.rowcount
     return result.rowcount
+
+
+# -- step 6: inspections nobody finished ---------------------------------------------------
+
+
+def requeue_stale_inspections(counts: SweepCounts, *, now: datetime, cutoff: datetime, limit: int) -> int:
+    """Queue again the inspections whose worker died or whose message was lost (services.inspection)."""
+    queued = requeue_stale(now, limit)
+    counts.inspections_queued += queued
+    return queued

@@ -24,9 +24,9 @@ Stock `@uppy/aws-s3` speaks Companion's protocol, which differs from the native 
   it: every part present, the total equal to the record's size, the object's size checked again.
 
 Simple uploads end in S3, and Uppy makes no call after one (and Uppy 6 refuses a form that
-would redirect the browser back to us). So the process that signed a form watches for its object
-(services/watcher.py) and confirms it, as the native confirm does, within about a second of its
-arrival. An app may still confirm the keys Uppy reports, and the sweeper confirms what arrived
+would redirect the browser back to us). So each form gets a watch task on the task queue
+(services/watcher.py) that confirms its object, as the native confirm does, within about a second
+of its arrival. An app may still confirm the keys Uppy reports, and the sweeper confirms what arrived
 once the form expires.
 """
 
@@ -54,11 +54,10 @@ from ..policy import get_policy
 from ..schemas import CompanionFile, load_upload_spec
 from ..storage import PartInfo, get_storage
 from ..timeutil import utcnow
-from . import multipart
+from . import multipart, watcher
 from .quota import available_bytes, open_ledger
 from .uploads import presign_uploads
 from .users import token_user
-from .watcher import get_watcher
 
 SESSION_SALT = "s3drive.uppy-session"
 DEFAULT_SESSION_SECONDS = 3600
@@ -129,7 +128,7 @@ def upload_params(user_id: str, upload: CompanionFile) -> dict[str, Any]:
     if result.failures:
         raise result.failures[0].error
     ticket = result.tickets[0]
-    get_watcher().watch(user_id, ticket["id"], ticket["s3_key"], ticket["expires_at"])
+    watcher.watch(user_id, ticket["id"], ticket["expires_at"])
     return {
         "method": "POST",
         "url": ticket["presigned_url"],

@@ -32,6 +32,15 @@ def broker_url(app: Flask) -> str:
     return f"sqla+sqlite:///{Path(app.instance_path) / 'broker.sqlite3'}"
 
 
+def _transport_options(url: str) -> dict:
+    if url.startswith("redis"):
+        # Redis redelivers a task whose worker died once visibility_timeout passes (acks_late); longer
+        # than any task. Socket timeouts bound a publish to a Redis that stopped answering.
+        return {"visibility_timeout": 3600, "socket_timeout": 2, "socket_connect_timeout": 2}
+    # The embedded broker passes its options to SQLAlchemy's create_engine: none needed; it polls each second.
+    return {}
+
+
 def init_app(app: Flask) -> Celery:
     """Create the app's Celery, whose tasks run inside the Flask app context."""
 
@@ -45,9 +54,11 @@ def init_app(app: Flask) -> Celery:
     celery.conf.update(
         broker_url=url,
         broker_connection_retry_on_startup=True,
-        # Redis redelivers a task whose worker died once this passes (acks_late); longer than any task.
-        # (The embedded broker passes its options to SQLAlchemy's create_engine: none there; it polls each second.)
-        broker_transport_options={"visibility_timeout": 3600} if url.startswith("redis") else {},
+        broker_transport_options=_transport_options(url),
+        # A broker that is down must not hold a request (confirm queues inspections): a short connect
+        # timeout and one quick retry, then the caller logs it and the sweeper queues again later.
+        broker_connection_timeout=2,
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -59,7 +70,7 @@ def init_app(app: Flask) -> Celery:
             "sweep": {"task": "s3drive.sweep", "schedule": timedelta(seconds=app.config["SWEEP_INTERVAL"])},
         },
         beat_schedule_filename=str(Path(app.instance_path) / "celerybeat-schedule"),
-        include=["s3drive.tasks.sweeper"],
+        include=["s3drive.tasks.sweeper", "s3drive.tasks.inspection", "s3drive.tasks.watcher"],
     )
     celery.set_default()
     app.extensions["celery"] = celery
