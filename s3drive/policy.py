@@ -315,11 +315,6 @@ def quarantine_key(s3_key: str) -> str:
     return f"{key.prefix}quarantine/{key.user_id}/{key.batch_id}/{key.file_id}/{key.name}"
 
 
-def object_keys(s3_key: str) -> tuple[str, str]:
-    """Return the keys a file may own: its object and its preview (a delete removes both)."""
-    return s3_key, preview_key(s3_key)
-
-
 @dataclass(frozen=True)
 class KeyParts:
     """The parts of a key made by object_key."""

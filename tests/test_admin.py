@@ -290,6 +290,7 @@ def test_sweep_route_runs_the_sweeper(app, client, auth, admin_auth, s3):
         "rejected": 0,
         "multipart_aborted": 0,
         "deletes_finished": 0,
+        "inspections_queued": 0,
         "keys_purged": 1,
         "revoked_tokens_deleted": 0,
         "errors": 0,

@@ -120,6 +120,7 @@ def test_lists_confirmed_uploads_with_the_file_shape(client, auth, s3):
         "created_at": None,
         "confirmed_at": None,
         "etag": None,
+        "inspection": None,  # inspection is off in these tests
     }
     assert by_name["a.jpg"]["tier"] == "standard_ia" and by_name["a.jpg"]["description"] == "first"
     for item in body["items"]:

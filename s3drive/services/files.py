@@ -28,11 +28,11 @@ from sqlalchemy import Row, select
 from ..errors import AppError, Conflict, InvalidState, NotFound, NotReady, StorageUnavailable, ValidationFailed
 from ..extensions import db
 from ..models import File, FileStatus, new_ids
-from ..policy import TIERS, checked_name, normalize_folder, normalize_tags, object_key, object_keys, sanitize_file_name
+from ..policy import TIERS, checked_name, normalize_folder, normalize_tags, object_key, sanitize_file_name
 from ..storage import get_storage
 from ..timeutil import utcnow
 from .confirm import settle_arrival
-from .inspection import blocks_download
+from .inspection import blocks_download, owned_keys
 from .quota import chunked, locking, open_ledger, transition
 
 # S3 cannot read objects in these classes until they are restored.
@@ -77,9 +77,10 @@ def lock_file(user_id: str, file_id: str) -> File:
 
 
 def lock_file_rows(user_id: str, ids: list[str]) -> dict[str, Row]:
-    """Lock the user's file rows among ids until commit; return id -> (id, s3_key, status, size)."""
+    """Lock the user's file rows among ids until commit; return id -> (id, s3_key, status, size, thumbnail_key,
+    inspection_state)."""
     found: dict[str, Row] = {}
-    columns = [File.id, File.s3_key, File.status, File.size]
+    columns = [File.id, File.s3_key, File.status, File.size, File.thumbnail_key, File.inspection_state]
     # One lock order for everyone: no deadlocks between batches.
     for chunk in chunked(sorted(set(ids))):
         query = locking(columns, File.user_id == user_id, File.id.in_(chunk), touch=File.status, order_by=[File.id])
@@ -284,9 +285,8 @@ def delete_files(user_id: str, ids: list[str]) -> DeleteOutcome:
     the delete or the sweeper finishes them. No file is ever `complete` without its object.
     """
     wanted = list(dict.fromkeys(ids))
-    errors, doomed = mark_deleting(user_id, wanted)
-    # A file's preview goes with it (a key that never held one costs nothing to delete).
-    gone, failures = get_storage().delete_objects([key for s3_key in doomed for key in object_keys(s3_key)])
+    errors, doomed, previews = mark_deleting(user_id, wanted)
+    gone, failures = get_storage().delete_objects([*doomed, *previews])
     finish_deletes(user_id, [doomed[key] for key in gone if key in doomed])
     for key, file_id in doomed.items():
         if key not in gone:
@@ -304,16 +304,18 @@ def delete_files(user_id: str, ids: list[str]) -> DeleteOutcome:
 DELETABLE = tuple(status for status in FileStatus if status not in (FileStatus.UPLOADING, FileStatus.DELETED))
 
 
-def mark_deleting(user_id: str, ids: list[str]) -> tuple[dict[str, AppError], dict[str, str]]:
+def mark_deleting(user_id: str, ids: list[str]) -> tuple[dict[str, AppError], dict[str, str], list[str]]:
     """Write the intent to delete: the user's files among ids become `deleting`; commit.
 
-    Return the errors of the ids that cannot be deleted, and key -> id of those to delete in S3.
-    Files already `deleted` are neither: deleting twice is not an error.
+    Return the errors of the ids that cannot be deleted, key -> id of those to delete in S3, and the
+    keys of their previews (deleted with them). Files already `deleted` are neither: deleting twice
+    is not an error.
     """
     open_ledger(user_id)  # serialized with confirms: none can complete a file being deleted
     rows = lock_file_rows(user_id, ids)
     errors: dict[str, AppError] = {}
     doomed: dict[str, str] = {}
+    previews: list[str] = []
     for file_id in ids:
         row = rows.get(file_id)
         if row is None:
@@ -324,9 +326,10 @@ def mark_deleting(user_id: str, ids: list[str]) -> tuple[dict[str, AppError], di
             )
         elif row.status != FileStatus.DELETED:
             doomed[row.s3_key] = row.id
+            previews.extend(owned_keys(row)[1:])
     transition(list(doomed.values()), DELETABLE, FileStatus.DELETING)
     db.session.commit()
-    return errors, doomed
+    return errors, doomed, previews
 
 
 def finish_deletes(user_id: str, ids: list[str]) -> list[str]:

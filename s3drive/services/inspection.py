@@ -275,6 +275,15 @@ def reinspect(ids: Sequence[str] | None = None, since: datetime | None = None, l
     return marked
 
 
+def owned_keys(row: Any) -> list[str]:
+    """Return the keys a file's delete removes: its object, and its preview if it has or may get one
+    (a pending inspection may be writing one). `row` has s3_key, thumbnail_key and inspection_state."""
+    keys = [row.s3_key]
+    if row.thumbnail_key or row.inspection_state == InspectionState.PENDING:
+        keys.append(row.thumbnail_key or preview_key(row.s3_key))
+    return keys
+
+
 # -- reading the state ---------------------------------------------------------------------
 
 

@@ -27,12 +27,11 @@ from sqlalchemy import delete, select
 from ..errors import MultipartRefused, QuotaExceeded, StorageUnavailable
 from ..extensions import db
 from ..models import File, FileStatus, RevokedToken
-from ..policy import object_keys
 from ..storage import get_storage
 from ..timeutil import utcnow
 from .confirm import arrived_size, inspect_objects, judge
 from .files import finish_deletes
-from .inspection import requeue_stale
+from .inspection import owned_keys, requeue_stale
 from .quota import open_ledger, reread, transition
 
 BATCH = 1000
@@ -276,7 +275,7 @@ def _beyond_quota(user_id: str, uploads: list, now: datetime) -> list:
 def purge_dead_objects(counts: SweepCounts, *, now: datetime, cutoff: datetime, limit: int) -> int:
     """Delete the keys of dead records (rejected, expired, deleted, aborted) from S3, then mark them purged."""
     candidates = _oldest_first(
-        [File.id, File.s3_key], [File.status.in_(DEAD), File.expires_at.is_not(None), File.expires_at < cutoff], limit
+        [File.id, *_KEYS], [File.status.in_(DEAD), File.expires_at.is_not(None), File.expires_at < cutoff], limit
     )
     if not candidates:
         return 0
@@ -296,7 +295,7 @@ def finish_interrupted_deletes(counts: SweepCounts, *, now: datetime, cutoff: da
     No grace period: deleting an object twice is harmless, and finishing is conditional, so a
     request still finishing its own delete and the sweeper never release a file's bytes twice.
     """
-    candidates = _oldest_first([File.id, File.user_id, File.s3_key], [File.status == FileStatus.DELETING], limit)
+    candidates = _oldest_first([File.id, File.user_id, *_KEYS], [File.status == FileStatus.DELETING], limit)
     if not candidates:
         return 0
     done: dict[str, list[str]] = defaultdict(list)
@@ -307,10 +306,14 @@ def finish_interrupted_deletes(counts: SweepCounts, *, now: datetime, cutoff: da
     return len(candidates)
 
 
+# The columns _delete_objects_of reads: the object's key and what says whether a preview goes with it.
+_KEYS = (File.s3_key, File.thumbnail_key, File.inspection_state)
+
+
 def _delete_objects_of(rows: list, counts: SweepCounts) -> list:
     """Delete the rows' objects (and previews) from S3; return the rows whose objects are gone (failures
     are logged and counted)."""
-    deleted, errors = get_storage().delete_objects(key for row in rows for key in object_keys(row.s3_key))
+    deleted, errors = get_storage().delete_objects(key for row in rows for key in owned_keys(row))
     for key, error in errors.items():
         current_app.logger.warning("sweeper could not delete %s: %s", key, error)
     counts.errors += len(errors)
