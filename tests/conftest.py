@@ -36,6 +36,7 @@ from sqlalchemy import create_engine, make_url, text  # noqa: E402
 from s3drive import create_app  # noqa: E402
 from s3drive.app import close_app  # noqa: E402
 from s3drive.extensions import db  # noqa: E402
+from s3drive.services.users import create_user  # noqa: E402
 
 BUCKET = "s3drive-test"
 TABLES = ("files", "revoked_tokens", "users")
@@ -174,6 +175,20 @@ def register_and_login(client, username: str, password: str = "correct horse bat
     response = client.post("/api/auth/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.get_json()
     return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+def admin_login(app, client, username: str = "root", password: str = "correct horse battery") -> dict:
+    """Create an administrator (as `flask create-user --admin` does), log in, return the Authorization header."""
+    with app.app_context():
+        create_user(username, password, is_admin=True)
+    response = client.post("/api/auth/login", json={"username": username, "password": password})
+    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+@pytest.fixture
+def admin_auth(app, client):
+    """Return auth headers for an administrator 'root'."""
+    return admin_login(app, client)
 
 
 @pytest.fixture

@@ -18,15 +18,6 @@ from s3drive.timeutil import utcnow
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture
-def admin_auth(app, client):
-    """Return auth headers for an administrator 'root' (created like `flask create-user --admin`)."""
-    with app.app_context():
-        create_user("root", PASSWORD, is_admin=True)
-    response = client.post("/api/auth/login", json={"username": "root", "password": PASSWORD})
-    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
-
-
 def user_id(client, auth) -> str:
     return client.get("/api/auth/me", headers=auth).get_json()["id"]
 

@@ -9,6 +9,7 @@ import zlib
 from dataclasses import dataclass
 
 import pytest
+import samples
 
 from s3drive.inspect import inspect_object
 from s3drive.inspect.archive import inspect_zip, unsafe_name
@@ -34,13 +35,7 @@ def rejected(data: bytes, **limits) -> Rejected:
 
 @pytest.fixture(scope="module")
 def zeros_zip() -> bytes:
-    """Return a zip of one 200 MiB entry of zeros, written 1 MiB at a time (about 200 KB)."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive, archive.open("zeros.bin", "w") as entry:
-        chunk = bytes(MIB)
-        for _ in range(200):
-            entry.write(chunk)
-    return out.getvalue()
+    return samples.zeros_zip()
 
 
 def test_a_normal_zip_passes_with_its_entry_count():
