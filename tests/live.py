@@ -253,6 +253,50 @@ class S3Calls:
         self.client.meta.events.unregister("before-call.s3", self._record)
 
 
+# -- task-queue workers ------------------------------------------------------------------------
+
+
+def start_worker(log_path: Path, settings: Mapping[str, str], *options: str) -> subprocess.Popen:
+    """Start `celery -A wsgi:celery worker` as the Procfile does, with these S3DRIVE_*/AWS_* settings
+    only (the caller's own are dropped), logging to log_path; `options` go to the worker."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("S3DRIVE_", "AWS_"))}
+    env.update(settings)
+    command = [sys.executable, "-m", "celery", "-A", "wsgi:celery", "worker", "--pool=solo", "--loglevel=info"]
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [*command, *options], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+
+def worker_settings(live: LiveApp, database_url: str, broker: str, **settings: str) -> dict[str, str]:
+    """Return the settings of a worker serving a live app: its database, S3, bucket and broker."""
+    return {
+        "S3DRIVE_DATABASE_URL": database_url,
+        "S3DRIVE_BROKER_URL": broker,
+        "S3DRIVE_S3_BUCKET": live.bucket,
+        "S3DRIVE_S3_ENDPOINT_URL": live.s3_url,
+        "S3DRIVE_S3_ADDRESSING_STYLE": "path",
+        "S3DRIVE_S3_CONFIRM": live.confirm,
+        "S3DRIVE_JWT_SECRET_KEY": "worker-" + "x" * 40,
+        "S3DRIVE_PUBLIC_URL": live.base_url,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        **{f"S3DRIVE_{name}": str(value) for name, value in settings.items()},
+    }
+
+
+def stop_worker(worker: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a worker as a supervisor does (SIGTERM: it finishes its task), killing it if it hangs."""
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
 @dataclass
 class Env:
     """One test's world: a served app, a logged-in API client and a direct S3 client."""

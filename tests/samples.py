@@ -11,7 +11,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from test_inspect_archive import MIB, zip_bytes
 from test_inspect_image import bomb_png, image_bytes, jpeg_with_orientation
 from test_inspect_media import write_video
 from test_inspect_pdf import JAVASCRIPT_ACTION, make_pdf
@@ -31,6 +30,19 @@ class Sample:
     height: int | None = None
     pages: int | None = None
     entry_count: int | None = None
+
+
+MIB = 1024**2
+
+
+def zip_bytes(entries: dict[str, bytes], compression=zipfile.ZIP_DEFLATED, comment: bytes = b"") -> bytes:
+    """Return a zip of these entries."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+        archive.comment = comment
+    return out.getvalue()
 
 
 def zeros_zip() -> bytes:

@@ -9,22 +9,12 @@ import zlib
 from dataclasses import dataclass
 
 import pytest
-import samples
+from samples import MIB, zip_bytes
+from samples import zeros_zip as make_zeros_zip
 
 from s3drive.inspect import inspect_object
 from s3drive.inspect.archive import inspect_zip, unsafe_name
 from s3drive.inspect.base import GIB, HEAD_BYTES, BytesReader, Limits, Rejected
-
-MIB = 1024**2
-
-
-def zip_bytes(entries: dict[str, bytes], compression=zipfile.ZIP_DEFLATED, comment: bytes = b"") -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-        archive.comment = comment
-    return out.getvalue()
 
 
 def rejected(data: bytes, **limits) -> Rejected:
@@ -35,7 +25,7 @@ def rejected(data: bytes, **limits) -> Rejected:
 
 @pytest.fixture(scope="module")
 def zeros_zip() -> bytes:
-    return samples.zeros_zip()
+    return make_zeros_zip()
 
 
 def test_a_normal_zip_passes_with_its_entry_count():

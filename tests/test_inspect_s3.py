@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 from conftest import BUCKET
-from test_inspect_archive import zip_bytes
+from samples import zip_bytes
 from test_inspect_image import bomb_png, image_bytes
 
 from s3drive.errors import ObjectMissing

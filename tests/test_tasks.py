@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +10,7 @@ import pytest
 import redis
 from conftest import empty_tables, make_test_app
 from helpers import wait_until
-from live import REPO_ROOT, unavailable
+from live import start_worker, stop_worker, unavailable
 from sqlalchemy import func, select
 
 from s3drive.app import close_app
@@ -28,7 +25,7 @@ REDIS_URL = "redis://127.0.0.1:6379/{db}"
 
 
 def test_the_embedded_broker_is_a_file_in_the_instance_folder(database_url):
-    app = make_test_app(database_url)
+    app = make_test_app(database_url, BROKER_URL=None)
     try:
         url = broker_url(app)
         assert url == f"sqla+sqlite:///{Path(app.instance_path) / 'broker.sqlite3'}"
@@ -62,7 +59,17 @@ def test_a_worker_process_runs_the_sweep_task(tmp_path, database_url, broker):
         db.session.add(RevokedToken(jti=uuid.uuid4().hex, token_type="access", expires_at=utcnow() - timedelta(days=2)))
         db.session.commit()
         app.extensions["celery"].send_task("s3drive.sweep")
-    worker = start_worker(tmp_path, database_url, url)
+    settings = {
+        "S3DRIVE_DATABASE_URL": database_url,
+        "S3DRIVE_BROKER_URL": url,
+        "S3DRIVE_S3_BUCKET": "tasks-test",
+        "S3DRIVE_S3_ENDPOINT_URL": "http://127.0.0.1:9",  # never called: nothing to settle in S3
+        "S3DRIVE_JWT_SECRET_KEY": "tasks-" + "x" * 40,
+        "S3DRIVE_PUBLIC_URL": "http://127.0.0.1:8000",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }
+    worker = start_worker(tmp_path / "worker.log", settings)
     try:
 
         def revocations() -> int:
@@ -73,24 +80,5 @@ def test_a_worker_process_runs_the_sweep_task(tmp_path, database_url, broker):
 
         assert wait_until(lambda: revocations() == 0, timeout=60, interval=0.5), (tmp_path / "worker.log").read_text()
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        stop_worker(worker)
         close_app(app)
-
-
-def start_worker(tmp_path: Path, database_url: str, broker: str) -> subprocess.Popen:
-    """Start `celery -A wsgi:celery worker` as the Procfile does, on this database and broker."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("S3DRIVE_", "AWS_"))}
-    env.update(
-        S3DRIVE_DATABASE_URL=database_url,
-        S3DRIVE_BROKER_URL=broker,
-        S3DRIVE_S3_BUCKET="tasks-test",
-        S3DRIVE_S3_ENDPOINT_URL="http://127.0.0.1:9",  # never called: nothing to settle in S3
-        S3DRIVE_JWT_SECRET_KEY="tasks-" + "x" * 40,
-        S3DRIVE_PUBLIC_URL="http://127.0.0.1:8000",
-        AWS_ACCESS_KEY_ID="test",
-        AWS_SECRET_ACCESS_KEY="test",
-    )
-    command = [sys.executable, "-m", "celery", "-A", "wsgi:celery", "worker", "--pool=solo", "--loglevel=info"]
-    with open(tmp_path / "worker.log", "wb") as log:
-        return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
