@@ -4,6 +4,7 @@ import { S3DriveClient } from "./lib/api.js";
 import { droppedItems, pickedItems } from "./lib/drop.js";
 import { ApiError, describeError } from "./lib/errors.js";
 import { TransferMeter, formatBytes, plural, rateText, stateText } from "./lib/format.js";
+import { downloadErrorText, fileEntry, inspectionText } from "./lib/inspection.js";
 import { ResumeStore, mayResume } from "./lib/resume-store.js";
 import { Uploader, countResults, folderOf } from "./lib/uploader.js";
 
@@ -11,6 +12,7 @@ const api = new S3DriveClient();
 const resumeStore = new ResumeStore();
 const $ = (id) => document.getElementById(id);
 const PAGE_SIZE = 25;
+const RECHECK_MS = 5000; // how often the list looks again while a file's content is being checked
 
 
 // -- messages ------------------------------------------------------------------------------
@@ -108,6 +110,7 @@ $("register-button").addEventListener("click", () => signIn(true));
 
 $("logout-button").addEventListener("click", async () => {
   controller?.abort();
+  clearTimeout(recheckTimer);
   await api.logout();
   setQueue([]);
   clearError();
@@ -421,14 +424,18 @@ function resumeRow(state, status) {
 
 // -- the file list -----------------------------------------------------------------------------
 
-const browse = { folder: "", q: "", cursors: [null], page: 0, nextCursor: null };
+const browse = { folder: "", q: "", status: "", cursors: [null], page: 0, nextCursor: null };
+let recheckTimer = null;
+let checking = new Map(); // id → file, for the listed files whose content is being checked
 
 async function refreshFiles() {
   const searching = Boolean(browse.q);
+  clearTimeout(recheckTimer);
   try {
     const answer = await api.listFiles({
       folder: searching ? undefined : browse.folder,
       q: browse.q || undefined,
+      status: browse.status || undefined,
       limit: PAGE_SIZE,
       cursor: browse.cursors[browse.page] || undefined,
     });
@@ -437,13 +444,51 @@ async function refreshFiles() {
     drawFolders(searching ? [] : answer.folders || []);
     drawFiles(answer.items);
     drawPager(answer.items.length);
+    checking = new Map(answer.items.filter((file) => fileEntry(file).state === "pending").map((f) => [f.id, f]));
+    if (checking.size) scheduleRecheck();
   } catch (error) {
     sayError(error);
   }
 }
 
-function go({ folder = browse.folder, q = browse.q } = {}) {
-  Object.assign(browse, { folder, q, cursors: [null], page: 0, nextCursor: null });
+// Content checks run in the background on the server: look again until they are done, but
+// never while a name is being edited (redrawing the list would drop the edit).
+function scheduleRecheck() {
+  clearTimeout(recheckTimer);
+  recheckTimer = setTimeout(() => {
+    if ($("app").hidden) return;
+    if (document.querySelector("form.rename")) scheduleRecheck();
+    else recheck();
+  }, RECHECK_MS);
+}
+
+/** Draw the list again, keeping the focus on the same button, and say which files were refused. */
+async function recheck() {
+  const waiting = checking;
+  const focused = document.activeElement;
+  const label = $("files-body").contains(focused) ? focused.getAttribute("aria-label") : null;
+  await refreshFiles();
+  if (label) document.querySelector(`#files-body button[aria-label="${CSS.escape(label)}"]`)?.focus();
+  // A refused file leaves the list of complete files: say why it went.
+  const shown = new Set(Array.from($("files-body").children, (row) => row.dataset.id));
+  const refused = [];
+  for (const id of waiting.keys()) {
+    if (shown.has(id)) continue;
+    try {
+      const file = await api.getFile(id);
+      if (fileEntry(file).state === "rejected") refused.push(`${file.file_name}: ${inspectionText(file)}`);
+    } catch {
+      // deleted meanwhile: nothing to say
+    }
+  }
+  if (refused.length) {
+    sayError(`${refused.join(" ")} (Show “Files the content check refused” to see them.)`);
+    await refreshUsage();
+  }
+}
+
+function go({ folder = browse.folder, q = browse.q, status = browse.status } = {}) {
+  Object.assign(browse, { folder, q, status, cursors: [null], page: 0, nextCursor: null });
   $("search-clear").hidden = !q;
   return refreshFiles();
 }
@@ -495,7 +540,11 @@ function drawFiles(items) {
   $("files-body").replaceChildren(...items.map(fileRow));
   $("files-empty").hidden = items.length > 0;
   $("files-table").hidden = items.length === 0;
-  $("files-empty").textContent = browse.q ? "No files match this search." : "No files here yet.";
+  $("files-empty").textContent = browse.q
+    ? "No files match this search."
+    : browse.status === "rejected"
+      ? "No refused files here."
+      : "No files here yet.";
   $("files-caption").textContent = browse.q
     ? `Files matching ${browse.q}`
     : `Files in ${browse.folder || "the top folder"}`;
@@ -504,26 +553,44 @@ function drawFiles(items) {
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
 function fileRow(file) {
+  const entry = fileEntry(file);
   const row = element("tr");
   row.dataset.id = file.id;
+  const thumbCell = element("td", { className: "thumb" });
+  if (entry.thumbnail) thumbCell.append(thumbnail(entry.thumbnail));
   const nameCell = element("td", { className: "name" });
   nameCell.append(element("span", { className: "file-name", text: file.file_name }));
   if (browse.q && file.folder)
     nameCell.append(element("span", { className: "file-folder", text: ` in ${file.folder}` }));
   if (file.title) nameCell.append(element("span", { className: "file-title", text: file.title }));
+  if (entry.text) {
+    nameCell.append(element("span", { className: `file-check check-${entry.state}`, text: entry.text }));
+  }
   const actions = element("td", { className: "actions" });
+  if (entry.canDownload) {
+    actions.append(
+      button("Download", { label: `Download ${file.file_name}`, onClick: () => download(file) }),
+      button("Rename", { label: `Rename ${file.file_name}`, onClick: () => startRename(row, file) }),
+    );
+  }
   actions.append(
-    button("Download", { label: `Download ${file.file_name}`, onClick: () => download(file) }),
-    button("Rename", { label: `Rename ${file.file_name}`, onClick: () => startRename(row, file) }),
     button("Delete", { label: `Delete ${file.file_name}`, className: "danger", onClick: () => remove(file) }),
   );
   row.append(
+    thumbCell,
     nameCell,
     element("td", { className: "num", text: formatBytes(file.size) }),
     element("td", { className: "date", text: file.created_at ? dateFormat.format(new Date(file.created_at)) : "" }),
     actions,
   );
   return row;
+}
+
+function thumbnail({ src, alt, width, height, loading, decoding }) {
+  const image = element("img");
+  Object.assign(image, { alt, width, height, loading, decoding });
+  image.src = src;
+  return image;
 }
 
 function drawPager(count) {
@@ -556,6 +623,11 @@ $("search-form").addEventListener("submit", async (event) => {
   if (q) say(`${plural(count, "file")} match “${q}”${browse.nextCursor ? " on this page" : ""}.`);
 });
 
+$("status-filter").addEventListener("change", async (event) => {
+  await go({ status: event.target.value });
+  say(event.target.value === "rejected" ? "Showing files the content check refused." : "Showing your files.");
+});
+
 $("search-clear").addEventListener("click", async () => {
   $("search-input").value = "";
   await go({ q: "" });
@@ -575,7 +647,7 @@ async function download(file) {
     link.remove();
     say(`Downloading ${file.file_name}.`);
   } catch (error) {
-    sayError(error);
+    sayError(downloadErrorText(file, error));
   }
 }
 

@@ -13,6 +13,7 @@ export * from "./lib/drop.js";
 export * from "./lib/errors.js";
 export * from "./lib/format.js";
 export * from "./lib/hash.js";
+export * from "./lib/inspection.js";
 export * from "./lib/multipart.js";
 export * from "./lib/resume-store.js";
 export * from "./lib/retry.js";

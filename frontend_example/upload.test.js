@@ -11,6 +11,7 @@ describe("upload.js", () => {
       Uploader abortError anySignal backoffDelay base64 createHasher describeError droppedItems folderOf
       formatBytes formatDuration isRefusedUrl isRetryable parseS3Error partLength rateText runLimited
       sendToStorage sha256Base64 sleep toApiError uploadMultipart withRetries
+      INSPECTION_LABELS REASON_WORDS downloadErrorText fileEntry inspectionText thumbnailOf
     `
       .trim()
       .split(/\s+/);

@@ -37,6 +37,7 @@ const HELP = {
   object_missing: ["The upload has not reached storage.", "Upload the file again."],
   username_taken: ["That username is taken.", "Choose another one, or sign in."],
   invalid_state: ["Not possible in the file's current state.", "Reload the list and try again."],
+  not_ready: ["The file's content is still being checked.", "Try again in a moment."],
   file_too_large: ["The file is larger than the server allows.", ""],
   batch_too_large: ["Too many files in one request.", "Upload fewer files at a time."],
   content_type_not_allowed: ["This type of file is not allowed.", ""],

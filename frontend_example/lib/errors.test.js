@@ -17,6 +17,7 @@ describe("describeError", () => {
       "object_missing",
       "username_taken",
       "invalid_state",
+      "not_ready",
       "file_too_large",
       "batch_too_large",
       "content_type_not_allowed",

@@ -1,10 +1,15 @@
-// The smallest app around <S3Uploader>: sign in, then upload. `npm run dev` serves it
-// on http://localhost:5173 and proxies /api to the dev stack (see ../README.md).
-import { StrictMode, useState } from "react";
+// The smallest app around <S3Uploader> and <FileList>: sign in, upload, see your files and
+// what the content check said. `npm run dev` serves it on http://localhost:5173 and proxies
+// /api to the dev stack (see ../README.md).
+import { StrictMode, useCallback, useEffect, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { S3DriveClient } from "../../lib/api.js";
 import { describeError } from "../../lib/errors.js";
+import { inspectionState } from "../../lib/inspection.js";
+import { FileList } from "../src/FileList.jsx";
 import { S3Uploader } from "../src/S3Uploader.jsx";
+
+const RECHECK_MS = 5000; // how often the lists look again while a file's content is being checked
 
 const client = new S3DriveClient(); // same origin: vite proxies /api to the API
 
@@ -32,9 +37,36 @@ function SignIn({ onSignedIn }) {
   );
 }
 
+/** The folder's files and the ones the content check refused, looked at again while checks run. */
+function useFiles(folder, signedIn) {
+  const [lists, setLists] = useState({ files: [], refused: [], error: "" });
+  const refresh = useCallback(async () => {
+    try {
+      const [files, refused] = await Promise.all([
+        client.listFiles({ folder }),
+        client.listFiles({ folder, status: "rejected" }),
+      ]);
+      setLists({ files: files.items, refused: refused.items, error: "" });
+    } catch (failure) {
+      setLists((current) => ({ ...current, error: describeError(failure) }));
+    }
+  }, [folder]);
+  useEffect(() => {
+    if (signedIn) refresh();
+  }, [signedIn, refresh]);
+  const checking = lists.files.some((file) => inspectionState(file) === "pending");
+  useEffect(() => {
+    if (!checking) return undefined;
+    const timer = setTimeout(refresh, RECHECK_MS);
+    return () => clearTimeout(timer);
+  }, [checking, lists, refresh]);
+  return [lists, refresh];
+}
+
 function App() {
   const [signedIn, setSignedIn] = useState(client.signedIn);
   const [uploaded, setUploaded] = useState([]);
+  const [lists, refresh] = useFiles("from-react", signedIn);
   if (!signedIn) return <SignIn onSignedIn={() => setSignedIn(true)} />;
   return (
     <main>
@@ -42,9 +74,21 @@ function App() {
       <S3Uploader
         client={client}
         folder="from-react"
-        onComplete={(results) => setUploaded(results.filter((r) => r.status === "complete").map((r) => r.file.name))}
+        onComplete={(results) => {
+          setUploaded(results.filter((r) => r.status === "complete").map((r) => r.file.name));
+          refresh();
+        }}
       />
       {uploaded.length > 0 && <p>Uploaded: {uploaded.join(", ")}</p>}
+      <h2>Your files</h2>
+      {lists.error && <p role="alert">{lists.error}</p>}
+      <FileList client={client} files={lists.files} caption="Files in from-react" />
+      {lists.refused.length > 0 && (
+        <>
+          <h2>Refused by the content check</h2>
+          <FileList client={client} files={lists.refused} caption="Refused files in from-react" />
+        </>
+      )}
     </main>
   );
 }
