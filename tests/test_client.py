@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -662,7 +663,7 @@ def test_ls_filters_table_and_pagination(live, run, user, tmp_path):
     assert page.code == 0, page.err
     assert "alpha.txt" in page.out and "beta.txt" in page.out and "gamma.csv" not in page.out
     assert "more with --all or --cursor" in page.err
-    assert page.out.splitlines()[0].split() == ["ID", "NAME", "FOLDER", "SIZE", "TIER", "STATUS", "CREATED"]
+    assert page.out.splitlines()[0].split() == ["ID", "NAME", "FOLDER", "SIZE", "TIER", "STATUS", "CREATED", "CHECK"]
     assert ids["alpha.txt"] in page.out
 
     everything = run("ls", "--limit", "1", "--all", "--json")
@@ -743,6 +744,154 @@ def test_usage_reports_used_bytes(live, run, user, tmp_path):
     assert result.code == 0, result.err
     assert result.out.strip() == "used 2.0 KiB of 1.0 GiB (0.0%), reserved 0 B, 1 files"
     assert run("usage", "--json").json()["used_bytes"] == 2048
+
+
+# -- content inspection -------------------------------------------------------------------
+# The test app does not inspect (no worker): each test sets the record's inspection columns
+# directly, as a worker would leave them, and reads them back through the CLI.
+
+EXE_REASON = {"code": "executable_content", "message": "ELF executable."}
+
+
+def set_inspection(live: Stack, file_id: str, state: str, *, thumbnail_key: str | None = None, **found) -> None:
+    """Leave a file's record as the content check would: state, findings, preview; refused is rejected."""
+    from s3drive.extensions import db
+    from s3drive.models import File
+
+    with live.app.app_context():
+        record = db.session.get(File, file_id)
+        record.inspection_state = state
+        record.inspection = {"reason": None, **found}
+        record.thumbnail_key = thumbnail_key
+        if state == "rejected":
+            record.status = "rejected"
+        db.session.commit()
+
+
+def row_of(out: str, file_id: str) -> str:
+    [row] = [line.rstrip() for line in out.splitlines() if line.startswith(file_id)]
+    return row
+
+
+def test_ls_and_info_say_what_the_content_check_found(live, run, user, tmp_path):
+    ids = _upload_tree(run, tmp_path)
+    plain = tmp_path / "up" / "delta.txt"
+    plain.write_bytes(b"never checked")
+    assert run("upload", plain).code == 0
+    ids["delta.txt"] = run("ls", "--json", "-q", "delta").json()["items"][0]["id"]
+    set_inspection(live, ids["alpha.txt"], "pending")
+    preview = f"previews/{ids['beta.txt']}.webp"
+    set_inspection(
+        live, ids["beta.txt"], "passed", thumbnail_key=preview, detected_type="image/png", width=1920, height=1080
+    )
+    set_inspection(live, ids["gamma.csv"], "rejected", detected_type="application/x-executable", reason=EXE_REASON)
+
+    listing = run("ls")
+    assert listing.code == 0, listing.err
+    assert listing.out.splitlines()[0].split() == ["ID", "NAME", "FOLDER", "SIZE", "TIER", "STATUS", "CREATED", "CHECK"]
+    assert row_of(listing.out, ids["alpha.txt"]).endswith("Checking content…")
+    assert row_of(listing.out, ids["beta.txt"]).endswith(" Checked")
+    assert row_of(listing.out, ids["delta.txt"]).split()[-1] != "Checked"  # never checked: nothing said
+    assert ids["gamma.csv"] not in listing.out  # refused files are not complete ones
+    refused = run("ls", "--status", "rejected")
+    assert refused.code == 0, refused.err
+    gamma = row_of(refused.out, ids["gamma.csv"])
+    assert " rejected " in gamma
+    assert gamma.endswith("Refused: this file is a program. ELF executable.")
+    # --json stays the API's File, inspection included.
+    [item] = run("ls", "--json", "--status", "rejected").json()["items"]
+    assert item["inspection"]["reason"] == EXE_REASON
+
+    info = run("info", ids["beta.txt"], ids["gamma.csv"], ids["delta.txt"])
+    assert info.code == 0, info.err
+    beta, gamma, delta = (dict(line.split(": ", 1) for line in part.splitlines()) for part in info.out.split("\n\n"))
+    assert beta["id"].strip() == ids["beta.txt"] and beta["name"].strip() == "beta.txt"
+    assert beta["check"].strip() == "Checked"
+    assert beta["detected"].strip() == "image/png, 1920×1080"
+    assert beta["preview"].strip().startswith("http") and preview in beta["preview"]
+    assert gamma["status"].strip() == "rejected"
+    assert gamma["check"].strip() == "Refused: this file is a program. ELF executable."
+    assert "preview" not in gamma
+    assert delta["check"].strip() == "not checked"
+    as_json = run("info", ids["alpha.txt"], "--json").json()
+    assert [i["inspection"]["state"] for i in as_json["items"]] == ["pending"]
+    missing = run("info", str(uuid.uuid4()))
+    assert (missing.code, missing.last_error.split(":")[1].strip()) == (1, "not_found")
+
+
+def test_download_waits_for_the_content_check_and_names_refused_files(live, run, user, tmp_path):
+    ids = _upload_tree(run, tmp_path)
+    set_inspection(live, ids["alpha.txt"], "pending")
+    set_inspection(live, ids["gamma.csv"], "rejected", reason=EXE_REASON)
+    out = tmp_path / "out"
+
+    # The server answers 409 not_ready: one sentence naming the file, exit 1; the others still come.
+    waiting = run("download", ids["alpha.txt"], ids["beta.txt"], "-o", out)
+    assert waiting.code == 1
+    assert waiting.last_error == (
+        f"error: not_ready: alpha.txt ({ids['alpha.txt']}) is still being checked; it can be downloaded once the "
+        f"check has passed. Try again in a moment (`s3drive-client info {ids['alpha.txt']}` shows where the check "
+        "stands)."
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["beta.txt"]  # no partial or temp file for alpha
+
+    set_inspection(live, ids["alpha.txt"], "passed")
+    assert run("download", ids["alpha.txt"], "-o", out).code == 0
+    assert (out / "alpha.txt").read_bytes() == (tmp_path / "up" / "alpha.txt").read_bytes()
+
+    # A refused file says why; a file still being checked says so; neither stops the others.
+    set_inspection(live, ids["alpha.txt"], "pending")
+    refused = run("download", ids["gamma.csv"], ids["alpha.txt"], ids["beta.txt"], "-o", tmp_path / "again")
+    assert refused.code == 1
+    assert [line for line in refused.err.splitlines() if line.startswith("error: ")] == [
+        f"error: invalid_state: gamma.csv ({ids['gamma.csv']}) cannot be downloaded: "
+        "Refused: this file is a program. ELF executable.",
+        waiting.last_error,
+    ]
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["beta.txt"]
+
+
+def test_upload_report_says_when_the_server_checks_content(live, run, user, tmp_path, capsys):
+    path = tmp_path / "report.txt"
+    path.write_bytes(payload(50, 3000))
+    uploaded = run("upload", path)
+    assert uploaded.code == 0, uploaded.err
+    assert cli.CHECK_NOTE not in uploaded.out  # this server does not check: nothing said
+    file_id = uploaded.err.rsplit("-> ", 1)[1].split()[0]
+
+    set_inspection(live, file_id, "pending")  # as a server that checks leaves a fresh upload
+    done = upload.FileOutcome(local_files.LocalFile.from_path(path, str(path), None), file_id, "complete")
+    capsys.readouterr()
+    assert cli.report_uploads([done], as_json=False, api=api_for(live)) == 0
+    assert capsys.readouterr().out.splitlines() == ["1 of 1 files uploaded (2.9 KiB), 0 B sent", cli.CHECK_NOTE]
+
+
+def test_inspection_words_cover_every_reason_code():
+    from s3drive.client.inspection import REASON_WORDS, inspection_text, reason_text
+
+    codes = {
+        "content_mismatch",
+        "executable_content",
+        "image_too_large",
+        "media_too_long",
+        "archive_bomb",
+        "unsafe_archive",
+        "active_content",
+        "image_too_small",
+        "media_too_short",
+        "corrupt_file",
+    }
+    assert set(REASON_WORDS) == codes
+    assert all(words.startswith("Refused: ") for words in REASON_WORDS.values())
+    assert len(set(REASON_WORDS.values())) == len(codes)
+    assert reason_text({"code": "something_new", "message": "Not today."}) == "Refused. Not today."
+    assert reason_text({"code": "corrupt_file", "message": ""}) == "Refused: the file is damaged or cannot be read."
+    assert inspection_text({"inspection": None}) == ""
+    assert inspection_text({"inspection": {"state": "pending"}}) == "Checking content…"
+    # The page says the same (frontend_example/lib/inspection.js has the same table).
+    script = (REPO_ROOT / "frontend_example" / "lib" / "inspection.js").read_text()
+    table = script.split("export const REASON_WORDS", 1)[1].split("});", 1)[0]
+    assert dict(re.findall(r'(\w+): "([^"]+)"', table)) == REASON_WORDS
 
 
 # -- errors -------------------------------------------------------------------------------

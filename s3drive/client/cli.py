@@ -1,4 +1,4 @@
-"""The s3drive-client command line: login, upload, ls, download, rm, usage, logout.
+"""The s3drive-client command line: login, upload, ls, info, download, rm, usage, logout.
 
 Exit codes: 0 success, 1 an error (API, network, local file; one line `error: <code>: <message>`),
 2 a usage error, 130 interrupted (Ctrl-C; an interrupted multipart upload resumes on rerun).
@@ -21,6 +21,7 @@ from . import config
 from .api import Api, RetryPolicy, batch_size
 from .download import Downloader
 from .errors import ClientError
+from .inspection import inspection_state, inspection_text, not_ready_text
 from .local_files import collect_files
 from .progress import TransferProgress
 from .upload import FileOutcome, Uploader, UploadOptions
@@ -162,11 +163,22 @@ def cmd_upload(args: argparse.Namespace) -> int:
     total = sum(f.size for f in files)
     with TransferProgress(stderr_console(), total, len(files), label="upload") as progress:
         outcomes = Uploader(api, limits, options, progress).run(files)
-    return report_uploads(outcomes, as_json=args.json)
+    return report_uploads(outcomes, as_json=args.json, api=api)
 
 
-def report_uploads(outcomes: list[FileOutcome], *, as_json: bool) -> int:
-    """Print what the upload did; return the exit code (1 if any file failed)."""
+# Printed after an upload to a server that checks the content of files.
+CHECK_NOTE = (
+    "The server checks the content of each upload: downloads wait until the check has passed; "
+    "`s3drive-client ls` shows where each file stands, `ls --status rejected` the files it refused."
+)
+
+
+def report_uploads(outcomes: list[FileOutcome], *, as_json: bool, api: Api | None = None) -> int:
+    """Print what the upload did; return the exit code (1 if any file failed).
+
+    With api, the human report also says that uploads wait for the server's content check, when
+    the server checks them (read from one uploaded file's record: one request).
+    """
     failed = [o for o in outcomes if o.status != "complete"]
     sent = sum(o.bytes_sent for o in outcomes)
     resumed = sum(o.resumed_bytes for o in outcomes)
@@ -177,12 +189,23 @@ def report_uploads(outcomes: list[FileOutcome], *, as_json: bool) -> int:
         size = sum(o.file.size for o in outcomes if o.status == "complete")
         line = f"{done} of {len(outcomes)} files uploaded ({human_size(size)}), {human_size(sent)} sent"
         print(line + (f", {human_size(resumed)} resumed" if resumed else ""))
+        sample = next((o.id for o in outcomes if o.status == "complete" and o.id), None)
+        if api is not None and sample and content_checked(api, sample):
+            print(CHECK_NOTE)
     if not failed:
         return EXIT_OK
     if len(failed) == 1:
         error, shown = failed[0].error, failed[0].file.shown
         raise ClientError(error.code, error.message if shown in error.message else f"{shown}: {error.message}")
     raise ClientError("upload_failed", f"{len(failed)} of {len(outcomes)} files failed (listed above).")
+
+
+def content_checked(api: Api, file_id: str) -> bool:
+    """Return whether the server checks the content of uploads, judging by one file's record."""
+    try:
+        return inspection_state(api.get_file(file_id)) is not None
+    except ClientError:  # the upload is done; this note is not worth an error
+        return False
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -218,6 +241,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         ("TIER", {"no_wrap": True}),
         ("STATUS", {"no_wrap": True}),
         ("CREATED", {"no_wrap": True}),
+        ("CHECK", {"overflow": "fold"}),
     ):
         table.add_column(name, **options)
     for item in items:
@@ -229,6 +253,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             str(item.get("tier") or ""),
             str(item.get("status") or ""),
             str(item.get("created_at") or ""),
+            inspection_text(item),
         )
     console.print(table, highlight=False, markup=False)
     summary = f"{len(items)} files"
@@ -238,23 +263,105 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_info(args: argparse.Namespace) -> int:
+    """Show files by id: their record, and what the server's content check found."""
+    api = logged_in_api(args)
+    records = [api.get_file(file_id) for file_id in dict.fromkeys(args.ids)]
+    if args.json:
+        print_json({"items": records})
+        return EXIT_OK
+    print("\n\n".join(describe_file(record) for record in records))
+    return EXIT_OK
+
+
+def describe_file(record: dict) -> str:
+    """Return a file's record as `field: value` lines for people."""
+    inspection = record.get("inspection") if isinstance(record.get("inspection"), dict) else {}
+    size = int(record.get("size") or 0)
+    lines = [
+        ("id", record.get("id")),
+        ("name", record.get("file_name")),
+        ("folder", record.get("folder")),
+        ("size", f"{human_size(size)} ({size} bytes)"),
+        ("type", record.get("content_type")),
+        ("tier", record.get("tier")),
+        ("status", record.get("status")),
+        ("created", record.get("created_at")),
+        ("tags", ", ".join(record.get("tags") or [])),
+        ("title", record.get("title")),
+        ("check", inspection_text(record) or ("not checked" if record.get("status") == "complete" else "")),
+        ("detected", found_text(inspection)),
+        ("preview", inspection.get("thumbnail_url")),
+    ]
+    return "\n".join(f"{name + ':':<9} {value}" for name, value in lines if value not in (None, ""))
+
+
+def found_text(inspection: dict) -> str:
+    """Return what the content check found out, e.g. "image/png, 1920×1080" or "video/mp4, 12.5 s"."""
+    parts = [str(inspection["detected_type"])] if inspection.get("detected_type") else []
+    if inspection.get("width") and inspection.get("height"):
+        parts.append(f"{inspection['width']}×{inspection['height']}")
+    if inspection.get("duration_seconds") is not None:
+        parts.append(f"{float(inspection['duration_seconds']):g} s")
+    if inspection.get("pages") is not None:
+        parts.append(f"{inspection['pages']} pages")
+    if inspection.get("entry_count") is not None:
+        parts.append(f"{inspection['entry_count']} entries")
+    return ", ".join(parts)
+
+
 def cmd_download(args: argparse.Namespace) -> int:
-    """Download files by id into a directory."""
+    """Download files by id into a directory.
+
+    A file that cannot be downloaded yet (still being checked) or at all (refused, not complete)
+    does not stop the others: each is reported on its own line, and the exit code is 1.
+    """
     api = logged_in_api(args)
     directory = Path(args.output).expanduser()
     directory.mkdir(parents=True, exist_ok=True)
     records = [(file_id, api.get_file(file_id)) for file_id in dict.fromkeys(args.ids)]
     total = sum(int(record.get("size") or 0) for _, record in records)
-    with TransferProgress(stderr_console(), total, len(records), label="download") as progress:
-        downloader = Downloader(api, directory, progress, retry_policy(args))
-        try:
-            for file_id, record in records:
-                done = downloader.download(file_id, record)
-                progress.log(f"downloaded {file_id} -> {done.path} ({human_size(done.size)})")
-        except BaseException:
-            downloader.cancel.set()
-            raise
+    skipped: list[ClientError] = []
+    try:
+        with TransferProgress(stderr_console(), total, len(records), label="download") as progress:
+            downloader = Downloader(api, directory, progress, retry_policy(args))
+            try:
+                for file_id, record in records:
+                    try:
+                        done = downloader.download(file_id, record)
+                    except ClientError as error:
+                        if error.code not in PER_FILE_ERRORS:
+                            raise
+                        skipped.append(per_file_error(error, file_id, record))
+                        continue
+                    progress.log(f"downloaded {file_id} -> {done.path} ({human_size(done.size)})")
+            except BaseException:
+                downloader.cancel.set()
+                raise
+    except BaseException:
+        report_skipped(skipped)
+        raise
+    if skipped:
+        report_skipped(skipped[:-1])
+        raise skipped[-1]
     return EXIT_OK
+
+
+# Download errors that concern one file only: the others are still downloaded.
+PER_FILE_ERRORS = ("not_ready", "invalid_state")
+
+
+def per_file_error(error: ClientError, file_id: str, record: dict) -> ClientError:
+    """Return a skipped download's error, a file still being checked as one sentence naming it."""
+    if error.code == "not_ready":
+        return ClientError(error.code, not_ready_text(file_id, record), status=error.status)
+    return error
+
+
+def report_skipped(errors: list[ClientError]) -> None:
+    """Print one `error:` line per file that was not downloaded."""
+    for error in errors:
+        print(f"error: {error.code}: {error.message}", file=sys.stderr)
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -339,6 +446,11 @@ def build_parser() -> Parser:
     ls.add_argument("--all", action="store_true", help="follow next_cursor to the end")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ls.set_defaults(handler=cmd_ls)
+
+    info = commands.add_parser("info", help="show files by id, with what the server's content check found")
+    info.add_argument("ids", nargs="+", metavar="ID")
+    info.add_argument("--json", action="store_true", help="print JSON ({items: [File]})")
+    info.set_defaults(handler=cmd_info)
 
     download = commands.add_parser("download", help="download files by id")
     download.add_argument("ids", nargs="+", metavar="ID")

@@ -14,6 +14,7 @@ import requests
 
 from .api import NETWORK_ERRORS, Api, RetryPolicy, describe_network_error, send_with_retries
 from .errors import Cancelled, ClientError
+from .inspection import inspection_state, inspection_text
 from .progress import TransferProgress
 from .transport import S3_TIMEOUT, Stop, usable_answer
 
@@ -76,6 +77,10 @@ class Downloader:
     def download(self, file_id: str, record: dict) -> Downloaded:
         """Fetch one file's bytes, check size and checksum, and move it into place."""
         if record.get("status") != "complete":
+            refused = inspection_text(record) if inspection_state(record) == "rejected" else ""
+            if refused:
+                name = record.get("file_name") or file_id
+                raise ClientError("invalid_state", f"{name} ({file_id}) cannot be downloaded: {refused}")
             raise ClientError("invalid_state", f"File {file_id} is {record.get('status')}, not complete.")
         name = safe_file_name(str(record.get("file_name") or ""), file_id)
         expected = int(record.get("size") or 0)
