@@ -202,6 +202,9 @@ def stack_environment(stack: Stack) -> dict[str, str]:
         "S3DRIVE_S3_ADDRESSING_STYLE": "path",
         "S3DRIVE_JWT_SECRET_KEY": SECRET,
         "S3DRIVE_PUBLIC_URL": stack.url,
+        # No worker serves these processes: inspection's own faults are in test_inspection_worker.py.
+        "S3DRIVE_INSPECT": "false",
+        "S3DRIVE_BROKER_URL": "memory://",
         "AWS_ACCESS_KEY_ID": ministack.ACCESS_KEY,
         "AWS_SECRET_ACCESS_KEY": ministack.SECRET_KEY,
         "AWS_DEFAULT_REGION": ministack.REGION,

@@ -116,6 +116,8 @@ class gunicorn:
             S3DRIVE_S3_TIMEOUT="2",
             S3DRIVE_JWT_SECRET_KEY=SECRET,
             S3DRIVE_PUBLIC_URL=f"http://127.0.0.1:{self.port}",
+            S3DRIVE_INSPECT="false",  # no worker here: nothing would consume what confirm queues
+            S3DRIVE_BROKER_URL="memory://",
             AWS_ACCESS_KEY_ID="test",
             AWS_SECRET_ACCESS_KEY="test",
         )
