@@ -23,6 +23,10 @@ PROBE_OPTIONS = {
     "analyzeduration": str(1_000_000),  # microseconds
     # The same read timeout inside FFmpeg's I/O layer, in microseconds.
     "rw_timeout": str(int(READ_TIMEOUT * 1_000_000)),
+    # FFmpeg's first HTTP request asks for an open-ended range: S3 would stream the whole object into
+    # the socket while FFmpeg reads the index. The first request asks for 16 KiB (the index of a
+    # faststart file); later ones, after a seek to an index at the end, stay open-ended.
+    "initial_request_size": str(16 * 1024),
 }
 # What FFmpeg says about bytes it cannot use. Anything else (HTTP 403 from an expired URL, a
 # timeout, a refused connection) is the worker's trouble, not the file's: it propagates, and the
