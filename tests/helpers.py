@@ -52,3 +52,21 @@ def put_bytes(ticket: dict, data: bytes, **header_overrides) -> requests.Respons
 def post_form(ticket: dict, data: bytes, file_name: str = "upload.bin") -> requests.Response:
     """Upload bytes with the ticket's POST form fields."""
     return requests.post(ticket["presigned_url"], data=ticket["fields"], files={"file": (file_name, data)}, timeout=30)
+
+
+def queued_tasks(app) -> list[dict]:
+    """Take the task messages sent to the test app's in-memory broker: name, args and countdown."""
+    celery = app.extensions["celery"]
+    taken = []
+    with celery.connection_for_read() as connection:
+        queue = connection.SimpleQueue(celery.conf.task_default_queue)
+        while True:
+            try:
+                message = queue.get(block=False)
+            except queue.Empty:
+                break
+            message.ack()
+            args, kwargs, _ = message.decode()
+            taken.append({"task": message.headers["task"], "args": args, "eta": message.headers.get("eta")})
+        queue.close()
+    return taken

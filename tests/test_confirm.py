@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import BUCKET
-from helpers import presign, put_bytes, sha256_b64, spec, usage
+from helpers import presign, put_bytes, queued_tasks, sha256_b64, spec, usage
 
 from s3drive.extensions import db
 from s3drive.models import File, User
@@ -110,19 +110,26 @@ def test_confirm_request_validation(client, auth):
     assert response.status_code == 413
 
 
-@pytest.mark.parametrize("app_config", [{"S3_CONFIRM": "list"}])
+@pytest.mark.parametrize("app_config", [{"S3_CONFIRM": "list"}, {"S3_CONFIRM": "list", "INSPECT": True}])
 def test_thousand_file_batch_confirmed_with_few_s3_requests(client, auth, app, s3, app_config):
-    """A 1,000-file batch is confirmed by one listing, not 1,000 HeadObjects."""
+    """A 1,000-file batch is confirmed by one listing, not 1,000 HeadObjects; inspection only queues."""
     data = b"tiny"
     tickets = presign(client, auth, *[spec(f"p{i}.jpg", data) for i in range(1000)])["successful"]
     assert len(tickets) == 1000
     for ticket in tickets[:998]:  # two never arrive
         s3.put_object(Bucket=BUCKET, Key=ticket["s3_key"], Body=data, ContentType="image/jpeg")
     calls = count_s3_calls(app)
+    queued_tasks(app)
     body = client.post("/api/files/confirm_uploads/", json={"ids": [t["id"] for t in tickets]}, headers=auth).get_json()
     assert len(calls) <= 5, calls
     assert calls.count("HeadObject") == 0
     assert body["total_successful"] == 998
+    tasks = queued_tasks(app)
+    if app_config.get("INSPECT"):  # 25 files a message, sent once the confirm committed
+        assert {task["task"] for task in tasks} == {"s3drive.inspect"} and len(tasks) == 40
+        assert sorted(i for task in tasks for i in task["args"][0]) == sorted(t["id"] for t in tickets[:998])
+    else:
+        assert tasks == []
     assert [r["status"] for r in body["results"][998:]] == ["missing", "missing"]
     assert usage(client, auth)["used_bytes"] == 998 * len(data)
 

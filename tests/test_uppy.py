@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from conftest import BUCKET, register_and_login
-from helpers import usage, wait_until
+from helpers import queued_tasks, usage, wait_until
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
@@ -79,24 +79,6 @@ def settled(app, key: str) -> File:
     with app.app_context():
         assert wait_until(lambda: check_upload(record.user_id, record.id) != Check.WAITING, timeout=15)
     return record_by_key(app, key)
-
-
-def queued_tasks(app) -> list[dict]:
-    """Take the task messages sent to the test app's in-memory broker: name, args and countdown."""
-    celery = app.extensions["celery"]
-    taken = []
-    with celery.connection_for_read() as connection:
-        queue = connection.SimpleQueue(celery.conf.task_default_queue)
-        while True:
-            try:
-                message = queue.get(block=False)
-            except queue.Empty:
-                break
-            message.ack()
-            args, kwargs, _ = message.decode()
-            taken.append({"task": message.headers["task"], "args": args, "eta": message.headers.get("eta")})
-        queue.close()
-    return taken
 
 
 def create(client, base, headers, filename="movie.mp4", type_="video/mp4", **metadata):
