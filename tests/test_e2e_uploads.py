@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from helpers import sha256_b64
-from live import HTTP_TIMEOUT, Env, LiveApp, S3Calls, served_apps
+from live import HTTP_TIMEOUT, Env, LiveApp, S3Calls, served_apps, start_worker, stop_worker, worker_settings
 
 from s3drive import signing
 from s3drive.timeutil import utcnow
@@ -551,10 +551,22 @@ def test_moto_batch_confirm_rejects_only_the_bad_file(moto):
 # -- stock Uppy's form uploads: size unknown, nobody confirms -------------------------------
 
 
-def test_ministack_enforces_the_bound_of_a_form_of_unknown_size_and_the_watcher_confirms(live_apps):
+def test_ministack_enforces_the_bound_of_a_form_of_unknown_size_and_the_watcher_confirms(
+    live_apps, database_url, tmp_path
+):
     """Stock Uppy sends no size and never reports a form upload: the policy bounds the size (the
-    quota left, 1,000 bytes here), S3 refuses more, and s3drive confirms what arrived by itself."""
-    env = make_env(live_apps, "ministack", "list", DEFAULT_QUOTA_BYTES=1000)
+    quota left, 1,000 bytes here), S3 refuses more, and s3drive confirms what arrived by itself
+    (a task-queue worker runs the watch task the form queued)."""
+    broker = f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
+    env = make_env(live_apps, "ministack", "list", DEFAULT_QUOTA_BYTES=1000, BROKER_URL=broker)
+    worker = start_worker(tmp_path / "worker.log", worker_settings(env.live, database_url, broker))
+    try:
+        _watched_form_is_confirmed(env)
+    finally:
+        stop_worker(worker)
+
+
+def _watched_form_is_confirmed(env: Env) -> None:
     response = env.api.get("/uppy/s3/params", params={"filename": "notes.txt", "type": "text/plain"})
     assert response.status_code == 200, response.text
     form = response.json()
@@ -569,7 +581,7 @@ def test_ministack_enforces_the_bound_of_a_form_of_unknown_size_and_the_watcher_
     assert env.head(form["fields"]["key"]) is None
     assert post(payload(5, 999)).status_code == 204
 
-    deadline = _time.monotonic() + 15
+    deadline = _time.monotonic() + 30  # the worker checks at 1, 3, 7 … s
     while (items := env.api.get("/api/files/").json()["items"]) == [] and _time.monotonic() < deadline:
         _time.sleep(0.1)
     assert [(item["file_name"], item["size"], item["status"]) for item in items] == [("notes.txt", 999, "complete")]

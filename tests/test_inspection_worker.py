@@ -3,6 +3,7 @@ with AUTH=true, with the embedded broker and with Redis; a worker killed mid-ins
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -24,7 +25,8 @@ from s3drive.policy import preview_key
 
 pytestmark = pytest.mark.e2e
 
-REDIS_URL = "redis://127.0.0.1:6379/8"
+# A Redis database per xdist process (8-15): tests running at once must not share a queue.
+REDIS_URL = f"redis://127.0.0.1:6379/{8 + int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0')[2:] or 0) % 8}"
 SETTLE_TIMEOUT = 120
 
 
