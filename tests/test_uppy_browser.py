@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from conftest import empty_tables
-from live import Api, LiveApp, chromium_browser, serve_app, unavailable
+from live import Api, LiveApp, chromium_browser, serve_app, start_worker, stop_worker, unavailable, worker_settings
 from s3servers import ministack_server
 
 from s3drive.dev import ministack
@@ -92,12 +92,19 @@ def page_origin() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def stack(database_url, page_origin, tmp_path_factory) -> Iterator[LiveApp]:
-    """MiniStack with a bucket (CORS for the page) and the API served with CORS for the page."""
+    """MiniStack with a bucket (CORS for the page), the API served with CORS for the page, and a
+    task-queue worker (it confirms Uppy's form uploads, which nobody reports)."""
     bucket = f"s3drive-uppy-{uuid.uuid4().hex[:10]}"
+    tmp = tmp_path_factory.mktemp("uppy-stack")
+    broker = f"sqla+sqlite:///{tmp / 'broker.sqlite3'}"
     with ministack_server(tmp_path_factory.mktemp("ministack-uppy")) as s3_url:
         ministack.ensure_bucket(s3_url, bucket, cors_origins=[page_origin])
-        with serve_app(database_url, s3_url, bucket, CORS_ORIGINS=[page_origin]) as live:
-            yield live
+        with serve_app(database_url, s3_url, bucket, CORS_ORIGINS=[page_origin], BROKER_URL=broker) as live:
+            worker = start_worker(tmp / "worker.log", worker_settings(live, database_url, broker))
+            try:
+                yield live
+            finally:
+                stop_worker(worker)
 
 
 def run_page(chromium, page_origin: str, version: int, config: dict) -> dict:
