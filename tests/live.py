@@ -282,6 +282,8 @@ def worker_settings(live: LiveApp, database_url: str, broker: str, **settings: s
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": "us-east-1",
+        # The same app as the served one: inspection on or off as there (off by default in tests).
+        "S3DRIVE_INSPECT": str(live.app.config["INSPECT"]).lower(),
         **{f"S3DRIVE_{name}": str(value) for name, value in settings.items()},
     }
 
