@@ -1,6 +1,6 @@
 """Benchmark: what content inspection costs, against a naive inspector measured in the same run.
 
-1. S3 bytes read per file by inspection without previews, counted at the S3 endpoint (bench/virtual_s3.py
+1. S3 bytes read per file by inspection without previews, counted at the S3 endpoint (bench/_virtual_s3.py
    serves virtual objects and counts every byte it writes, FFmpeg's reads included), for a 10 MiB and a
    5 GiB ZIP64 archive and video (a 3-second faststart MP4 padded with zeros: what FFmpeg reads to probe
    it does not grow with the object). Baseline: a naive inspector reads the whole object.
@@ -72,7 +72,7 @@ def faststart_mp4() -> bytes:
 
 def inspect_one(kind: str, size: int) -> dict:
     """Serve one virtual object and inspect it as a worker does, without previews; return the counts."""
-    from virtual_s3 import padded, serve, zip64_of_zeros
+    from _virtual_s3 import padded, serve, zip64_of_zeros
 
     from s3drive import create_app
     from s3drive.inspect import inspect_object

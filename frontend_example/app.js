@@ -1,6 +1,6 @@
 // The example page's DOM wiring. Upload logic and wording live in lib/ (no DOM there),
 // shared with <S3Uploader>.
-import { S3DriveClient } from "./lib/api.js";
+import { S3DriveClient, saveFromUrl } from "./lib/api.js";
 import { droppedItems, pickedItems } from "./lib/drop.js";
 import { ApiError, describeError } from "./lib/errors.js";
 import { TransferMeter, formatBytes, plural, rateText, stateText } from "./lib/format.js";
@@ -638,13 +638,7 @@ async function download(file) {
   clearError();
   try {
     const { url } = await api.downloadUrl(file.id);
-    // The URL's Content-Disposition is "attachment": the browser saves it and stays here.
-    const link = document.createElement("a");
-    link.href = url;
-    link.rel = "noopener";
-    document.body.append(link);
-    link.click();
-    link.remove();
+    saveFromUrl(url);
     say(`Downloading ${file.file_name}.`);
   } catch (error) {
     sayError(downloadErrorText(file, error));

@@ -267,3 +267,16 @@ function filePath(id) {
 function multipartPath(id, tail = "") {
   return `/api/files/multipart/${encodeURIComponent(id)}${tail}`;
 }
+
+/**
+ * Have the browser save what a presigned GET URL serves. Its Content-Disposition is "attachment",
+ * so the browser saves the file and the page stays where it is.
+ */
+export function saveFromUrl(url) {
+  const link = document.createElement("a");
+  link.href = url;
+  link.rel = "noopener";
+  document.body.append(link);
+  link.click();
+  link.remove();
+}

@@ -3,6 +3,7 @@
 // may be downloaded come from ../../lib/inspection.js (shared with the plain example page);
 // this file only renders.
 import { useState } from "react";
+import { saveFromUrl } from "../../lib/api.js";
 import { formatBytes } from "../../lib/format.js";
 import { downloadErrorText, fileEntry } from "../../lib/inspection.js";
 
@@ -21,13 +22,7 @@ export function FileList({ files, client, caption = "Files", empty = "No files y
     setError("");
     try {
       const { url } = await client.downloadUrl(file.id);
-      // The URL's Content-Disposition is "attachment": the browser saves it and stays here.
-      const link = document.createElement("a");
-      link.href = url;
-      link.rel = "noopener";
-      document.body.append(link);
-      link.click();
-      link.remove();
+      saveFromUrl(url);
       setStatus(`Downloading ${file.file_name}.`);
     } catch (failure) {
       setStatus("");
