@@ -18,6 +18,7 @@ from helpers import wait_until
 from live import Env, served_apps, start_worker, stop_worker, unavailable, worker_settings
 from samples import Sample, samples
 from sqlalchemy import select
+from test_faults import TcpProxy
 
 from s3drive.extensions import db
 from s3drive.models import File
@@ -182,3 +183,36 @@ def test_a_worker_killed_mid_inspection_leaves_it_to_another_exactly_once(
     assert env.api.usage()["used_bytes"] == len(keeper.data)
     logs = first_log.read_text(errors="replace") + second_log.read_text(errors="replace")
     assert logs.count(f"inspection rejected {tickets[0]['id']}") == 1
+
+
+@pytest.mark.parametrize("broker", ["embedded"])
+def test_s3_away_mid_inspection_is_retried_until_it_answers(live_apps, database_url, tmp_path, sample_files, broker):
+    # The worker's S3 refuses connections: the inspection gives its claim back and the task retries with
+    # backoff, never settling on a guess; once S3 answers again the file passes, inspected once.
+    url = broker_url(broker, tmp_path)
+    live = live_apps("ministack", "list", INSPECT=True, BROKER_URL=url)
+    env = Env.open(live)
+    sample = next(s for s in sample_files if s.name == "plain.png")
+    host, port = live.s3_url.rsplit(":", 1)
+    proxy = TcpProxy(host.removeprefix("http://"), int(port))
+    log = tmp_path / "worker.log"
+    settings = worker_settings(live, database_url, url, INSPECT="true", S3_TIMEOUT="1")
+    settings["S3DRIVE_S3_ENDPOINT_URL"] = f"http://127.0.0.1:{proxy.port}"  # not started: refused
+    worker = start_worker(log, settings)
+    try:
+        [ticket] = upload_all(env, [sample])
+        assert wait_until(lambda: "Retry in" in log.read_text(errors="replace"), timeout=60, interval=0.5), (
+            log.read_text(errors="replace")[-4000:]
+        )
+        [file] = inspections(env, [ticket])
+        assert file["inspection"]["state"] == "pending"
+        assert env.api.get(f"/api/files/{ticket['id']}/download").status_code == 409
+        proxy.start()
+        [file] = settled(env, [ticket], log)
+    finally:
+        stop_worker(worker)
+        proxy.stop(fault=False)
+    assert file["status"] == "complete" and file["inspection"]["state"] == "passed"
+    assert file["inspection"]["thumbnail_url"]
+    assert env.api.get(f"/api/files/{ticket['id']}/download").status_code == 200
+    assert env.api.usage()["used_bytes"] == len(sample.data)

@@ -19,8 +19,9 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import OperationalError
 
-from ..errors import InvalidState, NotFound, StorageUnavailable
+from ..errors import DatabaseUnavailable, InvalidState, NotFound, StorageUnavailable
 from ..extensions import db
 from ..inspect import Limits, Rejected, Report, inspect_object, kind_of
 from ..inspect.sniff import UNRECOGNISED
@@ -77,7 +78,13 @@ def unclaimed(now: datetime) -> Any:
 
 
 def inspect_file(file_id: str) -> Outcome:
-    """Inspect one complete upload and settle it; StorageUnavailable (retry later) leaves it pending."""
+    """Inspect one complete upload and settle it once.
+
+    S3 or the database away (StorageUnavailable, DatabaseUnavailable): the claim is given back and the
+    error raised, for the task to retry with backoff. Any other failure keeps the claim: the sweeper
+    queues the inspection again once the lease lapses, so a file that breaks a check is retried
+    slowly, not in a loop.
+    """
     claim = utcnow()
     pending = [File.inspection_state == InspectionState.PENDING, unclaimed(claim)]
     claimed = transition([file_id], FileStatus.COMPLETE, where=pending, inspection_claimed_at=claim)
@@ -88,13 +95,14 @@ def inspect_file(file_id: str) -> Outcome:
     key, size, declared = record.s3_key, record.size, record.content_type
     db.session.commit()  # no transaction stays open across the reads from S3
     try:
-        report, preview = examine(key, size, declared)
-    except Rejected as rejected:
-        return reject(file_id, claim, rejected)
-    except BaseException:
-        _release_claim(file_id, claim)  # let the retry (or another worker) claim it at once
+        try:
+            report, preview = examine(key, size, declared)
+        except Rejected as rejected:
+            return reject(file_id, claim, rejected)
+        return settle_passed(file_id, claim, report, preview)
+    except (StorageUnavailable, DatabaseUnavailable, OperationalError):
+        _release_claim(file_id, claim)  # the retry (or another worker) claims it at once
         raise
-    return settle_passed(file_id, claim, report, preview)
 
 
 def examine(key: str, size: int, declared_type: str) -> tuple[Report, bytes | None]:

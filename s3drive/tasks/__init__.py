@@ -17,6 +17,10 @@ from pathlib import Path
 
 from celery import Celery, Task
 from flask import Flask
+from sqlalchemy.exc import OperationalError
+
+from ..errors import DatabaseUnavailable
+from ..extensions import db
 
 # Seconds a task may run before the worker stops it (soft: an exception it can clean up after).
 SOFT_TIME_LIMIT = 300
@@ -47,7 +51,12 @@ def init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
             with app.app_context():
-                return self.run(*args, **kwargs)
+                try:
+                    return self.run(*args, **kwargs)
+                except OperationalError as error:
+                    # The database went away or timed out: a DatabaseUnavailable, which tasks retry.
+                    db.session.rollback()
+                    raise DatabaseUnavailable("The database does not answer.") from error
 
     celery = Celery(app.name, task_cls=FlaskTask)
     url = broker_url(app)
