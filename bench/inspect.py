@@ -10,7 +10,7 @@
    MiniStack (AUTH=true) and confirmed in one call, inspected (with previews) by 2 worker processes
    (`celery worker --concurrency=2`) on Redis, on PostgreSQL. Files/s from the first confirm to the
    last verdict, and the time from confirm to `passed` (median, p99). Baseline: the same inspections
-   (same reads, same previews) run one after another in one process, no queue.
+   (claim, reads, preview and its PUT, verdict) run one after another in one process, no queue.
 
 Usage: .venv/bin/python bench/inspect.py [--files 1000] [--database-url URL] [--redis-url URL] [--skip-throughput]
 """
@@ -193,8 +193,8 @@ def throughput(count: int, database_url: str, redis_url: str) -> None:
     import redis
     import requests
     from flask_migrate import upgrade
-    from sqlalchemy import select
-    from uppy_params import ministack
+    from sqlalchemy import select, update
+    from uppy_params import BUCKET, ministack
 
     from s3drive import create_app
     from s3drive.dev import ministack as dev_s3
@@ -211,7 +211,7 @@ def throughput(count: int, database_url: str, redis_url: str) -> None:
         tmp = Path(tmp_name)
         settings = {
             "DATABASE_URL": database_url,
-            "S3_BUCKET": "bench",
+            "S3_BUCKET": BUCKET,
             "S3_ENDPOINT_URL": s3_url,
             "S3_ADDRESSING_STYLE": "path",
             "BROKER_URL": redis_url,
@@ -235,7 +235,8 @@ def throughput(count: int, database_url: str, redis_url: str) -> None:
                 lambda pair: requests.put(pair[0]["presigned_url"], data=pair[1][2], headers=pair[0]["headers"]),
                 zip(tickets, files, strict=True),
             )
-            assert all(r.status_code == 200 for r in puts)
+            failed = [(r.status_code, r.text[:300]) for r in puts if r.status_code != 200]
+            assert not failed, failed[:3]
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("S3DRIVE_")}
         env.update({f"S3DRIVE_{k}": str(v) for k, v in settings.items()})
@@ -274,13 +275,17 @@ def throughput(count: int, database_url: str, redis_url: str) -> None:
         span = (max(r.inspected_at for r in rows) - min(r.confirmed_at for r in rows)).total_seconds()
         queued_rate = count / span
 
-        # Baseline: the same inspections, one after another, in this process (no queue, no claims).
+        # Baseline: the same inspections (claim, reads, preview, its PUT, the verdict), one after another
+        # in this process: the files are marked pending again and inspected in a loop, no queue.
         with app.app_context():
-            records = db.session.execute(select(File.s3_key, File.size, File.content_type)).all()
+            ids = list(db.session.scalars(select(File.id)))
+            db.session.execute(
+                update(File).values(inspection_state="pending", inspection_claimed_at=None, inspection=None)
+            )
             db.session.commit()
             started = time.perf_counter()
-            for key, size, content_type in records:
-                inspection.examine(key, size, content_type)
+            for file_id in ids:
+                inspection.inspect_file(file_id)
             sequential_rate = count / (time.perf_counter() - started)
 
     print(f"confirm of {count} files (queues their inspections): {confirm_seconds * 1000:.0f} ms; verdicts {states}")

@@ -162,6 +162,12 @@ class Storage:
         with self._lock:
             return self._boto_session().get_credentials() is not None
 
+    def forget_parent(self) -> None:
+        """Drop what a parent process made before forking this one (its connections, its threads):
+        this process makes its own on first use (a task-queue worker's prefork children)."""
+        self._lock = threading.Lock()
+        self._session = self._client = self._signer = self._executor = None
+
     def close(self) -> None:
         """Shut the thread pool down (tests and process exit)."""
         if self._executor is not None:

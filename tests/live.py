@@ -256,12 +256,14 @@ class S3Calls:
 # -- task-queue workers ------------------------------------------------------------------------
 
 
-def start_worker(log_path: Path, settings: Mapping[str, str], *options: str) -> subprocess.Popen:
+def start_worker(log_path: Path, settings: Mapping[str, str], *options: str, processes: int = 0) -> subprocess.Popen:
     """Start `celery -A wsgi:celery worker` as the Procfile does, with these S3DRIVE_*/AWS_* settings
-    only (the caller's own are dropped), logging to log_path; `options` go to the worker."""
+    only (the caller's own are dropped), logging to log_path; `options` go to the worker. One process
+    (solo pool) unless `processes` asks for a prefork pool of that many children."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("S3DRIVE_", "AWS_"))}
     env.update(settings)
-    command = [sys.executable, "-m", "celery", "-A", "wsgi:celery", "worker", "--pool=solo", "--loglevel=info"]
+    pool = ["--pool=prefork", f"--concurrency={processes}"] if processes else ["--pool=solo"]
+    command = [sys.executable, "-m", "celery", "-A", "wsgi:celery", "worker", *pool, "--loglevel=info"]
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [*command, *options], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

@@ -108,6 +108,25 @@ def test_a_worker_inspects_every_upload(live_apps, database_url, tmp_path, sampl
     assert env.api.usage()["used_bytes"] == sum(len(s.data) for s in sample_files if not s.reason)
 
 
+def test_a_prefork_pool_inspects_messages_side_by_side(live_apps, database_url, tmp_path):
+    # As the Procfile deploys it: a prefork pool of 2, on Redis, with 4 messages of files in flight at
+    # once. The children must not share the database connection or the S3 sockets their parent opened
+    # before forking (two processes on one connection corrupt it, and inspections stall).
+    url = broker_url("redis", tmp_path)
+    live = live_apps("ministack", "list", INSPECT=True, BROKER_URL=url)
+    env = Env.open(live)
+    files = [Sample(f"note-{i}.txt", "text/plain", f"note {i}\n".encode() * 50) for i in range(100)]
+    log = tmp_path / "worker.log"
+    worker = start_worker(log, worker_settings(live, database_url, url, INSPECT="true"), processes=2)
+    try:
+        tickets = upload_all(env, files)
+        done = settled(env, tickets, log)
+    finally:
+        stop_worker(worker)
+    assert {f["inspection"]["state"] for f in done} == {"passed"}
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
 class BlackHole:
     """A TCP port that accepts connections and never answers: an S3 that hangs mid-request."""
 

@@ -16,11 +16,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from celery import Celery, Task
+from celery.signals import worker_process_init
 from flask import Flask
 from sqlalchemy.exc import OperationalError
 
 from ..errors import DatabaseUnavailable
 from ..extensions import db
+from ..storage import get_storage
 
 # Seconds a task may run before the worker stops it (soft: an exception it can clean up after).
 SOFT_TIME_LIMIT = 300
@@ -83,4 +85,13 @@ def init_app(app: Flask) -> Celery:
     )
     celery.set_default()
     app.extensions["celery"] = celery
+
+    @worker_process_init.connect(weak=False)
+    def forget_parent_connections(**kwargs) -> None:
+        # The worker imported the app before forking its pool: a child must not use the parent's
+        # database connections or S3 sockets (two processes on one connection corrupt it).
+        with app.app_context():
+            db.engine.dispose(close=False)
+            get_storage().forget_parent()
+
     return celery
