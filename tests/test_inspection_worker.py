@@ -235,3 +235,20 @@ def test_s3_away_mid_inspection_is_retried_until_it_answers(live_apps, database_
     assert file["inspection"]["thumbnail_url"]
     assert env.api.get(f"/api/files/{ticket['id']}/download").status_code == 200
     assert env.api.usage()["used_bytes"] == len(sample.data)
+
+
+def test_media_longer_than_the_limit_is_refused_by_the_worker(live_apps, database_url, tmp_path, sample_files):
+    # FFmpeg probes the video through a presigned GET: 3 seconds, over an operator's 2-second limit.
+    url = broker_url("embedded", tmp_path)
+    live = live_apps("ministack", "list", INSPECT=True, BROKER_URL=url, MAX_MEDIA_SECONDS=2)
+    env = Env.open(live)
+    video = next(s for s in sample_files if s.kind == "video")
+    log = tmp_path / "worker.log"
+    worker = start_worker(log, worker_settings(live, database_url, url, INSPECT="true", MAX_MEDIA_SECONDS="2"))
+    try:
+        [file] = settled(env, upload_all(env, [video]), log)
+    finally:
+        stop_worker(worker)
+    assert file["status"] == "rejected" and file["inspection"]["reason"]["code"] == "media_too_long"
+    assert "3.0 s" in file["inspection"]["reason"]["message"]
+    assert env.head(file["s3_key"]) is None and env.api.usage()["used_bytes"] == 0
