@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ import redis
 from conftest import empty_tables, make_test_app
 from helpers import wait_until
 from live import start_worker, stop_worker, unavailable
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from s3drive.app import close_app
 from s3drive.extensions import db
@@ -59,6 +59,16 @@ def test_a_worker_process_runs_the_sweep_task(tmp_path, database_url, broker):
         db.session.add(RevokedToken(jti=uuid.uuid4().hex, token_type="access", expires_at=utcnow() - timedelta(days=2)))
         db.session.commit()
         app.extensions["celery"].send_task("s3drive.sweep")
+    if broker == "embedded":  # a message delivered two days ago, to a worker that died: the file keeps it
+        broker_db = create_engine(url.removeprefix("sqla+"))
+        with broker_db.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO kombu_message (visible, timestamp, payload, version, queue_id)"
+                    " SELECT 0, :old, 'x', 1, id FROM kombu_queue LIMIT 1"
+                ),
+                {"old": datetime.now() - timedelta(days=2)},
+            )
     settings = {
         "S3DRIVE_DATABASE_URL": database_url,
         "S3DRIVE_BROKER_URL": url,
@@ -79,6 +89,14 @@ def test_a_worker_process_runs_the_sweep_task(tmp_path, database_url, broker):
                 return count
 
         assert wait_until(lambda: revocations() == 0, timeout=60, interval=0.5), (tmp_path / "worker.log").read_text()
+        if broker == "embedded":
+
+            def stale_messages() -> int:
+                with broker_db.begin() as connection:
+                    return connection.execute(text("SELECT count(*) FROM kombu_message WHERE payload = 'x'")).scalar()
+
+            assert wait_until(lambda: stale_messages() == 0, timeout=30, interval=0.5)
+            broker_db.dispose()
     finally:
         stop_worker(worker)
         close_app(app)
