@@ -4,6 +4,8 @@ worker runs it (moto in-process here; real worker processes in test_inspection_w
 from __future__ import annotations
 
 import io
+import time
+from datetime import timedelta
 
 import pytest
 from conftest import BUCKET, admin_login, register_and_login
@@ -243,3 +245,17 @@ def test_metrics_count_inspections_by_state_and_reason(client, auth, admin_auth,
     assert 's3drive_inspection_rejections{reason="unsafe_archive"} 1.0' in text
     with app.app_context():
         assert db.session.scalar(select(File.inspection_state).where(File.file_name == "notes.txt")) == "pending"
+
+
+@pytest.mark.parametrize("app_config", [{"INSPECT": True, "BROKER_URL": "redis://127.0.0.1:9/0"}])
+def test_confirm_goes_on_when_the_broker_is_down(client, auth, app, s3, sample_files):
+    # The inspection cannot be queued: confirm still answers at once, and the file waits, pending, for
+    # the sweeper to queue it once the broker is back (and its worker to inspect it).
+    started = time.monotonic()
+    file = upload(client, auth, next(s for s in sample_files if s.name == "notes.txt"))
+    assert time.monotonic() - started < 10
+    assert file["status"] == "complete" and file["inspection"]["state"] == "pending"
+    with app.app_context():
+        later = utcnow() + timedelta(seconds=app.config["INSPECTION_LEASE"] + 1)
+        assert requeue_stale(later, 100) == 1  # found; sending fails again, and is logged, not raised
+        assert str(inspect_file(file["id"])) == "passed"
