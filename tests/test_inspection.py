@@ -233,9 +233,10 @@ def test_formats_lists_kinds_and_limits(client):
 
 
 def test_metrics_count_inspections_by_state_and_reason(client, auth, admin_auth, app, s3, sample_files):
-    for name in ("plain.png", "photo.jpg", "slip.zip"):
+    for name in ("plain.png", "photo.jpg", "slip.zip", "small.webp"):
         file = upload(client, auth, next(s for s in sample_files if s.name == name))
         run_inspection(app, file["id"])
+    assert client.delete(f"/api/files/{file['id']}", headers=auth).status_code == 200  # gone: not counted
     upload(client, auth, next(s for s in sample_files if s.name == "notes.txt"))
     text = client.get("/metrics", headers=admin_auth).get_data(as_text=True)
     assert 's3drive_inspections{state="passed"} 1.0' in text

@@ -325,10 +325,12 @@ def inspection_view(
 
 def counts() -> tuple[dict[str, int], dict[str, int], int]:
     """Return inspections by state, rejections by reason code, and pending ones nobody holds past the lease."""
+    # Files that are still there: a deleted file keeps the state its inspection ended in.
+    live = File.status.in_([FileStatus.COMPLETE, FileStatus.REJECTED])
     by_state = dict(
         db.session.execute(
             select(File.inspection_state, func.count())
-            .where(File.inspection_state.is_not(None))
+            .where(File.inspection_state.is_not(None), live)
             .group_by(File.inspection_state)
         ).all()
     )
