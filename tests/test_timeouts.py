@@ -56,8 +56,10 @@ def test_s3_that_never_answers_is_a_503_within_seconds(app_on):
         took = time.monotonic() - started
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "storage_unavailable"
     assert int(response.headers["Retry-After"]) > 0
-    # 2 attempts x (1 s read timeout), plus botocore's backoff: far below gunicorn's 60 s.
-    assert took < 8, took
+    # 2 attempts x (1 s read timeout), plus botocore's backoff: about 3 s, far below gunicorn's 60 s. The
+    # bound leaves room for a loaded shared machine (one CI run took 11.8 s): what it catches is a wait
+    # that is not bounded at all (botocore's defaults: 60 s reads, 5 attempts).
+    assert took < 30, took
     assert client.get(f"/api/files/{ticket['id']}", headers=auth).get_json()["status"] == "pending"
 
 
