@@ -106,6 +106,7 @@ def _sweep_once(limit: int, grace: timedelta | None) -> None:
     type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"]),
     help="Every complete file confirmed since this UTC time.",
 )
+@with_appcontext
 def inspect_command(ids: tuple[str, ...], since: datetime | None) -> None:
     """Inspect complete files again (IDS, or --since), e.g. after a policy change; workers do the work."""
     if bool(ids) == (since is not None):

@@ -260,3 +260,16 @@ def test_confirm_goes_on_when_the_broker_is_down(client, auth, app, s3, sample_f
         later = utcnow() + timedelta(seconds=app.config["INSPECTION_LEASE"] + 1)
         assert requeue_stale(later, 100) == 1  # found; sending fails again, and is logged, not raised
         assert str(inspect_file(file["id"])) == "passed"
+
+
+def test_flask_inspect_command_queues_files_again(client, auth, app, s3, sample_files):
+    file = upload(client, auth, next(s for s in sample_files if s.name == "notes.txt"))
+    assert run_inspection(app, file["id"]) == "passed"
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["inspect", file["id"]])
+    assert result.exit_code == 0 and "Queued 1 files" in result.output, result.output
+    assert get_file(client, auth, file["id"])["inspection"]["state"] == "pending"
+    result = runner.invoke(args=["inspect", "--since", "2026-01-01"])
+    assert result.exit_code == 0 and "Queued 1 files" in result.output, result.output
+    assert runner.invoke(args=["inspect"]).exit_code == 2  # ids or --since
+    assert run_inspection(app, file["id"]) == "passed"

@@ -90,7 +90,7 @@ def test_a_held_database_lock_is_a_503_within_the_database_timeout(app_on, datab
         took = time.monotonic() - started
     assert response.status_code == 503, response.get_json()
     assert response.get_json()["error"]["code"] == "database_unavailable" and response.headers["Retry-After"]
-    assert took < 5, took
+    assert took < 20, took  # DATABASE_TIMEOUT=1: about 1 s; room for a loaded machine, none for an unbounded wait
     # The lock is gone: the same request works, and nothing of the failed one was kept.
     assert client.post("/api/files/upload/", json=spec("a.jpg"), headers=auth).status_code == 200
     assert client.get("/api/files/usage", headers=auth).get_json()["reserved_bytes"] == 10
