@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from celery import Celery, Task
+from celery import current_app as current_celery_app
 from celery.signals import worker_process_init
 from flask import Flask
 from sqlalchemy.exc import OperationalError
@@ -61,6 +62,7 @@ def init_app(app: Flask) -> Celery:
                     raise DatabaseUnavailable("The database does not answer.") from error
 
     celery = Celery(app.name, task_cls=FlaskTask)
+    celery.flask_app = app
     url = broker_url(app)
     celery.conf.update(
         broker_url=url,
@@ -86,12 +88,18 @@ def init_app(app: Flask) -> Celery:
     celery.set_default()
     app.extensions["celery"] = celery
 
-    @worker_process_init.connect(weak=False)
-    def forget_parent_connections(**kwargs) -> None:
-        # The worker imported the app before forking its pool: a child must not use the parent's
-        # database connections or S3 sockets (two processes on one connection corrupt it).
-        with app.app_context():
-            db.engine.dispose(close=False)
-            get_storage().forget_parent()
-
     return celery
+
+
+@worker_process_init.connect
+def _forget_parent_connections(**kwargs) -> None:
+    """In a prefork child: drop the database connections and S3 client the parent opened before forking.
+
+    The worker imported the app (the default Celery app) first; two processes on one connection corrupt it.
+    """
+    app = getattr(current_celery_app, "flask_app", None)
+    if app is None:
+        return
+    with app.app_context():
+        db.engine.dispose(close=False)
+        get_storage().forget_parent()
