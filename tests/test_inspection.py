@@ -214,8 +214,10 @@ def test_reinspect_after_a_policy_change(make_app, s3, sample_files):
     response = client.post("/api/admin/inspect", json={"ids": [file["id"]]}, headers=admin)
     assert response.status_code == 200 and response.get_json() == {"queued": 1, "ids": [file["id"]]}
     assert get_file(client, auth, file["id"])["inspection"]["state"] == "pending"
+    assert preview_key(file["s3_key"]) in objects(s3)
     assert run_inspection(app, file["id"]) == "rejected"
     assert get_file(client, auth, file["id"])["inspection"]["reason"]["code"] == "image_too_large"
+    assert objects(s3) == {}  # the object and the preview the first inspection made
     bad = client.post("/api/admin/inspect", json={"ids": [file["id"]], "since": "2026-01-01T00:00:00Z"}, headers=admin)
     assert bad.status_code == 422 and bad.get_json()["error"]["code"] == "validation_error"
 

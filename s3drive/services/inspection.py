@@ -13,6 +13,7 @@ its lease, settles nothing twice. No lock is held across a call to S3.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -92,14 +93,15 @@ def inspect_file(file_id: str) -> Outcome:
     if not claimed:
         return Outcome.SKIPPED
     [record] = reread([file_id])
-    key, size, declared = record.s3_key, record.size, record.content_type
+    held = Held(file_id, record.user_id, record.s3_key, record.size, claim)
+    declared = record.content_type
     db.session.commit()  # no transaction stays open across the reads from S3
     try:
         try:
-            report, preview = examine(key, size, declared)
+            report, preview = examine(held.key, held.size, declared)
         except Rejected as rejected:
-            return reject(file_id, claim, rejected)
-        return settle_passed(file_id, claim, report, preview)
+            return reject(held, rejected)
+        return settle_passed(held, report, preview)
     except (StorageUnavailable, DatabaseUnavailable, OperationalError):
         _release_claim(file_id, claim)  # the retry (or another worker) claims it at once
         raise
@@ -145,19 +147,27 @@ def findings(report: Report) -> dict[str, Any]:
     return {name: getattr(report, name) for name in FINDINGS}
 
 
-def settle_passed(file_id: str, claim: datetime, report: Report, preview: bytes | None) -> Outcome:
+@dataclass(frozen=True)
+class Held:
+    """A file this worker claimed, as it was read when claimed (its key, owner and size do not change)."""
+
+    file_id: str
+    user_id: str
+    key: str
+    size: int
+    claim: datetime
+
+
+def settle_passed(held: Held, report: Report, preview: bytes | None) -> Outcome:
     """Store the preview, then record the inspection as passed if this worker still holds it."""
-    thumbnail = None
-    [record] = reread([file_id])
-    key = record.s3_key
-    db.session.commit()
+    file_id, thumbnail = held.file_id, None
     if preview is not None:
-        thumbnail = preview_key(key)
+        thumbnail = preview_key(held.key)
         get_storage().put_object(thumbnail, preview, PREVIEW_TYPE)
     moved = transition(
         [file_id],
         FileStatus.COMPLETE,
-        where=_held(claim),
+        where=_held(held.claim),
         inspection_state=InspectionState.PASSED,
         inspection=findings(report),
         inspected_at=utcnow(),
@@ -173,11 +183,9 @@ def settle_passed(file_id: str, claim: datetime, report: Report, preview: bytes 
     return Outcome.PASSED if moved else Outcome.SKIPPED
 
 
-def reject(file_id: str, claim: datetime, rejected: Rejected) -> Outcome:
+def reject(held: Held, rejected: Rejected) -> Outcome:
     """Reject the file for `rejected`'s reason: its bytes stop counting, its object goes (or is quarantined)."""
-    [record] = reread([file_id])
-    user_id, key, size = record.user_id, record.s3_key, record.size
-    db.session.commit()
+    file_id, user_id, key, size = held.file_id, held.user_id, held.key, held.size
     storage = get_storage()
     kept = None
     if current_app.config["QUARANTINE"]:
@@ -190,18 +198,20 @@ def reject(file_id: str, claim: datetime, rejected: Rejected) -> Outcome:
         [file_id],
         FileStatus.COMPLETE,
         FileStatus.REJECTED,
-        where=_held(claim),
+        where=_held(held.claim),
         inspection_state=InspectionState.REJECTED,
         inspection={**findings(Report()), "reason": reason},
         inspected_at=ledger.now,
         quarantine_key=kept,
+        thumbnail_key=None,
     )
     if moved:
         ledger.release(size)
     db.session.commit()
     if moved:
-        # A crash before this leaves the object to the sweeper's purge (a rejected record's key).
-        storage.discard([key], "object of a rejected upload")
+        # A crash before this leaves the object to the sweeper's purge (a rejected record's key). A preview an
+        # earlier inspection made (re-inspected after a policy change) goes in the same request.
+        storage.discard([key, preview_key(key)], "object of a rejected upload")
         current_app.logger.info("inspection rejected %s: %s", file_id, rejected.code)
         return Outcome.REJECTED
     if kept is not None:
@@ -268,16 +278,7 @@ def reinspect(ids: Sequence[str] | None = None, since: datetime | None = None, l
         chosen = [list(db.session.scalars(query))]
     marked: list[str] = []
     for chunk in chosen:
-        marked.extend(
-            transition(
-                chunk,
-                FileStatus.COMPLETE,
-                inspection_state=InspectionState.PENDING,
-                inspection_claimed_at=None,
-                inspected_at=None,
-                inspection=None,
-            )
-        )
+        marked.extend(transition(chunk, FileStatus.COMPLETE, **inspection_queue.PENDING_AFRESH))
     db.session.commit()
     inspection_queue.send(marked)
     return marked

@@ -21,6 +21,14 @@ TASK_NAME = "s3drive.inspect"
 # first files pass early; many enough that queueing them costs a confirm little (one message each).
 TASK_CHUNK = 25
 _SESSION_KEY = "s3drive.inspect_ids"
+# What a record waiting for inspection holds: pending, unclaimed, nothing found yet (a re-inspection
+# starts afresh; its preview is replaced or removed when it settles).
+PENDING_AFRESH = {
+    "inspection_state": InspectionState.PENDING,
+    "inspection_claimed_at": None,
+    "inspected_at": None,
+    "inspection": None,
+}
 
 
 def enabled() -> bool:
@@ -32,18 +40,11 @@ def mark_pending(record: File) -> None:
     """Mark a record that just became complete as waiting for inspection, to be queued on commit."""
     if not enabled():
         return
-    reset(record)
-    record.inspection_state = InspectionState.PENDING
+    for name, value in PENDING_AFRESH.items():
+        setattr(record, name, value)
     session = Session.object_session(record)
     if session is not None:
         session.info.setdefault(_SESSION_KEY, []).append(record.id)
-
-
-def reset(record: File) -> None:
-    """Forget what an earlier inspection found (a re-inspection starts afresh)."""
-    record.inspection_claimed_at = None
-    record.inspected_at = None
-    record.inspection = None
 
 
 def send(ids: Iterable[str]) -> bool:
