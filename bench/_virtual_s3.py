@@ -1,6 +1,6 @@
 """A tiny S3 endpoint serving virtual objects (any size, made on the fly) and counting the bytes it sends.
 
-For bench/inspect.py (`make bench` skips modules named _*): a 5 GiB video or zip needs no 5 GiB on
+For bench/inspection.py (`make bench` skips modules named _*): a 5 GiB video or zip needs no 5 GiB on
 disk, and the count is taken where it matters, at the S3 endpoint (every byte written to a socket,
 FFmpeg's reads included). It answers HeadObject and GetObject (with or without Range, signed or
 presigned: signatures are not checked), path-style: /<bucket>/<key>.

@@ -2,33 +2,30 @@
 
 Both servers sign for the same S3 emulator (MiniStack, bucket and key test/test) in the same
 run, and one closed-loop load generator (wrk, fixed duration and connection count) drives
-each in turn:
+each in turn, round after round (ABAB), so a noisy neighbour slows both alike:
 
   - params:  GET /s3/params?filename=&type=  (a POST form per request, as stock Uppy asks: no size)
       s3drive: /uppy/s3/params with a Bearer header, and /uppy/<token>/s3/params (session
-               token); each request also checks policy, reserves quota and inserts a record,
-               and the upload watcher then looks for each form's object in S3 (HeadObject at
-               1, 3, 7 s ... : the bench uploads nothing, so every form is looked for again and
-               again, which a real upload ends after one or two looks). That background work
-               runs in the same gunicorn workers and is counted.
+               token); each request authenticates, checks policy, takes the user's quota lock,
+               inserts a record and schedules the upload watcher's first look (the watcher
+               itself runs in the task-queue worker, which this bench does not start).
       Companion: /s3/params (it checks nothing and records nothing).
   - batch part signing, 100 part numbers a request (signed URLs/s = requests/s x 100):
       Companion: GET /s3/multipart/<id>/batch?key=&partNumbers=1,...,100
       s3drive:   POST /api/files/multipart/<id>/sign {"part_numbers": [1..100]} (native), and
                  GET /uppy/s3/multipart/<id>/batch (the Companion-compatible route).
 
-s3drive runs under gunicorn (--workers/--threads) on a SQLite file (or --database-url);
-Companion runs as its standalone server (one Node.js process, as shipped). Before every
-measurement s3drive's workers are replaced (SIGHUP), so no watcher work of an earlier run
-overlaps the next one, whoever's it is. Requests rotate
-over --users accounts, as on a server many people use at once.
+s3drive runs as the Procfile runs it (gunicorn wsgi:app with gunicorn.conf.py) on PostgreSQL (a
+database of its own, dropped afterwards) with Redis as the task broker; Companion runs as its
+standalone server (one Node.js process, as shipped). Requests rotate over --users accounts, as
+on a server many people use at once.
 
 Uses wrk (apt-get install wrk) when present, else a slower closed loop of Python threads.
 Needs Node.js/npm (bench/companion is installed with npm on first use) and MiniStack
 (installed into .cache/ministack-venv on first use).
 
 Usage: .venv/bin/python bench/uppy_params.py [--duration 10] [--rounds 3] [--connections 32]
-       [--workers 3] [--threads 2] [--users 100] [--database-url URL]
+       [--users 100] [--postgres URL | --sqlite] [--workers N] [--threads N] [--only params|batch]
 """
 
 from __future__ import annotations
@@ -36,169 +33,57 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# At the end: bench/inspect.py must not shadow the standard library's inspect.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from s3drive.dev import ministack as dev_s3  # noqa: E402
+from _stack import (
+    POSTGRES_SERVER,
+    REPO,
+    Settings,
+    describe,
+    dev_s3,
+    gunicorn,
+    load_average,
+    load_tool,
+    ministack,
+    own_database,
+    process,
+    run_load,
+)
 
 COMPANION_DIR = REPO / "bench" / "companion"
-VENV_BIN = Path(sys.executable).parent
 BUCKET = "bench-uppy"
 PASSWORD = "correct horse battery"
 PARTS = 100
 MIB = 1024**2
 PARAMS_QUERY = "filename=IMG_0001.jpg&type=image%2Fjpeg"
-TARGETS = {"params": 2.0, "batch": 10.0}
+TARGETS = {"params": 1.5, "batch": 10.0}
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per measurement")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections (closed loop)")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per comparison")
     parser.add_argument("--users", type=int, default=100, help="accounts the s3drive requests rotate over")
-    parser.add_argument("--database-url", default=None, help="default: a SQLite file in a temporary directory")
+    parser.add_argument("--postgres", default=POSTGRES_SERVER, help="PostgreSQL server to create the run's database on")
+    parser.add_argument("--sqlite", action="store_true", help="serve s3drive from a SQLite file instead")
+    parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: gunicorn.conf.py)")
+    parser.add_argument("--threads", type=int, default=None, help="gunicorn threads (default: gunicorn.conf.py)")
+    parser.add_argument("--only", choices=["params", "batch"], default=None, help="run one comparison only")
     return parser.parse_args()
-
-
-# -- servers --------------------------------------------------------------------------------
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    """Wait until url answers (any status), or fail with the process's log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            requests.get(url, timeout=2)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-@contextmanager
-def process(args: list[str], *, env: dict, log: Path, cwd: Path, ready_url: str):
-    """Run a server process in its own group until the block ends."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_http(ready_url, proc, log)
-        yield proc
-    finally:
-        dev_s3.stop_process(proc)
-
-
-@contextmanager
-def ministack(tmp: Path):
-    """Run MiniStack (AUTH=true) with the bench bucket; yield its URL."""
-    executable = dev_s3.ensure_ministack(REPO / ".cache" / "ministack-venv")
-    port = dev_s3.free_port()
-    proc = dev_s3.start_ministack(
-        port=port, data_dir=tmp / "ministack", persist=False, log_path=tmp / "ministack.log", executable=executable
-    )
-    url = dev_s3.endpoint_url(port)
-    try:
-        dev_s3.wait_ready(url, proc=proc)
-        dev_s3.ensure_bucket(url, BUCKET, cors_origins=[])
-        yield url
-    finally:
-        dev_s3.stop_process(proc)
-
-
-def s3drive_env(tmp: Path, s3_url: str, database_url: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("S3DRIVE_")}
-    env.update(
-        AWS_ACCESS_KEY_ID=dev_s3.ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=dev_s3.SECRET_KEY,
-        AWS_DEFAULT_REGION=dev_s3.REGION,
-        S3DRIVE_DATABASE_URL=database_url or f"sqlite:///{tmp}/bench.sqlite3",
-        S3DRIVE_S3_BUCKET=BUCKET,
-        S3DRIVE_S3_ENDPOINT_URL=s3_url,
-        S3DRIVE_S3_ADDRESSING_STYLE="path",
-        S3DRIVE_JWT_SECRET_KEY=secrets.token_urlsafe(48),
-        S3DRIVE_LOGIN_RATE_LIMIT="100000 per minute",
-        S3DRIVE_DEFAULT_QUOTA_BYTES=str(10**15),
-    )
-    return env
-
-
-@dataclass
-class Gunicorn:
-    """The s3drive server: its URL, and a way to replace its workers."""
-
-    url: str
-    proc: subprocess.Popen
-    workers: int
-
-    def worker_pids(self) -> set[int]:
-        pids = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.proc.pid:
-                pids.add(int(stat.parent.name))
-        return pids
-
-    def fresh(self) -> None:
-        """Replace every worker (SIGHUP) and wait until only the new ones run: their watchers start empty."""
-        old = self.worker_pids()
-        os.kill(self.proc.pid, signal.SIGHUP)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            now = self.worker_pids()
-            if len(now) == self.workers and not now & old:
-                break
-            time.sleep(0.1)
-        else:
-            sys.exit("gunicorn did not replace its workers within 60 s")
-        for _ in range(self.workers * 4):  # every new worker has imported the app and answers
-            requests.get(self.url + "/healthz", timeout=30).raise_for_status()
-
-
-@contextmanager
-def s3drive(tmp: Path, s3_url: str, args: argparse.Namespace):
-    """Migrate the database and serve s3drive with gunicorn; yield it."""
-    env = s3drive_env(tmp, s3_url, args.database_url)
-    migrated = subprocess.run(
-        [str(VENV_BIN / "flask"), "--app", "wsgi", "db", "upgrade"], env=env, cwd=REPO, capture_output=True, text=True
-    )
-    if migrated.returncode:
-        sys.exit(f"flask db upgrade failed:\n{migrated.stdout}{migrated.stderr}")
-    port = dev_s3.free_port()
-    command = [
-        str(VENV_BIN / "gunicorn"),
-        f"--workers={args.workers}",
-        f"--threads={args.threads}",
-        f"--bind=127.0.0.1:{port}",
-        "--log-level=warning",
-        "wsgi:app",
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with process(command, env=env, log=tmp / "gunicorn.log", cwd=REPO, ready_url=url + "/healthz") as proc:
-        yield Gunicorn(url, proc, args.workers)
 
 
 def install_companion() -> Path:
@@ -242,140 +127,22 @@ def companion(tmp: Path, s3_url: str):
         yield url
 
 
-# -- load -----------------------------------------------------------------------------------
-
-LUA_ROTATE = """
-local requests = {}
-local n = 0
-init = function(args)
-  local items = %s
-  for i, item in ipairs(items) do
-    local headers = {}
-    for name, value in pairs(item.headers) do headers[name] = value end
-    if item.body then headers["Content-Type"] = "application/json" end
-    requests[i] = wrk.format(item.method, item.path, headers, item.body)
-  end
-  n = math.random(#requests)
-end
-request = function()
-  n = n %% #requests + 1
-  return requests[n]
-end
-local reported = false
-response = function(status, headers, body)
-  if status >= 300 and not reported then
-    reported = true
-    io.stderr:write("first failure: " .. status .. " " .. string.sub(body, 1, 300) .. "\\n")
-  end
-end
-"""
-
-
-def lua_string(text: str) -> str:
-    return "[==[" + text + "]==]"
-
-
-def lua_items(items: list[dict]) -> str:
-    """Render request descriptions as a Lua table literal."""
-    rendered = []
-    for item in items:
-        headers = ", ".join(f"[ {lua_string(k)} ] = {lua_string(v)}" for k, v in item.get("headers", {}).items())
-        body = lua_string(item["body"]) if item.get("body") else "nil"
-        rendered.append(
-            f"{{method = {lua_string(item['method'])}, path = {lua_string(item['path'])},"
-            f" headers = {{{headers}}}, body = {body}}}"
-        )
-    return "{" + ",\n".join(rendered) + "}"
-
-
-def run_wrk(
-    base_url: str, items: list[dict], args: argparse.Namespace, tmp: Path, duration: int | None = None
-) -> float:
-    """Drive base_url with the requests in rotation for a fixed time; return requests/s (all must be 2xx)."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        return python_load(base_url, items, args.connections, duration or args.duration)
-    script = tmp / f"load-{time.monotonic_ns()}.lua"
-    script.write_text(LUA_ROTATE % lua_items(items))
-    command = [
-        wrk,
-        "--threads=1",
-        f"--connections={args.connections}",
-        f"--duration={duration or args.duration}s",
-        "--timeout=30s",
-        f"--script={script}",
-        base_url,
-    ]
-    run = subprocess.run(command, capture_output=True, text=True, check=True)
-    output = run.stdout + run.stderr
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    errors = re.search(r"Socket errors: (.*)", output)
-    if bad or errors:
-        first = items[0]
-        sample = requests.request(
-            first["method"], base_url + first["path"], headers=first.get("headers"), data=first.get("body"), timeout=30
-        )
-        sys.exit(
-            f"load run had failures against {base_url}{first['path']}:\n{output}\n"
-            f"one such request now answers {sample.status_code}: {sample.text[:500]}"
-        )
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-
-
-def python_load(base_url: str, items: list[dict], connections: int, duration: float) -> float:
-    """Closed-loop load from threads with one requests.Session each (slower than wrk: it shares the CPU)."""
-    deadline = time.monotonic() + duration
-    counts = [0] * connections
-    failures: list[str] = []
-
-    def worker(index: int) -> None:
-        with requests.Session() as session:
-            position = index
-            while time.monotonic() < deadline and not failures:
-                item = items[position % len(items)]
-                position += 1
-                response = session.request(
-                    item["method"], base_url + item["path"], headers=item.get("headers"), data=item.get("body")
-                )
-                if response.status_code >= 300:
-                    failures.append(f"{response.status_code} {response.text[:300]}")
-                counts[index] += 1
-
-    started = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        sys.exit(f"load run had failures against {base_url}{items[0]['path']}: {failures[0]}")
-    return sum(counts) / (time.monotonic() - started)
-
-
 def measure_rounds(
-    title: str,
-    contenders: list[tuple[str, str, str, list[dict]]],
-    args: argparse.Namespace,
-    tmp: Path,
-    server: Gunicorn,
+    title: str, contenders: list[tuple[str, str, str, list[dict]]], args: argparse.Namespace, tmp: Path
 ) -> dict[str, list[float]]:
     """Measure each (key, label, url, requests) in turn, round after round; return key -> req/s per round.
 
     Interleaved rounds share whatever else the machine is doing, so per-round ratios stay fair.
-    s3drive's workers are replaced before each run, then warmed up if the run is s3drive's.
     """
     print(title, flush=True)
     for _, _, url, items in contenders:
-        run_wrk(url, items, args, tmp, duration=2)  # warm-up: connections, caches, JIT
+        run_load(url, items, args.connections, 2, tmp)  # warm-up: connections, caches, JIT
     rates: dict[str, list[float]] = {key: [] for key, *_ in contenders}
     for round_number in range(1, args.rounds + 1):
         for key, label, url, items in contenders:
-            server.fresh()
-            if url == server.url:
-                run_wrk(url, items, args, tmp, duration=2)
-            rate = run_wrk(url, items, args, tmp)
+            rate = run_load(url, items, args.connections, args.duration, tmp)
             rates[key].append(rate)
-            print(f"  round {round_number}  {label:<52} {rate:10,.0f} req/s", flush=True)
+            print(f"  round {round_number}  {label:<52} {rate:10,.0f} req/s   load {load_average()}", flush=True)
     return rates
 
 
@@ -405,64 +172,64 @@ def main() -> None:
     args = parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-uppy-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
-        s3_url = stack.enter_context(ministack(tmp))
-        server = stack.enter_context(s3drive(tmp, s3_url, args))
-        api = server.url
+        s3_url = stack.enter_context(ministack(tmp, BUCKET))
+        database_url = stack.enter_context(own_database(None if args.sqlite else args.postgres))
+        settings = Settings(BUCKET, s3_url, database_url, workers=args.workers, threads=args.threads)
+        api = stack.enter_context(gunicorn(tmp, settings))
         companion_url = stack.enter_context(companion(tmp, s3_url))
         print(
-            f"s3drive: gunicorn {args.workers} workers x {args.threads} threads, "
-            f"{'SQLite' if not args.database_url else args.database_url}; Companion 6.2.2 (one Node.js process); "
-            f"{'wrk, 1 thread' if shutil.which('wrk') else 'Python threads'} x {args.connections} connections, "
-            f"{args.duration} s a run; {args.users} users",
+            f"s3drive: {describe(settings)}; Companion 6.2.2 (one Node.js process); "
+            f"{load_tool()} x {args.connections} connections, {args.duration} s a run; {args.users} users; "
+            f"{os.cpu_count()} CPUs, load average {load_average()}",
             flush=True,
         )
         accounts = s3drive_accounts(api, args.users)
-
-        rates = measure_rounds(
-            "params: GET /s3/params (a POST form per request)",
-            [
-                (
-                    "companion_params",
-                    "Companion /s3/params",
-                    companion_url,
-                    [{"method": "GET", "path": f"/s3/params?{PARAMS_QUERY}"}],
-                ),
-                (
-                    "params",
-                    "s3drive /uppy/s3/params (Bearer header)",
-                    api,
-                    [
-                        {"method": "GET", "path": f"/uppy/s3/params?{PARAMS_QUERY}", "headers": a["headers"]}
-                        for a in accounts
-                    ],
-                ),
-                (
-                    "params_session",
-                    "s3drive /uppy/<token>/s3/params (session token)",
-                    api,
-                    [{"method": "GET", "path": f"{a['session']}/s3/params?{PARAMS_QUERY}"} for a in accounts],
-                ),
-            ],
-            args,
-            tmp,
-            server,
-        )
-        rates |= measure_rounds(
-            f"batch part signing: {PARTS} part numbers a request",
-            [
-                (
-                    "companion_batch",
-                    "Companion /s3/multipart/<id>/batch",
-                    companion_url,
-                    companion_batch(companion_url),
-                ),
-                ("batch_native", "s3drive POST /api/files/multipart/<id>/sign", api, native_sign(api, accounts)),
-                ("batch_uppy", "s3drive /uppy/s3/multipart/<id>/batch", api, uppy_batch(api, accounts)),
-            ],
-            args,
-            tmp,
-            server,
-        )
+        rates: dict[str, list[float]] = {}
+        if args.only in (None, "params"):
+            rates |= measure_rounds(
+                "params: GET /s3/params (a POST form per request)",
+                [
+                    (
+                        "companion_params",
+                        "Companion /s3/params",
+                        companion_url,
+                        [{"method": "GET", "path": f"/s3/params?{PARAMS_QUERY}"}],
+                    ),
+                    (
+                        "params",
+                        "s3drive /uppy/s3/params (Bearer header)",
+                        api,
+                        [
+                            {"method": "GET", "path": f"/uppy/s3/params?{PARAMS_QUERY}", "headers": a["headers"]}
+                            for a in accounts
+                        ],
+                    ),
+                    (
+                        "params_session",
+                        "s3drive /uppy/<token>/s3/params (session token)",
+                        api,
+                        [{"method": "GET", "path": f"{a['session']}/s3/params?{PARAMS_QUERY}"} for a in accounts],
+                    ),
+                ],
+                args,
+                tmp,
+            )
+        if args.only in (None, "batch"):
+            rates |= measure_rounds(
+                f"batch part signing: {PARTS} part numbers a request",
+                [
+                    (
+                        "companion_batch",
+                        "Companion /s3/multipart/<id>/batch",
+                        companion_url,
+                        companion_batch(companion_url),
+                    ),
+                    ("batch_native", "s3drive POST /api/files/multipart/<id>/sign", api, native_sign(api, accounts)),
+                    ("batch_uppy", "s3drive /uppy/s3/multipart/<id>/batch", api, uppy_batch(api, accounts)),
+                ],
+                args,
+                tmp,
+            )
     report(rates)
 
 
@@ -510,6 +277,8 @@ def report(rates: dict[str, list[float]]) -> None:
         ("batch signing, /uppy batch", "batch_uppy", "companion_batch", "batch", PARTS),
     ]
     for name, ours, theirs, target, per_request in rows:
+        if ours not in rates:
+            continue
         ratio = statistics.median(a / b for a, b in zip(rates[ours], rates[theirs], strict=True))
         unit = "signed URLs/s" if per_request > 1 else "req/s"
         verdict = "meets" if ratio >= TARGETS[target] else "BELOW"

@@ -69,6 +69,10 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_STORAGE_URI": "memory://",
     "LOGIN_RATE_LIMIT": "10 per minute",
     "CHECK_DATABASE": True,
+    # Seconds a process trusts what it learnt of an access token (its user active, the token not revoked)
+    # before asking the database again: a logout elsewhere, or a disabled account, takes effect within
+    # this time on every process (at once on the process that logged out). 0: ask on every request.
+    "AUTH_CACHE_SECONDS": 5,
     # Lifetime of the tokens POST /api/uppy/session issues for Uppy 6's companionEndpoint.
     "UPPY_SESSION_EXPIRES": 3600,
     # How long after a URL expired the sweeper waits before settling its upload.
@@ -135,8 +139,9 @@ INT_SETTINGS = (
     "ARCHIVE_MAX_UNCOMPRESSED",
     "THUMBNAIL_SIZE",
     "INSPECTION_LEASE",
+    "AUTH_CACHE_SECONDS",
 )
-ZERO_ALLOWED = ("DEFAULT_QUOTA_BYTES", "SWEEP_GRACE_SECONDS", "MAX_IN_FLIGHT")
+ZERO_ALLOWED = ("DEFAULT_QUOTA_BYTES", "SWEEP_GRACE_SECONDS", "MAX_IN_FLIGHT", "AUTH_CACHE_SECONDS")
 LIST_SETTINGS = ("ALLOWED_CONTENT_TYPES", "CORS_ORIGINS", "TRUSTED_HOSTS")
 BOOL_SETTINGS = (
     "ALLOW_REGISTRATION",

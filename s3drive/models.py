@@ -95,6 +95,9 @@ class User(db.Model):
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     quota_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
     used_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # Never less than the bytes the user's live reservations hold (services/quota.py): a reservation
+    # that fits under it needs no sum over the user's records.
+    reserved_bound: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
     __table_args__ = (Index("uq_users_username_lower", func.lower(username), unique=True),)
@@ -146,6 +149,8 @@ class File(db.Model):
     inspection: Mapped[dict | None] = mapped_column(JSON)
     thumbnail_key: Mapped[str | None] = mapped_column(String(1024))
     quarantine_key: Mapped[str | None] = mapped_column(String(1024))
+    # When the upload watcher next looks for this Uppy form's object in S3 (None: not watched).
+    watch_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_files_user_status_created", "user_id", "status", "created_at"),
@@ -156,6 +161,12 @@ class File(db.Model):
             "inspection_claimed_at",
             postgresql_where=text("inspection_state = 'pending'"),
             sqlite_where=text("inspection_state = 'pending'"),
+        ),
+        Index(
+            "ix_files_watch",
+            "watch_at",
+            postgresql_where=text("watch_at IS NOT NULL"),
+            sqlite_where=text("watch_at IS NOT NULL"),
         ),
         Index(
             "ix_files_quarantine",

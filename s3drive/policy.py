@@ -168,6 +168,7 @@ class UploadSpec:
     `index` is its position in the request (failures name it). `part_size` is set for a
     multipart upload. With size_declared False (an Uppy form of unknown size), `size` is the
     most the upload may be; it reserves nothing, and confirm counts the size S3 reports if it fits.
+    `watch`: nobody will report the upload (an Uppy form): the upload watcher looks for it.
     """
 
     index: int
@@ -183,6 +184,7 @@ class UploadSpec:
     method: str = "PUT"
     part_size: int | None = None
     size_declared: bool = True
+    watch: bool = False
 
 
 @dataclass

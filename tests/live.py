@@ -256,13 +256,18 @@ class S3Calls:
 # -- task-queue workers ------------------------------------------------------------------------
 
 
-def start_worker(log_path: Path, settings: Mapping[str, str], *options: str, processes: int = 0) -> subprocess.Popen:
+def start_worker(
+    log_path: Path, settings: Mapping[str, str], *options: str, processes: int = 0, beat: bool = False
+) -> subprocess.Popen:
     """Start `celery -A wsgi:celery worker` as the Procfile does, with these S3DRIVE_*/AWS_* settings
     only (the caller's own are dropped), logging to log_path; `options` go to the worker. One process
-    (solo pool) unless `processes` asks for a prefork pool of that many children."""
+    (solo pool) unless `processes` asks for a prefork pool of that many children; with `beat`, the
+    scheduler runs in it too (the periodic tasks: the upload watcher, the sweeper)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("S3DRIVE_", "AWS_"))}
     env.update(settings)
     pool = ["--pool=prefork", f"--concurrency={processes}"] if processes else ["--pool=solo"]
+    if beat:
+        pool += ["--beat", f"--schedule={log_path.with_suffix('.schedule')}"]
     command = [sys.executable, "-m", "celery", "-A", "wsgi:celery", "worker", *pool, "--loglevel=info"]
     with open(log_path, "ab") as log:
         return subprocess.Popen(

@@ -556,10 +556,10 @@ def test_ministack_enforces_the_bound_of_a_form_of_unknown_size_and_the_watcher_
 ):
     """Stock Uppy sends no size and never reports a form upload: the policy bounds the size (the
     quota left, 1,000 bytes here), S3 refuses more, and s3drive confirms what arrived by itself
-    (a task-queue worker runs the watch task the form queued)."""
+    (a task-queue worker runs the upload watcher, which its scheduler starts every second)."""
     broker = f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
     env = make_env(live_apps, "ministack", "list", DEFAULT_QUOTA_BYTES=1000, BROKER_URL=broker)
-    worker = start_worker(tmp_path / "worker.log", worker_settings(env.live, database_url, broker))
+    worker = start_worker(tmp_path / "worker.log", worker_settings(env.live, database_url, broker), beat=True)
     try:
         _watched_form_is_confirmed(env)
     finally:
@@ -581,7 +581,7 @@ def _watched_form_is_confirmed(env: Env) -> None:
     assert env.head(form["fields"]["key"]) is None
     assert post(payload(5, 999)).status_code == 204
 
-    deadline = _time.monotonic() + 30  # the worker checks at 1, 3, 7 … s
+    deadline = _time.monotonic() + 30  # the watcher looks when the form is 1, 2, 4 … s old
     while (items := env.api.get("/api/files/").json()["items"]) == [] and _time.monotonic() < deadline:
         _time.sleep(0.1)
     assert [(item["file_name"], item["size"], item["status"]) for item in items] == [("notes.txt", 999, "complete")]

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from conftest import BUCKET, register_and_login
-from helpers import queued_tasks, usage, wait_until
+from helpers import queued_tasks, spec, usage, wait_until
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
@@ -31,8 +31,7 @@ from s3drive.policy import UploadSpec
 from s3drive.services import uppy as uppy_service
 from s3drive.services.sweeper import sweep
 from s3drive.services.uploads import presign_uploads
-from s3drive.services.watcher import Check, check_upload
-from s3drive.tasks.watcher import watch_upload
+from s3drive.services.watcher import Check, check_due, check_upload
 from s3drive.timeutil import utcnow
 
 MIB = 1024**2
@@ -380,30 +379,61 @@ def test_form_of_another_type_than_declared_is_rejected(client, auth, app, s3):
     assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
 
 
-def test_each_form_queues_a_watch_task_that_checks_until_the_object_arrives(make_app, s3):
-    app = make_app(URL_EXPIRES_IN=60)
+def _watch_at(app, key: str):
+    return record_by_key(app, key).watch_at
+
+
+def test_each_form_is_watched_until_its_object_arrives_backing_off(make_app, s3):
+    app = make_app(URL_EXPIRES_IN=3600)
     client = app.test_client()
     auth = register_and_login(client, "alice")
     queued_tasks(app)  # what earlier tests left
+    signed_at = utcnow()
     late = params(client, "/uppy", auth, filename="late.txt", type_="text/plain").get_json()
-    record = record_by_key(app, late["fields"]["key"])
-    [task] = queued_tasks(app)
-    assert task["task"] == "s3drive.watch_upload" and task["args"] == [record.user_id, record.id, 1.0]
-    assert task["eta"] is not None  # the first check comes about a second after signing
+    key = late["fields"]["key"]
+    record = record_by_key(app, key)
+    assert queued_tasks(app) == []  # signing a form sends no message: its record carries the schedule
+    first = _watch_at(app, key)
+    assert timedelta(seconds=0.5) < first - signed_at < timedelta(seconds=2)  # the first look, about 1 s on
 
-    # A worker runs the check: nothing arrived, so it queues the next one, later (backing off).
     with app.app_context():
-        assert watch_upload.run(record.user_id, record.id, 1.0) == "waiting"
-        assert watch_upload.run(record.user_id, record.id, 32.0) == "waiting"
-    assert [t["args"][2] for t in queued_tasks(app)] == [2.0, 60.0]
-    assert record_by_key(app, late["fields"]["key"]).status == FileStatus.PENDING
+        assert check_due(now=first - timedelta(milliseconds=1)).checked["waiting"] == 0  # not due yet
+        # Due: nothing arrived, so it is looked for again later, the later the older the form is.
+        assert check_due(now=first).checked["waiting"] == 1
+        second = _watch_at(app, key)
+        assert second - first == timedelta(seconds=1)  # 1 s old: again in 1 s
+        ten_minutes_on = record.created_at + timedelta(minutes=10)
+        assert check_due(now=ten_minutes_on).checked["waiting"] == 1
+        assert _watch_at(app, key) - ten_minutes_on == timedelta(seconds=60)  # at most a minute apart
+    assert record_by_key(app, key).status == FileStatus.PENDING
 
     post_form(late, b"at last")
     with app.app_context():
-        assert watch_upload.run(record.user_id, record.id, 2.0) == "settled"
-    assert queued_tasks(app) == []  # settled: the chain ends
-    assert record_by_key(app, late["fields"]["key"]).status == FileStatus.COMPLETE
-    assert record_by_key(app, late["fields"]["key"]).size == 7
+        assert check_due(now=utcnow() + timedelta(minutes=11)).checked["settled"] == 1
+    record = record_by_key(app, key)
+    assert (record.status, record.size, record.watch_at) == (FileStatus.COMPLETE, 7, None)  # no longer watched
+
+
+def test_one_run_confirms_the_due_forms_of_several_users_and_leaves_the_rest(make_app, s3):
+    app = make_app()
+    client = app.test_client()
+    forms = {}
+    for name in ("alice", "bob"):
+        auth = register_and_login(client, name)
+        forms[name] = [params(client, "/uppy", auth, filename=f"{n}.txt", type_="text/plain").get_json() for n in "ab"]
+    for form in (forms["alice"][0], forms["bob"][0], forms["bob"][1]):
+        post_form(form, b"here")
+    native = client.post(
+        "/api/files/upload/", json=spec("n.txt", b"here", "text/plain"), headers=register_and_login(client, "carol")
+    )
+    with app.app_context():
+        run = check_due(now=utcnow() + timedelta(seconds=2))
+    assert run.checked == {"settled": 3, "waiting": 1, "expired": 0}
+    statuses = {record_by_key(app, f["fields"]["key"]).status for f in (forms["alice"][0], *forms["bob"])}
+    assert statuses == {FileStatus.COMPLETE}
+    assert record_by_key(app, forms["alice"][1]["fields"]["key"]).status == FileStatus.PENDING
+    # A native upload is reported by its client: never watched.
+    assert record_by_key(app, native.get_json()["s3_key"]).watch_at is None
 
 
 def test_the_watch_ends_when_the_form_expires(make_app, s3):
@@ -415,11 +445,10 @@ def test_the_watch_ends_when_the_form_expires(make_app, s3):
     with app.app_context():
         db.session.execute(update(File).where(File.id == record.id).values(expires_at=utcnow() - timedelta(seconds=1)))
         db.session.commit()
-        queued_tasks(app)
         assert check_upload(record.user_id, record.id) == Check.EXPIRED
-        assert watch_upload.run(record.user_id, record.id, 4.0) == "expired"
-    assert queued_tasks(app) == []  # the sweeper settles it
-    assert record_by_key(app, never["fields"]["key"]).status == FileStatus.PENDING
+        assert check_due(now=utcnow() + timedelta(seconds=2)).checked["expired"] == 1
+    record = record_by_key(app, never["fields"]["key"])
+    assert (record.status, record.watch_at) == (FileStatus.PENDING, None)  # the sweeper settles it
 
 
 def test_watcher_retries_when_storage_fails(client, auth, app, s3, monkeypatch):
@@ -444,14 +473,14 @@ def test_watcher_retries_when_storage_fails(client, auth, app, s3, monkeypatch):
 
 
 def test_a_form_is_signed_even_when_the_broker_is_down(make_app, s3):
-    # The watch cannot be queued: the form still works, and the sweeper settles the upload later.
+    # Signing a form needs no broker: the watcher's schedule is in the record.
     app = make_app(BROKER_URL="redis://127.0.0.1:9/0")
     client = app.test_client()
     auth = register_and_login(client, "alice")
     started = time.monotonic()
     response = params(client, "/uppy", auth, filename="a.txt", type_="text/plain")
     assert response.status_code == 200, response.get_json()
-    assert time.monotonic() - started < 10  # bounded: a dead broker never hangs a request
+    assert time.monotonic() - started < 2  # the broker is not asked
 
 
 def test_undeclared_form_confirmed_by_the_app_or_the_sweeper_keeps_the_arrived_size(client, auth, app, s3):

@@ -100,7 +100,7 @@ def stack(database_url, page_origin, tmp_path_factory) -> Iterator[LiveApp]:
     with ministack_server(tmp_path_factory.mktemp("ministack-uppy")) as s3_url:
         ministack.ensure_bucket(s3_url, bucket, cors_origins=[page_origin])
         with serve_app(database_url, s3_url, bucket, CORS_ORIGINS=[page_origin], BROKER_URL=broker) as live:
-            worker = start_worker(tmp / "worker.log", worker_settings(live, database_url, broker))
+            worker = start_worker(tmp / "worker.log", worker_settings(live, database_url, broker), beat=True)
             try:
                 yield live
             finally:

@@ -3,9 +3,11 @@
 gunicorn's threaded worker hands each connection to one of its threads. When S3 or the database
 hangs, requests hold their threads until their timeouts (seconds): if every thread waits, even
 /healthz queues behind them, and the orchestrator kills a worker that is merely waiting. So at
-most MAX_IN_FLIGHT requests run at once (gunicorn.conf.py: threads - 1) and the rest answer at
-once with 503 server_busy and Retry-After, which keeps a thread free for /healthz and lets the
-queue drain in milliseconds instead of piling up.
+most MAX_IN_FLIGHT requests run at once (gunicorn.conf.py: threads - 1), which keeps a thread
+free for /healthz. A request beyond the bound waits up to SLOT_WAIT for a slot, then answers 503
+server_busy with Retry-After: a busy server (every slot held by requests that finish in
+milliseconds) serves it a moment later, a stuck one (slots held by requests waiting seconds on a
+dependency) turns it away within SLOT_WAIT and lets the queue drain instead of piling up.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from ..errors import ServerBusy
 
 # Answered whatever the load: liveness must not depend on the dependencies.
 EXEMPT_PATHS = frozenset({"/healthz"})
+# How long a request beyond the bound waits for a slot. Under load every slot is taken most of the
+# time and frees within milliseconds (turning those requests away cost half the throughput); while
+# a dependency hangs none frees for seconds. /healthz waits at most this long for the spare thread.
+SLOT_WAIT = 0.1
 
 
 class Admission:
@@ -30,8 +36,8 @@ class Admission:
         self.in_flight = 0
 
     def enter(self) -> bool:
-        """Take a slot if one is free; never wait."""
-        if not self._slots.acquire(blocking=False):
+        """Take a slot, waiting up to SLOT_WAIT for one to free."""
+        if not self._slots.acquire(timeout=SLOT_WAIT):
             return False
         with self._lock:
             self.in_flight += 1

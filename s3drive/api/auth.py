@@ -80,4 +80,5 @@ def logout():
 @blp.response(200, UserSchema)
 def me():
     """Return the signed-in user."""
-    return users.account(current_user)
+    # The row, not the cached principal: the account's numbers are always fresh.
+    return users.account(users.get_user(current_user.id))

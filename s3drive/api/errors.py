@@ -17,8 +17,9 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import AppError, DatabaseUnavailable
 from ..extensions import db, jwt
-from ..models import User
-from ..services.users import token_user
+from ..services import auth_cache
+from ..services.auth_cache import Principal
+from ..services.users import token_principal
 
 ERROR_RENDERERS = "s3drive.error_renderers"
 ERROR_RENDERER_PREFIXES = "s3drive.error_renderer_prefixes"
@@ -135,6 +136,7 @@ def http_error_response(error) -> Response:
 def init_app(app: Flask) -> None:
     """Register the error handlers and the JWT callbacks that answer in the envelope."""
     _register_error_handlers(app)
+    auth_cache.init_app(app)
     _register_jwt_callbacks()
 
 
@@ -233,14 +235,16 @@ def _register_jwt_callbacks() -> None:
 
     @jwt.token_in_blocklist_loader
     def token_revoked(header: dict, payload: dict) -> bool:
-        # One query answers both this and load_user below, which flask-jwt-extended calls next.
-        user, revoked = token_user(payload["sub"], payload["jti"])
-        g.token_user = (payload["jti"], user)
+        # One lookup answers both this and load_user below, which flask-jwt-extended calls next: from this
+        # process's auth cache when it verified the token within AUTH_CACHE_SECONDS, else one query.
+        principal, revoked = token_principal(payload["sub"], payload["jti"])
+        g.token_user = (payload["jti"], principal)
         return revoked
 
     @jwt.user_lookup_loader
-    def load_user(header: dict, payload: dict):
-        jti, user = g.pop("token_user", (None, None))
+    def load_user(header: dict, payload: dict) -> Principal | None:
+        # current_user is a Principal (id, is_admin), not the User row: views that show the account load it.
+        jti, principal = g.pop("token_user", (None, None))
         if jti != payload["jti"]:
-            user = db.session.get(User, payload["sub"])
-        return user if user is not None and user.is_active else None
+            principal, _ = token_principal(payload["sub"], payload["jti"])
+        return principal

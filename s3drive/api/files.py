@@ -125,7 +125,8 @@ def confirm_uploads(args):
 @blp.response(200, UsageSchema)
 def usage():
     """Return the caller's used, reserved and quota bytes."""
-    return users.usage(current_user)
+    # The row, not the cached principal: the used bytes are always fresh.
+    return users.usage(users.get_user(current_user.id))
 
 
 @blp.route("/formats", methods=["GET"])

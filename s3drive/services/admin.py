@@ -13,6 +13,7 @@ from ..errors import Conflict, Forbidden, NotFound
 from ..extensions import db
 from ..models import RESERVING_STATUSES, File, FileStatus, User
 from ..timeutil import utcnow
+from . import auth_cache
 from .quota import chunked, holds_reservation, is_sqlite, lock_user, reserved_by_user
 from .users import Account, account
 
@@ -164,4 +165,8 @@ def update_user(acting_id: str, user_id: str, changes: dict[str, Any]) -> Accoun
         if name in changes:
             setattr(user, name, changes[name])
     db.session.commit()
+    if "is_active" in changes or "is_admin" in changes:
+        # After the commit: this process's cached tokens of the user follow at once, the other processes
+        # within AUTH_CACHE_SECONDS (auth_cache).
+        auth_cache.get_cache().drop_user(user_id)
     return with_usage([user])[0]

@@ -8,6 +8,14 @@ Accounting rules (DESIGN.md, invariant 1):
 - used + reserved never exceeds the quota: every decision that adds bytes is taken under the
   user's row lock (Ledger), which serializes it with every other decision for that user.
 
+The fast path (reserve_within_bound): `users.reserved_bound` is never less than what the live
+reservations hold. Whatever reserves adds to it (Ledger.reserve, reserve_within_bound); a
+reservation that becomes used bytes takes its size off (count_arrival); bytes released from used
+are added to it (a deleted file's URL may still be live), and reservations that end otherwise
+(expiry, abort, rejection) leave it high. So a reservation that fits under the bound fits for sure,
+and takes one statement; one that does not is decided exactly by a Ledger, which sums the live
+reservations and sets the bound to that sum.
+
 State changes of records are conditional UPDATEs (transition): a record moves only if it is
 still in the status the caller saw, so two processes never settle one upload twice.
 """
@@ -119,6 +127,32 @@ def lapsed(expires_at: datetime | None, now: datetime) -> bool:
     return expires_at is not None and expires_at <= now
 
 
+# Built once (the presign hot path). Under the bound, with `room` bytes to spare: add `size` to it,
+# taking the user's row lock (PostgreSQL) or the write lock (SQLite) until the transaction ends.
+_RESERVE_WITHIN_BOUND = (
+    update(User.__table__)
+    .where(
+        User.id == bindparam("user_id"),
+        User.quota_bytes - User.used_bytes - User.reserved_bound >= bindparam("room"),
+    )
+    .values(reserved_bound=User.reserved_bound + bindparam("size"))
+    .returning(User.id)
+)
+_ROOM_WITHIN_BOUND = select(User.id).where(
+    User.id == bindparam("user_id"), User.quota_bytes - User.used_bytes - User.reserved_bound >= bindparam("room")
+)
+
+
+def reserve_within_bound(user_id: str, size: int, room: int) -> bool:
+    """Reserve `size` bytes in one statement if the quota has `room` (>= size) bytes under the bound.
+
+    False: the bound says nothing for sure (or the user is gone): decide with open_ledger. Nothing
+    to reserve (forms of undeclared size) takes no lock: they only need the room for their bound.
+    """
+    statement = _RESERVE_WITHIN_BOUND if size else _ROOM_WITHIN_BOUND
+    return db.session.execute(statement, {"user_id": user_id, "size": size, "room": room}).first() is not None
+
+
 @dataclass
 class Ledger:
     """One user's quota, locked until the transaction ends: reserve, count arrivals, release."""
@@ -130,11 +164,18 @@ class Ledger:
     def available(self) -> int:
         """Return the bytes the user may still reserve (read once per ledger, then kept up to date)."""
         if self._available is None:
-            self._available = available_bytes(self.user, self.now)
+            reserved = reserved_bytes(self.user.id, self.now)
+            self.user.reserved_bound = reserved  # exact now: the fast path's bound starts afresh
+            self._available = self.user.quota_bytes - self.user.used_bytes - reserved
         return self._available
 
     def reserve(self, size: int, action: str = "Uploading", consequence: str = "") -> None:
         """Hold `size` more bytes for a record about to be written, or raise quota_exceeded."""
+        self._take(size, action, consequence)
+        self.user.reserved_bound += size
+
+    def _take(self, size: int, action: str = "Uploading", consequence: str = "") -> None:
+        """Take `size` bytes of what is available, or raise quota_exceeded."""
         available = self.available()
         if size > available:
             left = max(available, 0)
@@ -153,12 +194,15 @@ class Ledger:
         """
         if lapsed(record.expires_at, self.now) or not record.size_declared:
             try:
-                self.reserve(size)
+                self._take(size)
             except QuotaExceeded:
                 late = "came too late and" if record.size_declared else "arrived but"
                 raise QuotaExceeded(
                     f"The upload {late} no longer fits your quota.", details={"file_size": size}
                 ) from None
+        elif record.status in RESERVING_STATUSES:
+            # Its live reservation becomes used bytes (it was counted in the bound when it was made).
+            self.user.reserved_bound = max(self.user.reserved_bound - record.size, 0)
         record.status = FileStatus.COMPLETE
         record.size, record.size_declared = size, True
         record.confirmed_at = self.now
@@ -169,13 +213,18 @@ class Ledger:
 
     def count_again(self, record: File) -> None:
         """Count a rejected record's bytes as used again (an admin released it), or raise quota_exceeded."""
-        self.reserve(record.size, "Releasing", "; free some space first")
+        self._take(record.size, "Releasing", "; free some space first")
         record.status = FileStatus.COMPLETE
         self.user.used_bytes += record.size
 
     def release(self, size: int) -> None:
-        """Stop counting `size` bytes of deleted complete files as used."""
+        """Stop counting `size` bytes of deleted complete files as used.
+
+        A deleted file whose upload URL still lives reserves its size again (holds_reservation):
+        the bound takes what used gives up, and stays an upper bound.
+        """
         self.user.used_bytes = max(self.user.used_bytes - size, 0)
+        self.user.reserved_bound += size
 
 
 def open_ledger(user_id: str, now: datetime | None = None) -> Ledger:

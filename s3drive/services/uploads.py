@@ -18,7 +18,8 @@ from ..parts import part_count
 from ..policy import TIERS, UploadFailure, UploadSpec, object_key
 from ..storage import get_storage
 from ..timeutil import utcnow
-from .quota import Ledger, open_ledger
+from . import watcher
+from .quota import Ledger, open_ledger, reserve_within_bound
 
 # (request index, position among the successful tickets, row) of a multipart upload.
 MultipartRow = tuple[int, int, dict[str, Any]]
@@ -71,16 +72,17 @@ def reserve_uploads(
         True: multipart_expiry(now),
     }
     ids = new_ids(len(specs))
-    # Time-ordered, so the keys of newer batches sort after older ones (the upload watcher lists
-    # a user's keys from its oldest watched batch on).
+    # Time-ordered, so the keys of newer batches sort after older ones.
     batch_id = new_time_ordered_id()
     prefix = current_app.config["S3_KEY_PREFIX"]
     rows: list[dict[str, Any]] = []
     multipart_rows: list[MultipartRow] = []
-    ledger = open_ledger(user_id, now)
+    # The usual case, a batch well within the quota, takes one statement; else one decision per file.
+    ledger = None if _reserve_batch_within_bound(user_id, specs) else open_ledger(user_id, now)
     for spec in specs:
         try:
-            _reserve(ledger, spec)
+            if ledger is not None:
+                _reserve(ledger, spec)
         except QuotaExceeded as error:
             failures.append(UploadFailure(spec.index, spec.file_name, error))
             continue
@@ -95,6 +97,14 @@ def reserve_uploads(
     # Commit releases the quota lock before the S3 calls and the (CPU-only) signing.
     db.session.commit()
     return rows, multipart_rows
+
+
+def _reserve_batch_within_bound(user_id: str, specs: list[UploadSpec]) -> bool:
+    """Reserve the whole batch at once if it surely fits: its declared sizes, with room for the
+    largest undeclared bound uncut. False: the ledger decides file by file."""
+    declared = sum(spec.size for spec in specs if spec.size_declared)
+    bound = max((spec.size for spec in specs if not spec.size_declared), default=0)
+    return reserve_within_bound(user_id, declared, declared + bound)
 
 
 def _reserve(ledger: Ledger, spec: UploadSpec) -> None:
@@ -137,6 +147,7 @@ def upload_row(
         "part_size": spec.part_size,
         "created_at": now,
         "expires_at": expires_at,
+        "watch_at": watcher.first_check(now) if spec.watch else None,
     }
 
 

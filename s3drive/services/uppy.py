@@ -24,8 +24,8 @@ Stock `@uppy/aws-s3` speaks Companion's protocol, which differs from the native 
   it: every part present, the total equal to the record's size, the object's size checked again.
 
 Simple uploads end in S3, and Uppy makes no call after one (and Uppy 6 refuses a form that
-would redirect the browser back to us). So each form gets a watch task on the task queue
-(services/watcher.py) that confirms its object, as the native confirm does, within about a second
+would redirect the browser back to us). So each form is watched (services/watcher.py): a periodic
+task confirms its object, as the native confirm does, within about a second
 of its arrival. An app may still confirm the keys Uppy reports, and the sweeper confirms what arrived
 once the form expires.
 """
@@ -54,10 +54,11 @@ from ..policy import get_policy
 from ..schemas import CompanionFile, load_upload_spec
 from ..storage import PartInfo, get_storage
 from ..timeutil import utcnow
-from . import multipart, watcher
+from . import multipart
+from .auth_cache import Principal
 from .quota import available_bytes, open_ledger
 from .uploads import presign_uploads
-from .users import token_user
+from .users import token_principal
 
 SESSION_SALT = "s3drive.uppy-session"
 DEFAULT_SESSION_SECONDS = 3600
@@ -86,7 +87,7 @@ def issue_session(user_id: str, access_jti: str | None) -> tuple[str, datetime]:
     return token, expires_at.replace(microsecond=0)
 
 
-def session_user(token: str) -> User:
+def session_user(token: str) -> Principal:
     """Return the active user a session token was issued to, or raise 401 (invalid, expired, revoked)."""
     try:
         user_id, jti, expires = _serializer().loads(token)
@@ -94,10 +95,12 @@ def session_user(token: str) -> User:
         raise Unauthorized("The Uppy session token is invalid.", code="invalid_token") from None
     if not isinstance(expires, int) or expires <= utcnow().timestamp():
         raise Unauthorized("The Uppy session has expired; start a new one.", code="token_expired")
-    user, revoked = token_user(user_id, jti) if isinstance(user_id, str) and isinstance(jti, str) else (None, False)
+    # The same cache as access tokens (a session is as good as the access token it was issued for).
+    valid = isinstance(user_id, str) and isinstance(jti, str)
+    user, revoked = token_principal(user_id, jti) if valid else (None, False)
     if revoked:
         raise Unauthorized("The Uppy session was revoked (its login was logged out).", code="token_revoked")
-    if user is None or not user.is_active:
+    if user is None:
         raise Unauthorized("The account for this session is disabled or gone.", code="invalid_token")
     return user
 
@@ -124,11 +127,11 @@ def upload_params(user_id: str, upload: CompanionFile) -> dict[str, Any]:
     bound = min(threshold, policy.max_file_size) if size is None else size
     spec = load_upload_spec({**upload.fields, "file_size": bound, "method": "POST"}, policy)
     spec.size_declared = size is not None
+    spec.watch = True
     result = presign_uploads(user_id, [spec])
     if result.failures:
         raise result.failures[0].error
     ticket = result.tickets[0]
-    watcher.watch(user_id, ticket["id"], ticket["expires_at"])
     return {
         "method": "POST",
         "url": ticket["presigned_url"],
@@ -329,6 +332,7 @@ def _learn_size_from_object(user_id: str, record: File, count: int) -> None:
     db.session.refresh(record)
     if record.status == FileStatus.UPLOADING:
         if not record.size and info.size <= ledger.available():
+            ledger.reserve(info.size)
             record.size = info.size
         # Equal parts but the last: the part size that cuts this size into `count` parts.
         record.part_size = max(-(-record.size // max(count, 1)), 1)

@@ -1,24 +1,14 @@
-"""The upload watcher's checks as tasks (services/watcher.py): each check queues the next one."""
+"""The upload watcher as a periodic task (services/watcher.py): each run checks the forms that are due."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
 from ..errors import DatabaseUnavailable
-from ..services.watcher import TASK_NAME, Check, check_upload, next_interval
+from ..services.watcher import TASK_NAME, check_due
 
 
-@shared_task(
-    name=TASK_NAME,
-    autoretry_for=(DatabaseUnavailable,),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=10,
-)
-def watch_upload(user_id: str, file_id: str, interval: float) -> str:
-    """Check a watched upload; while its object has not arrived, check again later (backing off)."""
-    found = check_upload(user_id, file_id)
-    if found == Check.WAITING:
-        later = next_interval(interval)
-        watch_upload.apply_async(args=[user_id, file_id, later], countdown=later)
-    return str(found)
+@shared_task(name=TASK_NAME, autoretry_for=(DatabaseUnavailable,), retry_backoff=True, max_retries=3)
+def watch_uploads() -> dict[str, int]:
+    """Look for the objects of the Uppy forms whose check is due; confirm those that arrived."""
+    return check_due().checked

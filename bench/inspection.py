@@ -12,29 +12,23 @@
    last verdict, and the time from confirm to `passed` (median, p99). Baseline: the same inspections
    (claim, reads, preview and its PUT, verdict) run one after another in one process, no queue.
 
-Usage: .venv/bin/python bench/inspect.py [--files 1000] [--database-url URL] [--redis-url URL] [--skip-throughput]
+Usage: .venv/bin/python bench/inspection.py [--files 1000] [--database-url URL] [--redis-url URL] [--skip-throughput]
 """
 
 from __future__ import annotations
 
+import argparse
+import io
+import json
+import os
+import resource
+import statistics
+import subprocess
 import sys
-
-# This file is named after what it measures, and so shadows the standard library's `inspect` for
-# everything imported while bench/ leads sys.path: move bench/ to the end first.
-_BENCH = sys.path.pop(0)
-sys.path.append(_BENCH)
-
-import argparse  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -45,6 +39,7 @@ MIB, GIB = 1024**2, 1024**3
 SIZES = {"10 MiB": 10 * MIB, "5 GiB": 5 * GIB}
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/s3drive_bench_inspect"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/9"
+BUCKET = "bench-inspect"
 
 
 # -- 1 and 2: bytes read and RSS, one fresh process per object ----------------------------------
@@ -192,9 +187,9 @@ def recreate_database(url: str) -> None:
 def throughput(count: int, database_url: str, redis_url: str) -> None:
     import redis
     import requests
+    from _stack import ministack
     from flask_migrate import upgrade
     from sqlalchemy import select, update
-    from uppy_params import BUCKET, ministack
 
     from s3drive import create_app
     from s3drive.dev import ministack as dev_s3
@@ -207,7 +202,7 @@ def throughput(count: int, database_url: str, redis_url: str) -> None:
     recreate_database(database_url)
     redis.Redis.from_url(redis_url).flushdb()
     files = mixed_files(count)
-    with tempfile.TemporaryDirectory() as tmp_name, ministack(Path(tmp_name)) as s3_url:
+    with tempfile.TemporaryDirectory() as tmp_name, ministack(Path(tmp_name), BUCKET) as s3_url:
         tmp = Path(tmp_name)
         settings = {
             "DATABASE_URL": database_url,

@@ -1,0 +1,106 @@
+"""A per-process cache of verified tokens, so an authenticated request need not query the database.
+
+Checking an access token costs one query (is its user active, is its jti revoked: users.token_user). A
+process that verified a token keeps what it learnt, keyed by (user id, jti), for AUTH_CACHE_SECONDS
+(config.py; 0 turns the cache off) and answers from memory meanwhile.
+
+How fast a change takes effect:
+- in the process that made it, at once: a logout (users.revoke_token) drops its token, an admin disabling
+  a user or changing their admin flag (admin.update_user) drops that user's tokens;
+- in every other process (gunicorn workers, other hosts), and for changes made straight in the database,
+  within AUTH_CACHE_SECONDS: that is the bound on how long a logged-out token, a disabled account or a
+  withdrawn admin right can still be used there.
+
+Only what authentication needs is cached (an immutable Principal: id and admin flag); views that show the
+account (GET /api/auth/me, /api/files/usage) read the user from the database. The cache lives on the app
+(app.extensions), so apps in one process (tests) never share it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+
+EXTENSION = "s3drive.auth_cache"
+# Beyond this many tokens the oldest are forgotten: the cache cannot grow without limit, and a forgotten
+# token costs one query to learn again.
+MAX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a verified token speaks for: what `current_user` is on authenticated routes."""
+
+    id: str
+    is_admin: bool
+
+
+class AuthCache:
+    """Verified tokens by (user id, jti), oldest first; safe to share between a process's threads."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self._entries: OrderedDict[tuple[str, str], tuple[Principal, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max_entries = max_entries
+        # Bumped by every drop. A request that looked a token up in the database stores the answer only if
+        # no drop happened meanwhile: else a logout or a disabling committed while it queried could be
+        # overwritten by what it read just before, and outlive the "at once" promise.
+        self._generation = 0
+
+    def get(self, user_id: str, jti: str, max_age: float) -> tuple[Principal | None, int]:
+        """Return the principal verified at most max_age seconds ago (or None) and the generation to store with."""
+        with self._lock:
+            entry = self._entries.get((user_id, jti))
+            if entry is not None and time.monotonic() - entry[1] >= max_age:
+                del self._entries[(user_id, jti)]  # expired: ask the database again
+                entry = None
+            return (entry[0] if entry is not None else None), self._generation
+
+    def put(self, jti: str, principal: Principal, generation: int) -> None:
+        """Remember a token verified now, unless a drop happened since `generation` was read."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            key = (principal.id, jti)
+            self._entries[key] = (principal, time.monotonic())
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+
+    def drop_token(self, user_id: str, jti: str) -> None:
+        """Forget one token (it was revoked)."""
+        with self._lock:
+            self._generation += 1
+            self._entries.pop((user_id, jti), None)
+
+    def drop_user(self, user_id: str) -> None:
+        """Forget every token of a user (disabled, deleted, or their admin flag changed)."""
+        with self._lock:
+            self._generation += 1
+            # A scan: admin changes are rare, and the cache is bounded.
+            for key in [key for key in self._entries if key[0] == user_id]:
+                del self._entries[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+def init_app(app: Flask) -> None:
+    """Give the app its own, empty cache."""
+    app.extensions[EXTENSION] = AuthCache()
+
+
+def get_cache() -> AuthCache:
+    """Return the current app's cache (created on first use where init_app was not called)."""
+    # dict.setdefault is atomic: threads racing here all get the same cache.
+    return current_app.extensions.setdefault(EXTENSION, AuthCache())
+
+
+def max_age() -> float:
+    """Return AUTH_CACHE_SECONDS: how long a verified token is trusted (0: not at all)."""
+    return float(current_app.config.get("AUTH_CACHE_SECONDS", 0) or 0)
