@@ -285,7 +285,7 @@ def report(rates: dict[str, list[float]]) -> None:
         print(
             f"  {name:<28} s3drive {statistics.median(rates[ours]) * per_request:>9,.0f} {unit:<13}"
             f" Companion {statistics.median(rates[theirs]) * per_request:>8,.0f}"
-            f"  ratio {ratio:5.1f}x (target {TARGETS[target]:.0f}x: {verdict})"
+            f"  ratio {ratio:5.1f}x (target {TARGETS[target]:.1f}x: {verdict})"
         )
 
 

@@ -17,6 +17,7 @@ from . import config as settings
 from .api import errors as api_errors
 from .config import ConfigError
 from .extensions import cors, db, jwt, limiter, migrate
+from .jsonprovider import OrjsonProvider
 
 __all__ = ["create_app", "close_app"]
 
@@ -45,7 +46,7 @@ def close_app(app: Flask) -> None:
 
 def load_settings(app: Flask, config: dict[str, Any] | None) -> None:
     """Read defaults, S3DRIVE_* variables and `config`; validate them; derive Flask's own settings."""
-    app.json.sort_keys = False  # keep schema order; sorting big batch answers costs time
+    app.json = OrjsonProvider(app)
     app.config.update(settings.DEFAULTS)
     app.config.from_prefixed_env("S3DRIVE")
     app.config.update(config or {})

@@ -1,0 +1,131 @@
+"""The quota's fast path: users.reserved_bound, never less than what live reservations hold.
+
+A batch that surely fits under the bound reserves in one statement; one that does not is decided
+exactly (the live reservations summed) and the bound is reset to that sum. Every test checks the
+bytes against the exact sums the API reports, with real uploads on moto.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import timedelta
+
+from conftest import register_and_login
+from helpers import presign, put_bytes, spec, usage
+from sqlalchemy import event, select, update
+
+from s3drive.extensions import db
+from s3drive.models import File, User
+from s3drive.timeutil import utcnow
+
+QUOTA = 1000
+
+
+def bound(app, username: str) -> int:
+    with app.app_context():
+        return db.session.scalar(select(User.reserved_bound).where(User.username == username))
+
+
+@contextmanager
+def statements(app):
+    """Collect the SQL statements the app runs meanwhile."""
+    seen: list[str] = []
+
+    def remember(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement.lower())
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+
+
+def test_a_batch_that_surely_fits_reserves_without_summing_the_reservations(make_app):
+    app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    presign(client, auth, spec("a.bin", b"x" * 100))
+    with statements(app) as seen:
+        answer = presign(client, auth, spec("b.bin", b"x" * 200), spec("c.bin", b"x" * 300))
+    assert answer["total_successful"] == 2
+    assert not [s for s in seen if "sum(" in s], seen  # no sum over the user's records
+    assert bound(app, "alice") == 600
+    assert usage(client, auth)["reserved_bytes"] == 600  # the exact sum agrees
+
+
+def test_an_arrival_turns_its_reservation_into_used_bytes_and_lowers_the_bound(make_app):
+    app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    [ticket] = presign(client, auth, spec("a.bin", b"x" * 400))["successful"]
+    assert put_bytes(ticket, b"x" * 400).status_code == 200
+    assert client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth).status_code == 200
+    assert bound(app, "alice") == 0
+    assert usage(client, auth) | {"file_count": None} == {
+        "used_bytes": 400,
+        "reserved_bytes": 0,
+        "quota_bytes": QUOTA,
+        "file_count": None,
+    }
+    # What is left is usable at once, through the fast path.
+    assert presign(client, auth, spec("b.bin", b"x" * 600))["total_successful"] == 1
+
+
+def test_reservations_that_lapsed_are_counted_exactly_once_the_bound_is_in_the_way(make_app):
+    app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    presign(client, auth, spec("a.bin", b"x" * 700))
+    with app.app_context():  # its URL expired: it holds nothing any more, but the bound still counts it
+        db.session.execute(update(File).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    assert bound(app, "alice") == 700
+    with statements(app) as seen:
+        answer = presign(client, auth, spec("b.bin", b"x" * 600))
+    assert answer["total_successful"] == 1  # the exact count says it fits
+    assert [s for s in seen if "sum(" in s]
+    assert bound(app, "alice") == 600  # reset to the exact sum
+    # Nothing more than the quota: 600 reserved, so 401 bytes do not fit, 400 do.
+    refused = presign(client, auth, spec("c.bin", b"x" * 401))
+    assert refused["failed"][0]["error"]["code"] == "quota_exceeded"
+    assert presign(client, auth, spec("d.bin", b"x" * 400))["total_successful"] == 1
+    assert usage(client, auth)["reserved_bytes"] == QUOTA
+
+
+def test_a_deleted_file_whose_url_lives_still_holds_its_bytes(make_app):
+    # Its URL could store the bytes again: released from used, the bytes go to the bound.
+    app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    [ticket] = presign(client, auth, spec("a.bin", b"x" * 700))["successful"]
+    assert put_bytes(ticket, b"x" * 700).status_code == 200
+    assert client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth).status_code == 200
+    assert client.delete(f"/api/files/{ticket['id']}", headers=auth).status_code == 200
+    assert usage(client, auth)["used_bytes"] == 0 and usage(client, auth)["reserved_bytes"] == 700
+    assert bound(app, "alice") >= 700
+    refused = presign(client, auth, spec("b.bin", b"x" * 500))
+    assert refused["failed"][0]["error"]["code"] == "quota_exceeded"
+
+
+def test_a_batch_partly_over_the_quota_is_decided_file_by_file(make_app):
+    app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    answer = presign(client, auth, *[spec(f"{i}.bin", b"x" * 300) for i in range(4)])
+    assert (answer["total_successful"], answer["total_failed"]) == (3, 1)
+    assert bound(app, "alice") == 900 == usage(client, auth)["reserved_bytes"]
+
+
+def test_a_migrated_user_starts_at_a_bound_that_always_holds(make_app):
+    # Migration 0006 sets the bound to the quota: the first reservation counts exactly and resets it.
+    app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    with app.app_context():
+        db.session.execute(update(User).values(reserved_bound=User.quota_bytes))
+        db.session.commit()
+    assert presign(client, auth, spec("a.bin", b"x" * 1000))["total_successful"] == 1
+    assert bound(app, "alice") == 1000
