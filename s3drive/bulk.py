@@ -10,6 +10,9 @@ from sqlalchemy import JSON, Table
 
 from .extensions import db
 
+# COPY costs two round trips (start, then data and end) where one INSERT costs one: a single Uppy
+# form, the other hot path, is one row.
+COPY_MIN_ROWS = 20
 _MARKERS = {"qmark": "?", "numeric": "?", "format": "%s", "pyformat": "%s"}
 
 
@@ -17,8 +20,8 @@ def bulk_insert(table: Table, rows: list[dict[str, Any]]) -> None:
     """INSERT rows that all have the same keys, inside the session's transaction.
 
     SQLAlchemy's executemany spends ~10 µs a row building parameters, which is most
-    of a 1,000-file batch. PostgreSQL gets COPY (half the time of executemany there);
-    other databases get one executemany of plain tuples, each value passed through
+    of a 1,000-file batch. PostgreSQL gets COPY for COPY_MIN_ROWS rows and more (half
+    the time of executemany); the rest get one executemany of plain tuples, each value passed through
     its column type's own bind processor, processed once when rows share it (the
     batch's timestamps).
     """
@@ -26,7 +29,8 @@ def bulk_insert(table: Table, rows: list[dict[str, Any]]) -> None:
         return
     connection = db.session.connection()
     names = list(rows[0])
-    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+    postgres = connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg"
+    if postgres and len(rows) >= COPY_MIN_ROWS:
         _copy_rows(connection, table, names, rows)
     else:
         _executemany_rows(connection, table, names, rows)
@@ -69,4 +73,4 @@ def _executemany_rows(connection, table: Table, names: list[str], rows: list[dic
                     seen = memo[i] = (value, processor(value))
                 values[i] = seen[1]
         params.append(tuple(values))
-    connection.exec_driver_sql(statement, params)
+    connection.exec_driver_sql(statement, params if len(params) > 1 else params[0])

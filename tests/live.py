@@ -458,7 +458,7 @@ class DevStack:
             try:
                 if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy starting to answer
                 pass
             time.sleep(0.2)
         self.kill()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,7 @@ from helpers import spec, wait_until
 from live import REPO_ROOT
 from test_timeouts import silent_s3
 
+from s3drive.api.admission import SLOT_WAIT, STUCK_AFTER, Admission
 from s3drive.app import close_app
 from s3drive.dev import ministack
 
@@ -148,3 +150,20 @@ def _login(base: str) -> dict:
     assert requests.post(base + "/api/auth/register", json=body, timeout=10).status_code == 201
     tokens = requests.post(base + "/api/auth/login", json=body, timeout=10).json()
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def test_a_busy_process_makes_a_request_wait_for_a_slot_and_a_stuck_one_refuses_it_at_once():
+    admission = Admission(1)
+    assert admission.enter()
+    # Busy: the holder leaves within milliseconds, so the next request waits for its slot.
+    threading.Timer(0.03, admission.leave).start()
+    started = time.monotonic()
+    assert admission.enter()
+    assert 0.02 < time.monotonic() - started < SLOT_WAIT
+    # Stuck: the holder has run longer than STUCK_AFTER, so the next request is refused at once.
+    time.sleep(STUCK_AFTER + 0.05)
+    started = time.monotonic()
+    assert not admission.enter()
+    assert time.monotonic() - started < 0.02
+    admission.leave()
+    assert admission.enter() and admission.in_flight == 1

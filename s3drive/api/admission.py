@@ -4,15 +4,17 @@ gunicorn's threaded worker hands each connection to one of its threads. When S3 
 hangs, requests hold their threads until their timeouts (seconds): if every thread waits, even
 /healthz queues behind them, and the orchestrator kills a worker that is merely waiting. So at
 most MAX_IN_FLIGHT requests run at once (gunicorn.conf.py: threads - 1), which keeps a thread
-free for /healthz. A request beyond the bound waits up to SLOT_WAIT for a slot, then answers 503
-server_busy with Retry-After: a busy server (every slot held by requests that finish in
-milliseconds) serves it a moment later, a stuck one (slots held by requests waiting seconds on a
-dependency) turns it away within SLOT_WAIT and lets the queue drain instead of piling up.
+free for /healthz. A request beyond the bound either waits for a slot or answers 503 server_busy
+with Retry-After at once, by what holds the slots: requests that started within STUCK_AFTER (a
+busy server: they finish in milliseconds) are waited for, up to SLOT_WAIT; if the oldest has run
+longer (a stuck server: they wait seconds on a dependency), the request is turned away at once, so
+the spare thread stays free for /healthz and the queue drains instead of piling up.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 from flask import Flask, g, request
 
@@ -20,10 +22,11 @@ from ..errors import ServerBusy
 
 # Answered whatever the load: liveness must not depend on the dependencies.
 EXEMPT_PATHS = frozenset({"/healthz"})
-# How long a request beyond the bound waits for a slot. Under load every slot is taken most of the
-# time and frees within milliseconds (turning those requests away cost half the throughput); while
-# a dependency hangs none frees for seconds. /healthz waits at most this long for the spare thread.
+# Under load every slot is taken most of the time and frees within milliseconds: turning those
+# requests away at once cost half the throughput. So a request beyond the bound waits up to
+# SLOT_WAIT for a slot, unless the slots are held by a request older than STUCK_AFTER.
 SLOT_WAIT = 0.1
+STUCK_AFTER = 0.25
 
 
 class Admission:
@@ -33,21 +36,31 @@ class Admission:
         self.capacity = capacity
         self._slots = threading.BoundedSemaphore(capacity)
         self._lock = threading.Lock()
+        self._started: dict[int, float] = {}  # thread -> when its request took its slot
         self.in_flight = 0
 
     def enter(self) -> bool:
-        """Take a slot, waiting up to SLOT_WAIT for one to free."""
-        if not self._slots.acquire(timeout=SLOT_WAIT):
-            return False
+        """Take a slot: at once if one is free, else wait up to SLOT_WAIT unless the holders are stuck."""
+        if not self._slots.acquire(blocking=False):
+            if self._stuck() or not self._slots.acquire(timeout=SLOT_WAIT):
+                return False
         with self._lock:
             self.in_flight += 1
+            self._started[threading.get_ident()] = time.monotonic()
         return True
 
     def leave(self) -> None:
         """Give a slot back."""
         with self._lock:
             self.in_flight -= 1
+            self._started.pop(threading.get_ident(), None)
         self._slots.release()
+
+    def _stuck(self) -> bool:
+        """Tell whether a request holding a slot has run longer than STUCK_AFTER."""
+        with self._lock:
+            oldest = min(self._started.values(), default=None)
+        return oldest is not None and time.monotonic() - oldest > STUCK_AFTER
 
 
 def init_app(app: Flask) -> None:
