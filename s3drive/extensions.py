@@ -1,12 +1,13 @@
 """Unbound Flask extensions, bound to an app in create_app()."""
 
 from flask_cors import CORS
-from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
+
+from .services.auth_cache import DecodingJWTManager
 
 # Named constraints so Alembic migrations are stable across databases.
 metadata = MetaData(
@@ -21,6 +22,6 @@ metadata = MetaData(
 
 db = SQLAlchemy(metadata=metadata)
 migrate = Migrate()
-jwt = JWTManager()
+jwt = DecodingJWTManager()
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
 cors = CORS()

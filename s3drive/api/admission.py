@@ -4,11 +4,11 @@ gunicorn's threaded worker hands each connection to one of its threads. When S3 
 hangs, requests hold their threads until their timeouts (seconds): if every thread waits, even
 /healthz queues behind them, and the orchestrator kills a worker that is merely waiting. So at
 most MAX_IN_FLIGHT requests run at once (gunicorn.conf.py: threads - 1), which keeps a thread
-free for /healthz. A request beyond the bound either waits for a slot or answers 503 server_busy
-with Retry-After at once, by what holds the slots: requests that started within STUCK_AFTER (a
-busy server: they finish in milliseconds) are waited for, up to SLOT_WAIT; if the oldest has run
-longer (a stuck server: they wait seconds on a dependency), the request is turned away at once, so
-the spare thread stays free for /healthz and the queue drains instead of piling up.
+free for /healthz. A request beyond the bound waits for a slot as long as the requests holding
+them are busy (each started within STUCK_AFTER: they finish in milliseconds, and gunicorn's queue
+holds the rest); once one of them has run longer (stuck on a dependency for seconds), it answers
+503 server_busy with Retry-After within SLOT_WAIT, so the spare thread is free for /healthz again
+and the queue drains instead of piling up.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from ..errors import ServerBusy
 # Answered whatever the load: liveness must not depend on the dependencies.
 EXEMPT_PATHS = frozenset({"/healthz"})
 # Under load every slot is taken most of the time and frees within milliseconds: turning those
-# requests away at once cost half the throughput. So a request beyond the bound waits up to
-# SLOT_WAIT for a slot, unless the slots are held by a request older than STUCK_AFTER.
-SLOT_WAIT = 0.1
-STUCK_AFTER = 0.25
+# requests away cost half the throughput. A request in a slot for STUCK_AFTER is waiting on
+# something (a busy process serves one in tens of milliseconds); a waiting request looks again
+# every SLOT_WAIT. /healthz waits at most about STUCK_AFTER + SLOT_WAIT for the spare thread.
+SLOT_WAIT = 0.05
+STUCK_AFTER = 0.5
 
 
 class Admission:
@@ -40,9 +41,9 @@ class Admission:
         self.in_flight = 0
 
     def enter(self) -> bool:
-        """Take a slot: at once if one is free, else wait up to SLOT_WAIT unless the holders are stuck."""
-        if not self._slots.acquire(blocking=False):
-            if self._stuck() or not self._slots.acquire(timeout=SLOT_WAIT):
+        """Take a slot: wait for one while its holders are busy, refuse once one of them is stuck."""
+        while not self._slots.acquire(timeout=SLOT_WAIT):
+            if self._stuck():
                 return False
         with self._lock:
             self.in_flight += 1

@@ -11,6 +11,11 @@ How fast a change takes effect:
   within AUTH_CACHE_SECONDS: that is the bound on how long a logged-out token, a disabled account or a
   withdrawn admin right can still be used there.
 
+Decoding a token (PyJWT checks its base64 a character at a time, and flask-jwt-extended decodes each
+token twice) costs more than the rest of a small request: DecodingJWTManager keeps the claims of
+tokens whose signature it verified, keyed by their exact text, until they expire. That changes no
+answer: the same text always verifies the same way, and expiry is checked on every use.
+
 Only what authentication needs is cached (an immutable Principal: id and admin flag); views that show the
 account (GET /api/auth/me, /api/files/usage) read the user from the database. The cache lives on the app
 (app.extensions), so apps in one process (tests) never share it.
@@ -24,8 +29,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from flask import Flask, current_app
+from flask_jwt_extended import JWTManager
 
 EXTENSION = "s3drive.auth_cache"
+DECODED = "s3drive.decoded_tokens"
 # Beyond this many tokens the oldest are forgotten: the cache cannot grow without limit, and a forgotten
 # token costs one query to learn again.
 MAX_ENTRIES = 10_000
@@ -88,6 +95,49 @@ class AuthCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
+
+
+class DecodedTokens:
+    """Claims of verified tokens by their text, until they expire; bounded; thread-safe."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self._claims: OrderedDict[str, dict] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max_entries = max_entries
+
+    def get(self, encoded: str) -> dict | None:
+        """Return a copy of the claims of a token verified before, if it has not expired since."""
+        with self._lock:
+            claims = self._claims.get(encoded)
+            if claims is None:
+                return None
+            if claims["exp"] <= time.time():
+                del self._claims[encoded]
+                return None
+            return dict(claims)
+
+    def put(self, encoded: str, claims: dict) -> None:
+        """Remember the claims of a token whose signature was just verified (only tokens that expire)."""
+        if not isinstance(claims.get("exp"), int | float):
+            return
+        with self._lock:
+            self._claims[encoded] = dict(claims)
+            while len(self._claims) > self._max_entries:
+                self._claims.popitem(last=False)
+
+
+class DecodingJWTManager(JWTManager):
+    """flask-jwt-extended's JWTManager, decoding each token's text once per process (DecodedTokens)."""
+
+    def _decode_jwt_from_config(self, encoded_token: str, csrf_value=None, allow_expired: bool = False) -> dict:
+        if csrf_value is not None or allow_expired:  # not ours: decode as the library does
+            return super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
+        decoded = current_app.extensions.setdefault(DECODED, DecodedTokens())
+        claims = decoded.get(encoded_token)
+        if claims is None:
+            claims = super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
+            decoded.put(encoded_token, claims)
+        return claims
 
 
 def init_app(app: Flask) -> None:
