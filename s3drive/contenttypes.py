@@ -12,6 +12,7 @@ def _type_patterns(allowed: tuple[str, ...]) -> tuple[frozenset[str], tuple[str,
     return exact, tuple(t for t in allowed if "*" in t)
 
 
+@lru_cache(maxsize=1024)  # a batch asks about the same few types a thousand times
 def content_type_allowed(content_type: str, allowed: tuple[str, ...]) -> bool:
     """Tell whether a MIME type matches the allow-list (wildcards like image/*)."""
     exact, wildcards = _type_patterns(allowed)

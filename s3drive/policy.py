@@ -7,6 +7,7 @@ import binascii
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from flask import Flask, current_app
 
@@ -132,7 +133,17 @@ def normalize_tags(raw: list[str] | str | None) -> list[str]:
     """Return tags trimmed, lowercased and deduplicated in first-seen order."""
     if raw is None:
         return []
-    items = raw.split(",") if isinstance(raw, str) else raw
+    if isinstance(raw, str):
+        return list(_normalize_tag_string(raw))  # a batch often repeats one string of tags
+    return _normalize_tag_list(raw)
+
+
+@lru_cache(maxsize=1024)
+def _normalize_tag_string(raw: str) -> tuple[str, ...]:
+    return tuple(_normalize_tag_list(raw.split(",")))
+
+
+def _normalize_tag_list(items: list[str]) -> list[str]:
     tags: list[str] = []
     for item in items:
         tag = _strip_controls(item).strip().lower()

@@ -184,7 +184,9 @@ def load_upload_request(body: dict, max_batch: int) -> list[Any] | None:
     """Return the raw FileSpecs of a batch body ({"files": [...]}), or None for the single-file form."""
     if "files" not in body:
         return None
-    files = load_or_fail(_batch_upload_schema, body)["files"]
+    files = body["files"]
+    if not isinstance(files, list):  # marshmallow says what is wrong; a list needs no such pass
+        files = load_or_fail(_batch_upload_schema, body)["files"]
     check_batch_size(files, max_batch)
     return files
 
