@@ -9,6 +9,7 @@ import pytest
 from conftest import make_test_app, register_and_login
 from flask_jwt_extended import create_access_token
 
+from s3drive.api.auth import LIMITED_ENDPOINTS
 from s3drive.extensions import db
 from s3drive.models import RevokedToken, User
 
@@ -190,3 +191,16 @@ def test_an_unreachable_rate_limit_store_never_fails_a_login(make_app, s3):
     assert limited.status_code == 429 and limited.get_json()["error"]["code"] == "rate_limited"
     ready = client.get("/readyz").get_json()
     assert ready["checks"]["rate_limits"].startswith("degraded")
+
+
+def test_only_routes_with_a_rate_limit_go_through_the_limiter(make_app):
+    # Requests to other routes skip the limiter's work; the limited ones are found by what
+    # @limiter.limit marked, so a limit added to any route is enforced without more code.
+    app = make_app(LOGIN_RATE_LIMIT="2 per minute")
+    client = app.test_client()
+    for _ in range(5):
+        assert client.get("/api/files/limits").status_code == 200
+        assert "X-RateLimit-Limit" not in client.get("/api/files/limits").headers
+    assert app.extensions[LIMITED_ENDPOINTS] == {"auth.login", "auth.register"}
+    body = {"username": "nobody", "password": "wrong password"}
+    assert [client.post("/api/auth/login", json=body).status_code for _ in range(3)] == [401, 401, 429]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, request
 from flask_jwt_extended import create_access_token, create_refresh_token, current_user, get_jwt
+from flask_limiter.util import get_qualified_name
 
 from ..extensions import limiter
 from ..schemas import (
@@ -18,11 +19,26 @@ from ..schemas import (
 from ..services import users
 from .base import Blueprint, auth_required, errors
 
+LIMITED_ENDPOINTS = "s3drive.rate_limited_endpoints"
+
 blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Accounts and tokens")
 
 
 def _login_limit() -> str:
     return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+@limiter.request_filter
+def _route_has_no_limits() -> bool:
+    """Let requests to routes without a rate limit skip the limiter (its work was a tenth of a small request)."""
+    limited = current_app.extensions.get(LIMITED_ENDPOINTS)
+    if limited is None:
+        # The routes decorated with @limiter.limit (flask-limiter knows them by qualified name).
+        marked = limiter._marked_for_limiting
+        views = current_app.view_functions.items()
+        limited = frozenset(endpoint for endpoint, view in views if get_qualified_name(view) in marked)
+        current_app.extensions[LIMITED_ENDPOINTS] = limited
+    return request.endpoint not in limited
 
 
 @blp.route("/register", methods=["POST"])

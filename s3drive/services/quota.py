@@ -150,7 +150,9 @@ def reserve_within_bound(user_id: str, size: int, room: int) -> bool:
     to reserve (forms of undeclared size) takes no lock: they only need the room for their bound.
     """
     statement = _RESERVE_WITHIN_BOUND if size else _ROOM_WITHIN_BOUND
-    return db.session.execute(statement, {"user_id": user_id, "size": size, "room": room}).first() is not None
+    # On the session's connection, in its transaction: Core, without the ORM's per-statement work.
+    parameters = {"user_id": user_id, "size": size, "room": room}
+    return db.session.connection().execute(statement, parameters).first() is not None
 
 
 @dataclass
