@@ -187,8 +187,14 @@ def _check_parts_fit(user_id: str, numbers: list[int]) -> None:
             f"Part {beyond_limit[0]} would take this upload beyond the {get_policy().max_file_size}-byte file limit.",
             details={"max_file_size": get_policy().max_file_size},
         )
-    left = max(available_bytes(db.session.get(User, user_id)), 0)
+    user = db.session.get(User, user_id)
+    # What the quota's bound leaves is never more than what is left: if the parts fit in it, they
+    # fit, without summing the user's reservations (quota.py); else count exactly.
+    left = max(user.quota_bytes - user.used_bytes - user.reserved_bound, 0)
     beyond_quota = _beyond(numbers, left)
+    if beyond_quota:
+        left = max(available_bytes(user), 0)
+        beyond_quota = _beyond(numbers, left)
     if beyond_quota:
         raise QuotaExceeded(
             f"Part {beyond_quota[0]} would take this upload beyond your quota ({left} bytes left).",
