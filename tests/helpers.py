@@ -5,8 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from contextlib import contextmanager
 
 import requests
+from sqlalchemy import event
+
+from s3drive.extensions import db
 
 
 def sha256_b64(data: bytes) -> str:
@@ -70,3 +74,20 @@ def queued_tasks(app) -> list[dict]:
             taken.append({"task": message.headers["task"], "args": args, "eta": message.headers.get("eta")})
         queue.close()
     return taken
+
+
+@contextmanager
+def statements(app):
+    """Collect the SQL statements (lowercased) the app's engine runs inside the block."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement.lower())
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

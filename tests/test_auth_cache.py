@@ -7,11 +7,12 @@ Changes made in this process (logout, an admin's change) take effect at once; ch
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 
+import pytest
 from conftest import admin_login, register_and_login
 from flask_jwt_extended import decode_token
-from sqlalchemy import event, update
+from helpers import statements
+from sqlalchemy import update
 
 from s3drive.extensions import db
 from s3drive.models import RevokedToken, User
@@ -23,23 +24,6 @@ LONG = 60  # seconds: longer than any test, so only an explicit drop can explain
 
 def error_code(response) -> str:
     return response.get_json()["error"]["code"]
-
-
-@contextmanager
-def statements(app):
-    """Collect the SQL statements the app's engine runs inside the block."""
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement.lower())
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def touching(seen: list[str], table: str) -> list[str]:
@@ -125,31 +109,25 @@ def test_logout_ends_an_uppy_session_at_once(make_app, s3):
     assert response.status_code == 401 and "revoked" in response.get_json()["error"]
 
 
-def test_a_revocation_by_another_process_takes_effect_within_the_bound(make_app):
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        (lambda app, auth: revoke_in_database(app, auth), "token_revoked"),
+        (lambda app, auth: set_in_database(app, "alice", is_active=False), "invalid_token"),
+    ],
+    ids=["revoked", "disabled"],
+)
+def test_a_change_made_by_another_process_takes_effect_within_the_bound(make_app, change, code):
     app = make_app(AUTH_CACHE_SECONDS=SHORT)
     client = app.test_client()
     auth = register_and_login(client, "alice")
     assert client.get("/api/files/?limit=1", headers=auth).status_code == 200
 
-    revoke_in_database(app, auth)
+    change(app, auth)
 
     assert client.get("/api/files/?limit=1", headers=auth).status_code == 200  # still trusted, for now
     response, waited = wait_for_status(client, "/api/files/?limit=1", auth, 401, SHORT)
-    assert response.status_code == 401 and error_code(response) == "token_revoked"
-    assert waited <= SHORT + 1
-
-
-def test_a_user_disabled_in_the_database_is_refused_within_the_bound(make_app):
-    app = make_app(AUTH_CACHE_SECONDS=SHORT)
-    client = app.test_client()
-    auth = register_and_login(client, "alice")
-    assert client.get("/api/files/?limit=1", headers=auth).status_code == 200
-
-    set_in_database(app, "alice", is_active=False)
-
-    assert client.get("/api/files/?limit=1", headers=auth).status_code == 200  # still trusted, for now
-    response, waited = wait_for_status(client, "/api/files/?limit=1", auth, 401, SHORT)
-    assert response.status_code == 401 and error_code(response) == "invalid_token"
+    assert response.status_code == 401 and error_code(response) == code
     assert waited <= SHORT + 1
 
 

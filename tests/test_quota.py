@@ -7,12 +7,11 @@ bytes against the exact sums the API reports, with real uploads on moto.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import timedelta
 
 from conftest import register_and_login
-from helpers import presign, put_bytes, spec, usage
-from sqlalchemy import event, select, update
+from helpers import presign, put_bytes, spec, statements, usage
+from sqlalchemy import select, update
 
 from s3drive.extensions import db
 from s3drive.models import File, User
@@ -26,21 +25,12 @@ def bound(app, username: str) -> int:
         return db.session.scalar(select(User.reserved_bound).where(User.username == username))
 
 
-@contextmanager
-def statements(app):
-    """Collect the SQL statements the app runs meanwhile."""
-    seen: list[str] = []
-
-    def remember(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement.lower())
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", remember)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", remember)
+def upload_and_confirm(client, auth, name: str, size: int) -> dict:
+    """Presign, PUT `size` bytes and confirm one file; return its ticket."""
+    [ticket] = presign(client, auth, spec(name, b"x" * size))["successful"]
+    assert put_bytes(ticket, b"x" * size).status_code == 200
+    assert client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth).status_code == 200
+    return ticket
 
 
 def test_a_batch_that_surely_fits_reserves_without_summing_the_reservations(make_app):
@@ -60,9 +50,7 @@ def test_an_arrival_turns_its_reservation_into_used_bytes_and_lowers_the_bound(m
     app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
     client = app.test_client()
     auth = register_and_login(client, "alice")
-    [ticket] = presign(client, auth, spec("a.bin", b"x" * 400))["successful"]
-    assert put_bytes(ticket, b"x" * 400).status_code == 200
-    assert client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth).status_code == 200
+    upload_and_confirm(client, auth, "a.bin", 400)
     assert bound(app, "alice") == 0
     assert usage(client, auth) | {"file_count": None} == {
         "used_bytes": 400,
@@ -100,9 +88,7 @@ def test_a_deleted_file_whose_url_lives_still_holds_its_bytes(make_app):
     app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
     client = app.test_client()
     auth = register_and_login(client, "alice")
-    [ticket] = presign(client, auth, spec("a.bin", b"x" * 700))["successful"]
-    assert put_bytes(ticket, b"x" * 700).status_code == 200
-    assert client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth).status_code == 200
+    ticket = upload_and_confirm(client, auth, "a.bin", 700)
     assert client.delete(f"/api/files/{ticket['id']}", headers=auth).status_code == 200
     assert usage(client, auth)["used_bytes"] == 0 and usage(client, auth)["reserved_bytes"] == 700
     assert bound(app, "alice") >= 700
