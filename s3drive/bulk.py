@@ -1,4 +1,5 @@
-"""Bulk INSERT for the presign hot path: 1,000 rows in one round trip, without per-row ORM work."""
+"""Bulk INSERT for the presign hot paths: 1,000 rows in one round trip, without per-row ORM work;
+a few rows in the same statement as the check that lets them in (insert_guarded)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Table
+from sqlalchemy import JSON, Executable, Table
 
 from .extensions import db
 
@@ -54,6 +55,55 @@ def _executemany_rows(connection, table: Table, names: list[str], rows: list[dic
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
         f"VALUES ({', '.join([marker] * len(names))})"
     )
+    params = _driver_values(dialect, table, names, rows)
+    connection.exec_driver_sql(statement, params if len(params) > 1 else params[0])
+
+
+def can_insert_guarded(rows: list[dict[str, Any]]) -> bool:
+    """Tell whether insert_guarded takes these rows: a few, on PostgreSQL."""
+    dialect = db.session.get_bind().dialect
+    return dialect.name == "postgresql" and dialect.driver == "psycopg" and 0 < len(rows) < COPY_MIN_ROWS
+
+
+def insert_guarded(table: Table, rows: list[dict[str, Any]], guard: Executable, guard_params: dict[str, Any]) -> bool:
+    """INSERT rows that all have the same keys if `guard` returns a row, in one statement; True if it did.
+
+    PostgreSQL only (can_insert_guarded): `guard` runs first, as a CTE (an UPDATE ... RETURNING that
+    reserves quota, say), and the rows go in only if it returned one: one round trip where the
+    check and the insert would take two. Inside the session's transaction, like bulk_insert.
+    """
+    connection = db.session.connection()
+    names = list(rows[0])
+    key = (table.name, tuple(names), len(rows), guard)
+    statement = _GUARDED.get(key)
+    if statement is None:
+        statement = _GUARDED[key] = _guarded_statement(connection.dialect, table, names, len(rows), guard)
+    params = dict(guard_params)
+    for i, values in enumerate(_driver_values(connection.dialect, table, names, rows)):
+        params.update(zip((f"r{i}_{j}" for j in range(len(names))), values))
+    return connection.exec_driver_sql(statement, params).rowcount == len(rows)
+
+
+# (table, columns, row count, guard) -> SQL: building it costs more than running it.
+_GUARDED: dict[tuple, str] = {}
+
+
+def _guarded_statement(dialect, table: Table, names: list[str], count: int, guard: Executable) -> str:
+    quote = dialect.identifier_preparer.quote
+    # Parameters in a VALUES list have no column to take a type from: each is cast to its column's.
+    types = [table.c[name].type.compile(dialect=dialect) for name in names]
+    values = ", ".join(
+        "(" + ", ".join(f"CAST(%(r{i}_{j})s AS {type_})" for j, type_ in enumerate(types)) + ")" for i in range(count)
+    )
+    return (
+        f"WITH guard AS ({guard.compile(dialect=dialect)}) "
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+        f"SELECT * FROM (VALUES {values}) AS new_rows WHERE EXISTS (SELECT FROM guard)"
+    )
+
+
+def _driver_values(dialect, table: Table, names: list[str], rows: list[dict[str, Any]]) -> list[tuple]:
+    """Return each row's values in `names` order, as the driver takes them (bind processors applied)."""
     # Most columns need no processing: take them all in C, then fix up the few that do.
     take = itemgetter(*names)
     processors = [
@@ -73,4 +123,4 @@ def _executemany_rows(connection, table: Table, names: list[str], rows: list[dic
                     seen = memo[i] = (value, processor(value))
                 values[i] = seen[1]
         params.append(tuple(values))
-    connection.exec_driver_sql(statement, params if len(params) > 1 else params[0])
+    return params

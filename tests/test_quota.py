@@ -46,6 +46,31 @@ def test_a_batch_that_surely_fits_reserves_without_summing_the_reservations(make
     assert usage(client, auth)["reserved_bytes"] == 600  # the exact sum agrees
 
 
+def test_one_file_within_the_bound_is_reserved_and_recorded_by_one_statement_on_postgresql(make_app):
+    """The presign of a single file (an Uppy form, the hot path): on PostgreSQL the reservation and the
+    record go in one round trip; SQLite takes two statements. Either way both are written, and the
+    file uploads and confirms."""
+    app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    presign(client, auth, spec("a.bin", b"x" * 100))
+    with statements(app) as seen:
+        [ticket] = presign(client, auth, spec("b.bin", b"x" * 200))["successful"]
+    writes = [s for s in seen if s.startswith(("insert", "update", "with"))]
+    with app.app_context():
+        postgres = db.engine.dialect.name == "postgresql"
+    if postgres:
+        assert len(writes) == 1, writes
+        assert "update users" in writes[0] and "insert into files" in writes[0]
+    else:
+        assert [s.split()[0] for s in writes] == ["update", "insert"], writes
+    assert bound(app, "alice") == 300
+    assert usage(client, auth)["reserved_bytes"] == 300
+    assert put_bytes(ticket, b"x" * 200).status_code == 200
+    assert client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth).status_code == 200
+    assert usage(client, auth)["used_bytes"] == 200
+
+
 def test_an_arrival_turns_its_reservation_into_used_bytes_and_lowers_the_bound(make_app):
     app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
     client = app.test_client()

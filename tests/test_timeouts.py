@@ -11,9 +11,13 @@ import threading
 import time
 from contextlib import closing, contextmanager
 
+import pytest
 from conftest import register_and_login
-from helpers import spec
+from helpers import spec, wait_until
 from sqlalchemy import create_engine, text
+
+from s3drive import app as s3drive_app
+from s3drive.extensions import db
 
 
 @contextmanager
@@ -94,3 +98,36 @@ def test_a_held_database_lock_is_a_503_within_the_database_timeout(app_on, datab
     # The lock is gone: the same request works, and nothing of the failed one was kept.
     assert client.post("/api/files/upload/", json=spec("a.jpg"), headers=auth).status_code == 200
     assert client.get("/api/files/usage", headers=auth).get_json()["reserved_bytes"] == 10
+
+
+@pytest.mark.parametrize("idle_after", [None, 0.0], ids=["recently-used", "idle-so-pinged"])
+def test_pooled_connections_the_server_ended_are_replaced_without_an_error(make_app, database_url, monkeypatch, idle_after):
+    """PostgreSQL ends the pool's connections (a restart, an administrator): the next requests get
+    new ones and succeed. A recently used connection is found dead without a round trip (its socket
+    holds the server's farewell); one idle for long is pinged."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to end a connection")
+    if idle_after is not None:
+        monkeypatch.setattr(s3drive_app, "PING_IDLE_AFTER", idle_after)
+    app = make_app()
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    assert client.post("/api/files/upload/", json=spec("a.jpg"), headers=auth).status_code == 200
+    with app.app_context():
+        old = set(db.session.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")))
+        db.session.remove()
+    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        mine = connection.scalar(text("SELECT pg_backend_pid()"))
+        ended = {pid for pid in old - {mine} if connection.scalar(text("SELECT pg_terminate_backend(:p)"), {"p": pid})}
+        assert ended
+        assert wait_until(
+            lambda: not ended & set(connection.scalars(text("SELECT pid FROM pg_stat_activity"))), timeout=10
+        )
+    admin.dispose()
+    for name in ("b.jpg", "c.jpg", "d.jpg"):
+        response = client.post("/api/files/upload/", json=spec(name), headers=auth)
+        assert response.status_code == 200, response.get_json()
+    assert client.get("/api/files/usage", headers=auth).get_json()["reserved_bytes"] == 40
+    with app.app_context():
+        assert db.session.scalar(text("SELECT pg_backend_pid()")) not in ended

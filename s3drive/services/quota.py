@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Executable, bindparam, func, select, update
 
-from .. import chunks
+from .. import bulk, chunks
 from ..errors import QuotaExceeded, Unauthorized
 from ..extensions import db
 from ..models import RESERVING_STATUSES, File, FileStatus, User
@@ -143,16 +143,23 @@ _ROOM_WITHIN_BOUND = select(User.id).where(
 )
 
 
-def reserve_within_bound(user_id: str, size: int, room: int) -> bool:
-    """Reserve `size` bytes in one statement if the quota has `room` (>= size) bytes under the bound.
+def reserve_within_bound(user_id: str, size: int, room: int, rows: list[dict[str, Any]]) -> bool:
+    """Reserve `size` bytes if the quota has `room` (>= size) bytes under the bound, and insert the
+    files `rows` that hold them: one statement for a few rows on PostgreSQL, else two.
 
-    False: the bound says nothing for sure (or the user is gone): decide with open_ledger. Nothing
-    to reserve (forms of undeclared size) takes no lock: they only need the room for their bound.
+    False, and nothing written: the bound says nothing for sure (or the user is gone): decide
+    with open_ledger. Nothing to reserve (forms of undeclared size) takes no lock: they only need
+    the room for their bound.
     """
     statement = _RESERVE_WITHIN_BOUND if size else _ROOM_WITHIN_BOUND
-    # On the session's connection, in its transaction: Core, without the ORM's per-statement work.
     parameters = {"user_id": user_id, "size": size, "room": room}
-    return db.session.connection().execute(statement, parameters).first() is not None
+    if bulk.can_insert_guarded(rows):
+        return bulk.insert_guarded(File.__table__, rows, statement, parameters)
+    # On the session's connection, in its transaction: Core, without the ORM's per-statement work.
+    if db.session.connection().execute(statement, parameters).first() is None:
+        return False
+    bulk.bulk_insert(File.__table__, rows)
+    return True
 
 
 @dataclass

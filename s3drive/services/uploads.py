@@ -71,14 +71,35 @@ def reserve_uploads(
         False: now + timedelta(seconds=current_app.config["URL_EXPIRES_IN"]),
         True: multipart_expiry(now),
     }
-    ids = new_ids(len(specs))
     # Time-ordered, so the keys of newer batches sort after older ones.
     batch_id = new_time_ordered_id()
+    # The usual case, a batch well within the quota, takes one statement; else one decision per file.
+    rows, multipart_rows = _upload_rows(user_id, specs, batch_id, now, expires, None, failures)
+    declared = sum(spec.size for spec in specs if spec.size_declared)
+    bound = max((spec.size for spec in specs if not spec.size_declared), default=0)
+    if not reserve_within_bound(user_id, declared, declared + bound, rows + [row for _, _, row in multipart_rows]):
+        ledger = open_ledger(user_id, now)
+        rows, multipart_rows = _upload_rows(user_id, specs, batch_id, now, expires, ledger, failures)
+        bulk_insert(File.__table__, rows + [row for _, _, row in multipart_rows])
+    # Commit releases the quota lock before the S3 calls and the (CPU-only) signing.
+    db.session.commit()
+    return rows, multipart_rows
+
+
+def _upload_rows(
+    user_id: str,
+    specs: list[UploadSpec],
+    batch_id: str,
+    now: datetime,
+    expires: dict[bool, datetime],
+    ledger: Ledger | None,
+    failures: list[UploadFailure],
+) -> tuple[list[dict[str, Any]], list[MultipartRow]]:
+    """Return the rows of the uploads the ledger lets in (all of them without one); add the others to failures."""
+    ids = new_ids(len(specs))
     prefix = current_app.config["S3_KEY_PREFIX"]
     rows: list[dict[str, Any]] = []
     multipart_rows: list[MultipartRow] = []
-    # The usual case, a batch well within the quota, takes one statement; else one decision per file.
-    ledger = None if _reserve_batch_within_bound(user_id, specs) else open_ledger(user_id, now)
     for spec in specs:
         try:
             if ledger is not None:
@@ -93,18 +114,7 @@ def reserve_uploads(
             multipart_rows.append((spec.index, len(rows) + len(multipart_rows), row))
         else:
             rows.append(row)
-    bulk_insert(File.__table__, rows + [row for _, _, row in multipart_rows])
-    # Commit releases the quota lock before the S3 calls and the (CPU-only) signing.
-    db.session.commit()
     return rows, multipart_rows
-
-
-def _reserve_batch_within_bound(user_id: str, specs: list[UploadSpec]) -> bool:
-    """Reserve the whole batch at once if it surely fits: its declared sizes, with room for the
-    largest undeclared bound uncut. False: the ledger decides file by file."""
-    declared = sum(spec.size for spec in specs if spec.size_declared)
-    bound = max((spec.size for spec in specs if not spec.size_declared), default=0)
-    return reserve_within_bound(user_id, declared, declared + bound)
 
 
 def _reserve(ledger: Ledger, spec: UploadSpec) -> None:
