@@ -4,6 +4,7 @@ a few rows in the same statement as the check that lets them in (insert_guarded)
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -61,19 +62,30 @@ def _executemany_rows(connection, table: Table, names: list[str], rows: list[dic
 
 def can_insert_guarded(rows: list[dict[str, Any]]) -> bool:
     """Tell whether insert_guarded takes these rows: a few, on PostgreSQL."""
-    dialect = db.session.get_bind().dialect
-    return dialect.name == "postgresql" and dialect.driver == "psycopg" and 0 < len(rows) < COPY_MIN_ROWS
+    return 0 < len(rows) < COPY_MIN_ROWS and _guards_inserts(db.engine)
 
 
 def insert_guarded(table: Table, rows: list[dict[str, Any]], guard: Executable, guard_params: dict[str, Any]) -> bool:
     """INSERT rows that all have the same keys if `guard` returns a row, in one statement; True if it did.
 
     PostgreSQL only (can_insert_guarded): `guard` runs first, as a CTE (an UPDATE ... RETURNING that
-    reserves quota, say), and the rows go in only if it returned one: one round trip where the
-    check and the insert would take two. Inside the session's transaction, like bulk_insert.
+    reserves quota, say), and the rows go in only if it returned one. In the session's transaction
+    if it has one; else the statement commits on its own (autocommit): one round trip in all, where
+    BEGIN, the check, the insert and COMMIT would take four.
     """
-    connection = db.session.connection()
     names = list(rows[0])
+    if db.session().in_transaction():
+        return _run_guarded(db.session.connection(), table, names, rows, guard, guard_params)
+    with db.engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")  # reset when it goes back to the pool
+        return _run_guarded(connection, table, names, rows, guard, guard_params)
+
+
+def _guards_inserts(engine) -> bool:
+    return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+
+
+def _run_guarded(connection, table: Table, names: list[str], rows: list[dict[str, Any]], guard, guard_params) -> bool:
     key = (table.name, tuple(names), len(rows), guard)
     statement = _GUARDED.get(key)
     if statement is None:
@@ -106,11 +118,7 @@ def _driver_values(dialect, table: Table, names: list[str], rows: list[dict[str,
     """Return each row's values in `names` order, as the driver takes them (bind processors applied)."""
     # Most columns need no processing: take them all in C, then fix up the few that do.
     take = itemgetter(*names)
-    processors = [
-        (i, processor)
-        for i, name in enumerate(names)
-        if (processor := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
-    ]
+    processors = _processors(dialect, table, tuple(names))
     memo: dict[int, tuple[Any, Any]] = {}
     params = []
     for row in rows:
@@ -124,3 +132,13 @@ def _driver_values(dialect, table: Table, names: list[str], rows: list[dict[str,
                 values[i] = seen[1]
         params.append(tuple(values))
     return params
+
+
+@lru_cache(maxsize=64)
+def _processors(dialect, table: Table, names: tuple[str, ...]) -> list[tuple[int, Any]]:
+    """Return (position, bind processor) of the columns whose values the driver cannot take as they are."""
+    return [
+        (i, processor)
+        for i, name in enumerate(names)
+        if (processor := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    ]

@@ -81,8 +81,10 @@ def reserve_uploads(
         ledger = open_ledger(user_id, now)
         rows, multipart_rows = _upload_rows(user_id, specs, batch_id, now, expires, ledger, failures)
         bulk_insert(File.__table__, rows + [row for _, _, row in multipart_rows])
-    # Commit releases the quota lock before the S3 calls and the (CPU-only) signing.
-    db.session.commit()
+    # Commit releases the quota lock before the S3 calls and the (CPU-only) signing. (Without a
+    # transaction, the one statement of reserve_within_bound committed on its own.)
+    if db.session().in_transaction():
+        db.session.commit()
     return rows, multipart_rows
 
 
