@@ -11,6 +11,8 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 if threads > 1:
     os.environ.setdefault("S3DRIVE_MAX_IN_FLIGHT", str(threads - 1))
 accesslog = "-"
+# The default format at a fraction of gunicorn's cost, without Uppy session tokens (s3drive/accesslog.py).
+logger_class = "s3drive.accesslog.AccessLogger"
 # Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new connections
 # over them. With one shared socket, a burst of keep-alive connections (a proxy's pool, a browser,
 # a load test) lands on whichever worker wakes first and stays there: measured, all 32 of wrk's

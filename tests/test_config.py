@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,23 @@ def test_several_workers_with_in_memory_rate_limits_are_reported(tmp_path):
     assert "counts the rate limits on its own" in start_gunicorn(tmp_path, {})
     shared = start_gunicorn(tmp_path, {"S3DRIVE_RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0"})
     assert "counts the rate limits on its own" not in shared
+
+
+def test_the_access_log_is_gunicorns_combined_format_without_uppy_session_tokens(tmp_path):
+    """gunicorn.conf.py's AccessLogger writes gunicorn's default line (Apache's combined format),
+    quotes escaped as gunicorn escapes them, and never the token of an Uppy session."""
+    session = "SECRET-uppy-session-token"
+
+    def calls(base: str) -> None:
+        headers = {"User-Agent": 'probe "quoted"', "Referer": "https://app.example/"}
+        assert requests.get(f"{base}/healthz", headers=headers, timeout=10).status_code == 200
+        answer = requests.get(f"{base}/uppy/{session}/s3/params?filename=a.jpg&type=image/jpeg", timeout=10)
+        assert answer.status_code == 401
+
+    log = start_gunicorn(tmp_path, {}, calls)
+    stamp = r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
+    healthz = rf'^127\.0\.0\.1 - - {stamp} "GET /healthz HTTP/1\.1" 200 \d+ "https://app\.example/" "probe \\"quoted\\""$'
+    assert re.search(healthz, log, re.MULTILINE), log
+    uppy = rf'^127\.0\.0\.1 - - {stamp} "GET /uppy/\[session\]/s3/params\?filename=a\.jpg&type=image/jpeg HTTP/1\.1" 401 '
+    assert re.search(uppy, log, re.MULTILINE), log
+    assert session not in log
