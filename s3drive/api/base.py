@@ -70,6 +70,11 @@ class JSONObjectParser(FlaskParser):
 class Blueprint(SmorestBlueprint):
     ARGUMENTS_PARSER = JSONObjectParser()
 
+    def arguments(self, schema, *args, **kwargs):
+        """flask-smorest's arguments, with one schema instance per route: given a class, webargs
+        builds a new instance for every request (measured: 3% of an Uppy form's CPU)."""
+        return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
+
 
 def public_url(path: str) -> str:
     """Return the absolute URL of a path of this API: S3DRIVE_PUBLIC_URL, else the request's host
