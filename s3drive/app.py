@@ -17,6 +17,7 @@ from sqlalchemy.pool import Pool
 
 from . import api, commands, policy, storage, tasks
 from . import config as settings
+from .api import auth as api_auth
 from .api import errors as api_errors
 from .config import ConfigError
 from .extensions import cors, db, jwt, limiter, migrate
@@ -81,6 +82,7 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     """Register the API's blueprints and its OpenAPI document."""
     api.init_app(app)
+    api_auth.limit_only_limited_routes(app)
 
 
 def register_errors(app: Flask) -> None:
