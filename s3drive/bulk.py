@@ -87,31 +87,34 @@ def _guards_inserts(engine) -> bool:
 
 def _run_guarded(connection, table: Table, names: list[str], rows: list[dict[str, Any]], guard, guard_params) -> bool:
     key = (table.name, tuple(names), len(rows), guard)
-    statement = _GUARDED.get(key)
-    if statement is None:
-        statement = _GUARDED[key] = _guarded_statement(connection.dialect, table, names, len(rows), guard)
-    params = dict(guard_params)
-    for i, values in enumerate(_driver_values(connection.dialect, table, names, rows)):
-        params.update(zip((f"r{i}_{j}" for j in range(len(names))), values))
-    return connection.exec_driver_sql(statement, params).rowcount == len(rows)
+    prepared = _GUARDED.get(key)
+    if prepared is None:
+        prepared = _GUARDED[key] = _guarded_statement(connection.dialect, table, names, len(rows), guard)
+    statement, guard_names = prepared
+    # Positional parameters: the driver maps names to positions on every call otherwise.
+    params = [guard_params[name] for name in guard_names]
+    for values in _driver_values(connection.dialect, table, names, rows):
+        params.extend(values)
+    return connection.exec_driver_sql(statement, tuple(params)).rowcount == len(rows)
 
 
-# (table, columns, row count, guard) -> SQL: building it costs more than running it.
-_GUARDED: dict[tuple, str] = {}
+# (table, columns, row count, guard) -> (SQL, the guard's parameter names in order): building it
+# costs more than running it.
+_GUARDED: dict[tuple, tuple[str, list[str]]] = {}
 
 
-def _guarded_statement(dialect, table: Table, names: list[str], count: int, guard: Executable) -> str:
+def _guarded_statement(dialect, table: Table, names: list[str], count: int, guard: Executable) -> tuple[str, list[str]]:
     quote = dialect.identifier_preparer.quote
     # Parameters in a VALUES list have no column to take a type from: each is cast to its column's.
     types = [table.c[name].type.compile(dialect=dialect) for name in names]
-    values = ", ".join(
-        "(" + ", ".join(f"CAST(%(r{i}_{j})s AS {type_})" for j, type_ in enumerate(types)) + ")" for i in range(count)
-    )
-    return (
-        f"WITH guard AS ({guard.compile(dialect=dialect)}) "
+    row = "(" + ", ".join(f"CAST(%s AS {type_})" for type_ in types) + ")"
+    compiled = guard.compile(dialect=type(dialect)(paramstyle="format"))
+    statement = (
+        f"WITH guard AS ({compiled}) "
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
-        f"SELECT * FROM (VALUES {values}) AS new_rows WHERE EXISTS (SELECT FROM guard)"
+        f"SELECT * FROM (VALUES {', '.join([row] * count)}) AS new_rows WHERE EXISTS (SELECT FROM guard)"
     )
+    return statement, list(compiled.positiontup)
 
 
 def _driver_values(dialect, table: Table, names: list[str], rows: list[dict[str, Any]]) -> list[tuple]:
