@@ -74,11 +74,16 @@ def insert_guarded(table: Table, rows: list[dict[str, Any]], guard: Executable, 
     BEGIN, the check, the insert and COMMIT would take four.
     """
     names = list(rows[0])
-    if db.session().in_transaction():
+    if session_in_transaction():
         return _run_guarded(db.session.connection(), table, names, rows, guard, guard_params)
     with db.engine.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")  # reset when it goes back to the pool
         return _run_guarded(connection, table, names, rows, guard, guard_params)
+
+
+def session_in_transaction() -> bool:
+    """Tell whether the request's session has a transaction open (without creating a session to ask)."""
+    return db.session.registry.has() and db.session().in_transaction()
 
 
 def _guards_inserts(engine) -> bool:

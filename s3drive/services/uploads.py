@@ -10,7 +10,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, update
 
-from ..bulk import bulk_insert
+from ..bulk import bulk_insert, session_in_transaction
 from ..errors import QuotaExceeded, StorageUnavailable
 from ..extensions import db
 from ..models import File, FileStatus, new_ids, new_time_ordered_id
@@ -83,7 +83,7 @@ def reserve_uploads(
         bulk_insert(File.__table__, rows + [row for _, _, row in multipart_rows])
     # Commit releases the quota lock before the S3 calls and the (CPU-only) signing. (Without a
     # transaction, the one statement of reserve_within_bound committed on its own.)
-    if db.session().in_transaction():
+    if session_in_transaction():
         db.session.commit()
     return rows, multipart_rows
 
