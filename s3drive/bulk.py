@@ -9,6 +9,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Executable, Table
+from sqlalchemy.exc import DBAPIError
 
 from .extensions import db
 
@@ -74,11 +75,53 @@ def insert_guarded(table: Table, rows: list[dict[str, Any]], guard: Executable, 
     BEGIN, the check, the insert and COMMIT would take four.
     """
     names = list(rows[0])
+    dialect = db.engine.dialect
+    key = (table.name, tuple(names), len(rows), guard)
+    prepared = _GUARDED.get(key)
+    if prepared is None:
+        prepared = _GUARDED[key] = _guarded_statement(dialect, table, names, len(rows), guard)
+    statement, guard_names = prepared
+    # Positional parameters: the driver maps names to positions on every call otherwise.
+    params = [guard_params[name] for name in guard_names]
+    for values in _driver_values(dialect, table, names, rows):
+        params.extend(values)
     if session_in_transaction():
-        return _run_guarded(db.session.connection(), table, names, rows, guard, guard_params)
-    with db.engine.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT")  # reset when it goes back to the pool
-        return _run_guarded(connection, table, names, rows, guard, guard_params)
+        inserted = db.session.connection().exec_driver_sql(statement, tuple(params)).rowcount
+    else:
+        inserted = autocommit_statement(statement, tuple(params))
+    return inserted == len(rows)
+
+
+def autocommit_statement(statement: str, params: tuple) -> int:
+    """Run one statement on a pooled connection, committed on its own; return its row count.
+
+    On the driver's connection, without SQLAlchemy's Connection (whose setup, isolation level and
+    teardown cost a fifth of an Uppy form in process), so SQLAlchemy's statement events do not see
+    it; pool events do (the liveness check). The driver's errors become SQLAlchemy's, as the
+    Connection would raise them (a dead database is a 503), and a dead connection leaves the pool.
+    """
+    engine = db.engine
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    pooled = engine.raw_connection()
+    try:
+        driver = pooled.driver_connection
+        driver.autocommit = True
+        try:
+            with driver.cursor() as cursor:
+                cursor.execute(statement, params)
+                return cursor.rowcount
+        finally:
+            if not driver.closed:
+                driver.autocommit = False
+    except dbapi_error as error:
+        invalidated = engine.dialect.is_disconnect(error, pooled.dbapi_connection, None)
+        if invalidated:
+            pooled.invalidate(error)
+        raise DBAPIError.instance(
+            statement, params, error, dbapi_error, connection_invalidated=invalidated, dialect=engine.dialect
+        ) from error
+    finally:
+        pooled.close()
 
 
 def session_in_transaction() -> bool:
@@ -88,19 +131,6 @@ def session_in_transaction() -> bool:
 
 def _guards_inserts(engine) -> bool:
     return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
-
-
-def _run_guarded(connection, table: Table, names: list[str], rows: list[dict[str, Any]], guard, guard_params) -> bool:
-    key = (table.name, tuple(names), len(rows), guard)
-    prepared = _GUARDED.get(key)
-    if prepared is None:
-        prepared = _GUARDED[key] = _guarded_statement(connection.dialect, table, names, len(rows), guard)
-    statement, guard_names = prepared
-    # Positional parameters: the driver maps names to positions on every call otherwise.
-    params = [guard_params[name] for name in guard_names]
-    for values in _driver_values(connection.dialect, table, names, rows):
-        params.extend(values)
-    return connection.exec_driver_sql(statement, tuple(params)).rowcount == len(rows)
 
 
 # (table, columns, row count, guard) -> (SQL, the guard's parameter names in order): building it

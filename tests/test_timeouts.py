@@ -100,6 +100,24 @@ def test_a_held_database_lock_is_a_503_within_the_database_timeout(app_on, datab
     assert client.get("/api/files/usage", headers=auth).get_json()["reserved_bytes"] == 10
 
 
+def test_a_held_lock_fails_the_one_statement_presign_with_a_503_and_keeps_nothing(app_on, database_url):
+    """A single-file presign whose caller is already known (the auth cache) writes in one statement
+    outside any session transaction (PostgreSQL: on the driver's connection). A held lock makes it
+    a 503 like any other, nothing of it is kept, and its connection serves the next request."""
+    app = app_on(DATABASE_TIMEOUT=1)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    assert client.post("/api/files/upload/", json=spec("a.jpg"), headers=auth).status_code == 200
+    with write_lock_held(database_url, "LOCK TABLE files IN ACCESS EXCLUSIVE MODE"):
+        response = client.post("/api/files/upload/", json=spec("b.jpg"), headers=auth)
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["error"]["code"] == "database_unavailable" and response.headers["Retry-After"]
+    assert client.post("/api/files/upload/", json=spec("c.jpg"), headers=auth).status_code == 200
+    names = {f["file_name"] for f in client.get("/api/files/?status=pending", headers=auth).get_json()["items"]}
+    assert names == {"a.jpg", "c.jpg"}
+    assert client.get("/api/files/usage", headers=auth).get_json()["reserved_bytes"] == 20
+
+
 @pytest.mark.parametrize("idle_after", [None, 0.0], ids=["recently-used", "idle-so-pinged"])
 def test_pooled_connections_the_server_ended_are_replaced_without_an_error(make_app, database_url, monkeypatch, idle_after):
     """PostgreSQL ends the pool's connections (a restart, an administrator): the next requests get
