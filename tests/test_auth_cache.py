@@ -6,16 +6,20 @@ Changes made in this process (logout, an admin's change) take effect at once; ch
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 import pytest
 from conftest import admin_login, register_and_login
 from flask_jwt_extended import decode_token
+from flask_jwt_extended import view_decorators as jwt_views
 from helpers import statements
 from sqlalchemy import update
 
 from s3drive.extensions import db
 from s3drive.models import RevokedToken, User
+from s3drive.services import auth_cache
 from s3drive.services.auth_cache import AuthCache, Principal
 
 SHORT = 1  # seconds: the bound the "another process" tests wait out
@@ -250,3 +254,23 @@ def test_a_drop_during_a_lookup_wins_over_what_the_lookup_read():
     assert cache.get("alice", "jti", 60)[0] == Principal("alice", False)
     cache.drop_token("alice", "jti")
     assert cache.get("alice", "jti", 60)[0] is None
+
+
+def test_a_tokens_header_is_parsed_once_per_text_and_a_forged_header_is_still_refused(make_app):
+    app = make_app()
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    token = auth["Authorization"].split()[1]
+    assert jwt_views.get_unverified_jwt_headers is auth_cache.unverified_header
+    before = auth_cache._parsed_header.cache_info().hits
+    for _ in range(3):
+        assert client.get("/api/files/usage", headers=auth).status_code == 200
+    assert auth_cache._parsed_header.cache_info().hits - before >= 2
+    # Same payload and signature under another header: a different text, refused as before.
+    _, payload, signature = token.split(".")
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode()).rstrip(b"=").decode()
+    forged = client.get("/api/files/usage", headers={"Authorization": f"Bearer {header}.{payload}.{signature}"})
+    assert forged.status_code == 401 and forged.get_json()["error"]["code"] == "invalid_token"
+    # Each caller gets its own copy: changing one changes nothing remembered.
+    auth_cache.unverified_header(token)["alg"] = "none"
+    assert auth_cache.unverified_header(token)["alg"] == "HS256"

@@ -61,18 +61,27 @@ def init_app(app: Flask) -> None:
 PRIVATE_PATHS = ("/api/", "/uppy/", "/s/")
 
 
+# Every answer carries these unless its view set them: no sniffing, no framing, no referrer.
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", "frame-ancestors 'none'"),
+    ("Referrer-Policy", "no-referrer"),
+)
+PRIVATE_HEADERS = SECURITY_HEADERS + (("Cache-Control", "no-store"),)
+
+
 def security_headers(response):
     """Add the headers every answer needs: no sniffing, no framing, no referrer, no caching of private data."""
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    if request.path.startswith(PRIVATE_PATHS):
-        headers.setdefault("Cache-Control", "no-store")
-        # CORS answers differ by Origin: shared caches must key on it (also when the request had none).
-        if "Origin" not in headers.get("Vary", ""):
-            headers.add("Vary", "Origin")
+    private = request.path.startswith(PRIVATE_PATHS)
+    present = {name.lower() for name, _ in headers}  # one pass over the few headers a view set
+    for name, value in PRIVATE_HEADERS if private else SECURITY_HEADERS:
+        if name.lower() not in present:
+            headers.add(name, value)
+    # CORS answers differ by Origin: shared caches must key on it (also when the request had none).
+    if private and "Origin" not in headers.get("Vary", ""):
+        headers.add("Vary", "Origin")
     return response
 
 

@@ -13,8 +13,9 @@ How fast a change takes effect:
 
 Decoding a token (PyJWT checks its base64 a character at a time, and flask-jwt-extended decodes each
 token twice) costs more than the rest of a small request: DecodingJWTManager keeps the claims of
-tokens whose signature it verified, keyed by their exact text, until they expire. That changes no
-answer: the same text always verifies the same way, and expiry is checked on every use.
+tokens whose signature it verified, keyed by their exact text, until they expire, and the headers
+flask-jwt-extended reads again afterwards (unverified_header). That changes no answer: the same
+text always verifies (and parses) the same way, and expiry is checked on every use.
 
 Only what authentication needs is cached (an immutable Principal: id and admin flag); views that show the
 account (GET /api/auth/me, /api/files/usage) read the user from the database. The cache lives on the app
@@ -27,9 +28,12 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 
+import jwt as pyjwt
 from flask import Flask, current_app
 from flask_jwt_extended import JWTManager
+from flask_jwt_extended import view_decorators as jwt_views
 
 EXTENSION = "s3drive.auth_cache"
 DECODED = "s3drive.decoded_tokens"
@@ -129,6 +133,12 @@ class DecodedTokens:
 class DecodingJWTManager(JWTManager):
     """flask-jwt-extended's JWTManager, decoding each token's text once per process (DecodedTokens)."""
 
+    def init_app(self, app: Flask, add_context_processor: bool = False) -> None:
+        super().init_app(app, add_context_processor)
+        # After verifying a token, flask-jwt-extended parses its header once more, on every request
+        # (utils.get_unverified_jwt_headers, imported by name into view_decorators).
+        jwt_views.get_unverified_jwt_headers = unverified_header
+
     def _decode_jwt_from_config(self, encoded_token: str, csrf_value=None, allow_expired: bool = False) -> dict:
         if csrf_value is not None or allow_expired:  # not ours: decode as the library does
             return super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
@@ -138,6 +148,15 @@ class DecodingJWTManager(JWTManager):
             claims = super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
             decoded.put(encoded_token, claims)
         return claims
+
+
+def unverified_header(encoded: str) -> dict:
+    """Return a token's header, unverified (as flask-jwt-extended's get_unverified_jwt_headers), parsed
+    once per token text: a pure function of the text; a token that does not parse raises each time."""
+    return dict(_parsed_header(encoded))
+
+
+_parsed_header = lru_cache(maxsize=MAX_ENTRIES)(pyjwt.get_unverified_header)
 
 
 def init_app(app: Flask) -> None:
