@@ -188,6 +188,17 @@ def test_expired_and_logged_out_sessions_are_refused(client, auth, app):
     assert "revoked" in assert_companion_error(params(client, base, {}, size=3), 401)
 
 
+def test_a_session_token_seen_before_still_expires_on_time(client, auth, app):
+    # Its claims are remembered once its signature is checked; its expiry is read on every use.
+    me = client.get("/api/auth/me", headers=auth).get_json()
+    expires = int(time.time()) + 2
+    with app.test_request_context():
+        soon = uppy_service._serializer().dumps([me["id"], "", expires])
+    assert params(client, f"/uppy/{soon}", {}, size=3).status_code == 200
+    time.sleep(max(0.0, expires - time.time()) + 0.1)
+    assert "expired" in assert_companion_error(params(client, f"/uppy/{soon}", {}, size=3), 401)
+
+
 def test_header_routes_need_a_valid_bearer_token(client, auth):
     assert_companion_error(params(client, "/uppy", {}, size=3), 401)
     assert_companion_error(params(client, "/uppy", {"Authorization": "Bearer junk"}, size=3), 401)

@@ -33,6 +33,7 @@ once the form expires.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
@@ -87,10 +88,17 @@ def issue_session(user_id: str, access_jti: str | None) -> tuple[str, datetime]:
     return token, expires_at.replace(microsecond=0)
 
 
+@lru_cache(maxsize=10_000)
+def _session_claims(secret: str, token: str) -> tuple:
+    """Return what a session token says, its signature checked: once per token text (a pure function
+    of the secret and the text; a bad token raises every time). Expiry is checked on every use."""
+    return tuple(URLSafeSerializer(secret, salt=SESSION_SALT).loads(token))
+
+
 def session_user(token: str) -> Principal:
     """Return the active user a session token was issued to, or raise 401 (invalid, expired, revoked)."""
     try:
-        user_id, jti, expires = _serializer().loads(token)
+        user_id, jti, expires = _session_claims(current_app.config["JWT_SECRET_KEY"], token)
     except (BadSignature, ValueError, TypeError):
         raise Unauthorized("The Uppy session token is invalid.", code="invalid_token") from None
     if not isinstance(expires, int) or expires <= utcnow().timestamp():
