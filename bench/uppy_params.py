@@ -6,9 +6,9 @@ each in turn, round after round (ABAB), so a noisy neighbour slows both alike:
 
   - params:  GET /s3/params?filename=&type=  (a POST form per request, as stock Uppy asks: no size)
       s3drive: /uppy/s3/params with a Bearer header, and /uppy/<token>/s3/params (session
-               token); each request authenticates, checks policy, takes the user's quota lock,
-               inserts a record and schedules the upload watcher's first look (the watcher
-               itself runs in the task-queue worker, which this bench does not start).
+               token); each request authenticates, checks policy, checks the quota and writes the
+               record in one statement (the record schedules the upload watcher's first look; the
+               watcher runs in the task-queue worker, which this bench does not start).
       Companion: /s3/params (it checks nothing and records nothing).
   - batch part signing, 100 part numbers a request (signed URLs/s = requests/s x 100):
       Companion: GET /s3/multipart/<id>/batch?key=&partNumbers=1,...,100
