@@ -193,8 +193,12 @@ def test_the_access_log_is_gunicorns_combined_format_without_uppy_session_tokens
 
     log = start_gunicorn(tmp_path, {}, calls)
     stamp = r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
-    healthz = rf'^127\.0\.0\.1 - - {stamp} "GET /healthz HTTP/1\.1" 200 \d+ "https://app\.example/" "probe \\"quoted\\""$'
+    healthz = (
+        rf'^127\.0\.0\.1 - - {stamp} "GET /healthz HTTP/1\.1" 200 \d+ "https://app\.example/" "probe \\"quoted\\""$'
+    )
     assert re.search(healthz, log, re.MULTILINE), log
-    uppy = rf'^127\.0\.0\.1 - - {stamp} "GET /uppy/\[session\]/s3/params\?filename=a\.jpg&type=image/jpeg HTTP/1\.1" 401 '
+    uppy = (
+        rf'^127\.0\.0\.1 - - {stamp} "GET /uppy/\[session\]/s3/params\?filename=a\.jpg&type=image/jpeg HTTP/1\.1" 401 '
+    )
     assert re.search(uppy, log, re.MULTILINE), log
     assert session not in log

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import psycopg
-
 from conftest import register_and_login
 from helpers import presign, put_bytes, spec, statements, usage
 from sqlalchemy import select, update

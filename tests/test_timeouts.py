@@ -119,7 +119,9 @@ def test_a_held_lock_fails_the_one_statement_presign_with_a_503_and_keeps_nothin
 
 
 @pytest.mark.parametrize("idle_after", [None, 0.0], ids=["recently-used", "idle-so-pinged"])
-def test_pooled_connections_the_server_ended_are_replaced_without_an_error(make_app, database_url, monkeypatch, idle_after):
+def test_pooled_connections_the_server_ended_are_replaced_without_an_error(
+    make_app, database_url, monkeypatch, idle_after
+):
     """PostgreSQL ends the pool's connections (a restart, an administrator): the next requests get
     new ones and succeed. A recently used connection is found dead without a round trip (its socket
     holds the server's farewell); one idle for long is pinged."""
