@@ -180,10 +180,19 @@ def _check_alive(dbapi_connection, connection_record, connection_proxy):
         except Exception as error:  # the driver's own errors: any failure means unusable
             raise DisconnectionError(f"the ping failed: {error}") from error
         return
-    poll = select.poll()
-    poll.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
-    if poll.poll(0):
+    if _readable(dbapi_connection.fileno()):
         raise DisconnectionError("the server closed the connection (or sent an unasked message)")
+
+
+def _readable(fd: int) -> bool:
+    """Tell, without waiting, whether a socket has something to read (or is closed)."""
+    if hasattr(select, "poll"):
+        poll = select.poll()
+        poll.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poll.poll(0))
+    # gevent's worker patches select and takes poll away; its select has no FD_SETSIZE limit.
+    readable, _, errored = select.select([fd], [], [fd], 0)
+    return bool(readable or errored)
 
 
 @event.listens_for(Engine, "connect")

@@ -202,3 +202,22 @@ def test_the_access_log_is_gunicorns_combined_format_without_uppy_session_tokens
     )
     assert re.search(uppy, log, re.MULTILINE), log
     assert session not in log
+
+
+@pytest.mark.parametrize(
+    ("database_url", "worker_class"),
+    [
+        ("postgresql+psycopg://db.example/s3drive", "gevent"),
+        ("sqlite:////tmp/s3drive.sqlite3", "gthread"),
+        ("", "gthread"),
+    ],
+)
+def test_gunicorn_runs_gevent_on_postgresql_and_threads_on_sqlite(database_url, worker_class):
+    # psycopg cooperates with gevent; SQLite's driver would stall a gevent worker while it waits for a lock.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("S3DRIVE_", "GUNICORN_"))}
+    env["S3DRIVE_DATABASE_URL"] = database_url
+    script = "import runpy; print(runpy.run_path('gunicorn.conf.py')['worker_class'])"
+    chosen = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert chosen.stdout.strip() == worker_class
