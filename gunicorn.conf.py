@@ -45,3 +45,19 @@ def when_ready(server):
             server.cfg.workers,
             server.cfg.workers,
         )
+
+
+# The cyclic garbage collector, measured in process: a 1,000-file batch spent an eighth of its CPU in
+# collections that walked the ~150,000 objects loaded at start-up (Flask, SQLAlchemy, boto3, the
+# app), and an Uppy form a twentieth. Those objects live as long as the worker: gc.freeze() takes
+# them out of every collection; the larger first threshold collects a busy request's short-lived
+# cycles less often (reference counting still frees everything else at once).
+GC_THRESHOLD = 20_000
+
+
+def post_worker_init(worker):
+    """Once the app is loaded in a worker: freeze what start-up allocated, collect less often."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])

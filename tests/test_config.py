@@ -221,3 +221,13 @@ def test_gunicorn_runs_gevent_on_postgresql_and_threads_on_sqlite(database_url, 
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert chosen.stdout.strip() == worker_class
+
+
+def test_gunicorn_workers_freeze_what_start_up_allocated():
+    # In a process of its own: gunicorn.conf.py also sets S3DRIVE_MAX_IN_FLIGHT in the environment.
+    script = (
+        "import gc, runpy; conf = runpy.run_path('gunicorn.conf.py'); conf['post_worker_init'](None);"
+        " print(gc.get_freeze_count() > 0, gc.get_threshold()[0] == conf['GC_THRESHOLD'])"
+    )
+    checked = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert checked.stdout.split() == ["True", "True"]
