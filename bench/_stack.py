@@ -178,7 +178,8 @@ def describe(settings: Settings) -> str:
     broker = "Redis" if settings.broker_url.startswith("redis") else settings.broker_url
     workers = settings.workers or os.environ.get("WEB_CONCURRENCY") or "gunicorn.conf.py's"
     threads = settings.threads or "gunicorn.conf.py's"
-    return f"gunicorn wsgi:app ({workers} workers x {threads} threads), {database}, broker {broker}"
+    kind = "gevent workers" if settings.database_url else "gthread workers"  # gunicorn.conf.py's choice
+    return f"gunicorn wsgi:app ({workers} {kind}, {threads} threads for gthread), {database}, broker {broker}"
 
 
 # -- load -----------------------------------------------------------------------------------
