@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+import uuid
+from datetime import UTC, timedelta
 
+import pytest
 from conftest import register_and_login
 
 from s3drive.bulk import bulk_insert
@@ -83,3 +86,76 @@ def test_bulk_insert_stores_timestamps_like_the_orm(app, client):
         db.session.commit()
         stored = dict(db.session.execute(text("SELECT id, CAST(created_at AS TEXT) FROM files")).all())
         assert stored[bulk_id] == stored[orm_id]
+
+
+def test_insert_guarded_round_trips_shared_and_varying_values_of_every_type(app, client):
+    """PostgreSQL's one statement: values all rows share go as parameters, the others as one JSON
+    document; what lands is what the ORM reads back, whichever way a value went."""
+    from sqlalchemy import bindparam, select
+
+    from s3drive.bulk import can_insert_guarded, insert_guarded
+
+    register_and_login(client, "guarded")
+    now = utcnow()
+    with app.app_context():
+        user_id = db.session.query(User).one().id
+        guard = select(User.id).where(User.id == bindparam("user_id"))
+        if not can_insert_guarded([{}]):
+            pytest.skip("one statement on PostgreSQL only; SQLite takes bulk_insert (tested above)")
+        ids = new_ids(3)
+        rows = [
+            {
+                "id": file_id,
+                "user_id": user_id,
+                "batch_id": "b" * 36,
+                "file_name": name,
+                "s3_key": f"k/{file_id}",
+                "content_type": "text/plain",
+                "size": size,
+                "size_declared": declared,
+                "checksum_sha256": checksum,
+                "tier": "standard",
+                "title": None,
+                "description": "d\nwith 'quotes', \"double\", \\ and \t tab",
+                "tags": tags,
+                "folder": "a/b",
+                "status": "pending",
+                "method": "PUT",
+                "created_at": now,
+                "expires_at": expires,
+            }
+            for file_id, name, size, declared, checksum, tags, expires in zip(
+                ids,
+                ["plain.txt", 'ünï 😀 "q".txt', "tab\there\\.txt"],
+                [0, 5 * 1024**4, 7],
+                [True, False, True],
+                [None, "A" * 43 + "=", None],
+                [[], ["x", "ü"], ["a,b", '"q"']],
+                [now + timedelta(hours=1), now + timedelta(days=7, microseconds=1), now.replace(tzinfo=None)],
+                strict=True,
+            )
+        ]
+        one_row = {**rows[0], "id": new_ids(1)[0], "s3_key": "k/one", "tags": ["only", "ü"]}
+        assert insert_guarded(File.__table__, rows, guard, {"user_id": user_id})
+        assert insert_guarded(File.__table__, [one_row], guard, {"user_id": user_id})
+        assert not insert_guarded(File.__table__, [{**one_row, "id": "x", "s3_key": "x"}], guard, {"user_id": "nobody"})
+        db.session.expire_all()
+        for row in [*rows, one_row]:
+            record = db.session.get(File, row["id"])
+            for name, value in row.items():
+                if name == "expires_at" and value.tzinfo is None:
+                    value = value.replace(tzinfo=UTC)  # naive means UTC here
+                assert getattr(record, name) == value, name
+        assert db.session.get(File, "x") is None
+
+
+def test_new_ids_are_unique_uuid7s_in_creation_order():
+    first = new_ids(1000)
+    time.sleep(0.002)
+    later = new_ids(3)
+    parsed = [uuid.UUID(value) for value in first + later]
+    assert all(value.version == 7 and value.variant == uuid.RFC_4122 for value in parsed)
+    assert [str(value) for value in parsed] == first + later  # canonical form
+    assert len(set(first + later)) == 1003
+    assert max(first) < min(later)  # a later batch sorts after an earlier one
+    assert abs((parsed[0].int >> 80) / 1000 - time.time()) < 5  # the first 48 bits: Unix time in ms

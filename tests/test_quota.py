@@ -11,12 +11,14 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import psycopg
+import pytest
 from conftest import register_and_login
 from helpers import presign, put_bytes, spec, statements, usage
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from s3drive.extensions import db
 from s3drive.models import File, User
+from s3drive.services import uploads
 from s3drive.timeutil import utcnow
 
 QUOTA = 1000
@@ -158,3 +160,103 @@ def test_a_migrated_user_starts_at_a_bound_that_always_holds(make_app):
         db.session.commit()
     assert presign(client, auth, spec("a.bin", b"x" * 1000))["total_successful"] == 1
     assert bound(app, "alice") == 1000
+
+
+BIG_BATCH = 25  # >= uploads.SIGN_MEANWHILE_MIN_ROWS
+
+
+def plain_url(database_url: str) -> str:
+    """The test database's URL as psycopg takes it."""
+    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def test_a_big_batch_is_signed_while_postgresql_reserves_and_inserts_it(make_app, database_url, monkeypatch):
+    """On PostgreSQL the batch's one statement is sent before its URLs are signed: while they are,
+    the statement holds the user's row lock and its rows are not yet visible to anyone. The URLs go
+    out once it committed, and they work."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite reserves and inserts before the signing, one statement at a time")
+    assert BIG_BATCH >= uploads.SIGN_MEANWHILE_MIN_ROWS
+    app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    presign(client, auth, spec("warm-up.bin", b"x"))  # the caller is known now: no session transaction
+    sign, seen = uploads.sign_tickets, {}
+
+    def sign_while_looking(rows):
+        with psycopg.connect(plain_url(database_url), autocommit=True) as other:
+            other.execute("SET lock_timeout = '500ms'")
+            seen["files visible"] = other.execute("SELECT count(*) FROM files").fetchone()[0] - 1
+            try:
+                other.execute("SELECT 1 FROM users WHERE username = 'alice' FOR UPDATE")
+            except psycopg.errors.LockNotAvailable:
+                seen["user row locked"] = True
+        return sign(rows)
+
+    monkeypatch.setattr(uploads, "sign_tickets", sign_while_looking)
+    answer = presign(client, auth, *[spec(f"{i}.bin", b"x" * 10) for i in range(BIG_BATCH)])
+    assert seen == {"files visible": 0, "user row locked": True}
+    assert answer["total_successful"] == BIG_BATCH
+    assert bound(app, "alice") == 1 + 10 * BIG_BATCH == usage(client, auth)["reserved_bytes"]
+    ticket = answer["successful"][-1]
+    assert put_bytes(ticket, b"x" * 10).status_code == 200
+    assert client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth).status_code == 200
+
+
+def test_a_big_batch_partly_over_the_quota_signs_only_what_the_ledger_lets_in(make_app, monkeypatch):
+    """The one statement's guard finds no room for the whole batch: nothing of it is written, the
+    URLs signed meanwhile (PostgreSQL) are dropped, and the batch is decided file by file."""
+    app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    sign, signed = uploads.sign_tickets, []
+    monkeypatch.setattr(uploads, "sign_tickets", lambda rows: signed.append(len(rows)) or sign(rows))
+    answer = presign(client, auth, *[spec(f"{i}.bin", b"x" * 50) for i in range(BIG_BATCH)])
+    assert (answer["total_successful"], answer["total_failed"]) == (20, BIG_BATCH - 20)
+    assert {f["error"]["code"] for f in answer["failed"]} == {"quota_exceeded"}
+    assert signed[-1] == 20  # what went out was signed for the rows the ledger let in
+    with app.app_context():
+        ids = set(db.session.scalars(select(File.id)))
+    assert ids == {ticket["id"] for ticket in answer["successful"]}
+    assert bound(app, "alice") == 1000 == usage(client, auth)["reserved_bytes"]
+    ticket = answer["successful"][0]
+    assert put_bytes(ticket, b"x" * 50).status_code == 200
+    assert client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth).status_code == 200
+
+
+def test_a_big_batch_whose_connection_dies_while_it_is_signed_is_a_503_and_keeps_nothing(
+    make_app, database_url, monkeypatch
+):
+    """PostgreSQL ends the batch's connection after the statement was sent, before it committed
+    (the signing runs in between): a 503, no record and no reservation kept, and the next batch
+    gets a working connection."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to end a connection")
+    app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    presign(client, auth, spec("warm-up.bin", b"x"))  # the caller is known now: no session transaction
+    sign, ended = uploads.sign_tickets, []
+
+    def end_the_statement_then_sign(rows):
+        with psycopg.connect(plain_url(database_url), autocommit=True) as other:
+            ended.extend(
+                other.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND query LIKE 'WITH guard AS%%'"
+                ).fetchall()
+            )
+        return sign(rows)
+
+    specs = [spec(f"{i}.bin", b"x" * 10) for i in range(BIG_BATCH)]
+    with monkeypatch.context() as patch:
+        patch.setattr(uploads, "sign_tickets", end_the_statement_then_sign)
+        response = client.post("/api/files/upload/", json={"files": specs}, headers=auth)
+    assert ended == [(True,)]
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["error"]["code"] == "database_unavailable" and response.headers["Retry-After"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(File)) == 1  # the warm-up's
+    assert bound(app, "alice") == 1 == usage(client, auth)["reserved_bytes"]
+    assert presign(client, auth, *specs)["total_successful"] == BIG_BATCH
+    assert usage(client, auth)["reserved_bytes"] == 1 + 10 * BIG_BATCH

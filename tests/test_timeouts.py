@@ -100,22 +100,32 @@ def test_a_held_database_lock_is_a_503_within_the_database_timeout(app_on, datab
     assert client.get("/api/files/usage", headers=auth).get_json()["reserved_bytes"] == 10
 
 
-def test_a_held_lock_fails_the_one_statement_presign_with_a_503_and_keeps_nothing(app_on, database_url):
-    """A single-file presign whose caller is already known (the auth cache) writes in one statement
-    outside any session transaction (PostgreSQL: on the driver's connection). A held lock makes it
-    a 503 like any other, nothing of it is kept, and its connection serves the next request."""
+@pytest.mark.parametrize("count", [1, 25], ids=["one-file", "batch-signed-meanwhile"])
+def test_a_held_lock_fails_the_one_statement_presign_with_a_503_and_keeps_nothing(app_on, database_url, count):
+    """A presign whose caller is already known (the auth cache) writes in one statement outside any
+    session transaction (PostgreSQL: on the driver's connection; a batch of 20 or more is signed
+    while it runs, in pipeline mode). A held lock makes it a 503 like any other, nothing of it is
+    kept, and its connection serves the next request."""
     app = app_on(DATABASE_TIMEOUT=1)
     client = app.test_client()
     auth = register_and_login(client, "alice")
-    assert client.post("/api/files/upload/", json=spec("a.jpg"), headers=auth).status_code == 200
+
+    def batch(name: str) -> dict:
+        if count == 1:
+            return spec(f"{name}.jpg")
+        return {"files": [spec(f"{name}{i}.jpg") for i in range(count)]}
+
+    assert client.post("/api/files/upload/", json=batch("a"), headers=auth).status_code == 200
     with write_lock_held(database_url, "LOCK TABLE files IN ACCESS EXCLUSIVE MODE"):
-        response = client.post("/api/files/upload/", json=spec("b.jpg"), headers=auth)
+        response = client.post("/api/files/upload/", json=batch("b"), headers=auth)
     assert response.status_code == 503, response.get_json()
     assert response.get_json()["error"]["code"] == "database_unavailable" and response.headers["Retry-After"]
-    assert client.post("/api/files/upload/", json=spec("c.jpg"), headers=auth).status_code == 200
-    names = {f["file_name"] for f in client.get("/api/files/?status=pending", headers=auth).get_json()["items"]}
-    assert names == {"a.jpg", "c.jpg"}
-    assert client.get("/api/files/usage", headers=auth).get_json()["reserved_bytes"] == 20
+    assert client.post("/api/files/upload/", json=batch("c"), headers=auth).status_code == 200
+    names = {
+        f["file_name"] for f in client.get("/api/files/?status=pending&limit=100", headers=auth).get_json()["items"]
+    }
+    assert names == {n for n in names if n.startswith(("a", "c"))} and len(names) == 2 * count
+    assert client.get("/api/files/usage", headers=auth).get_json()["reserved_bytes"] == 20 * count
 
 
 @pytest.mark.parametrize("idle_after", [None, 0.0], ids=["recently-used", "idle-so-pinged"])

@@ -22,7 +22,7 @@ still in the status the caller saw, so two processes never settle one upload twi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -143,18 +143,21 @@ _ROOM_WITHIN_BOUND = select(User.id).where(
 )
 
 
-def reserve_within_bound(user_id: str, size: int, room: int, rows: list[dict[str, Any]]) -> bool:
+def reserve_within_bound(
+    user_id: str, size: int, room: int, rows: list[dict[str, Any]], meanwhile: Callable[[], Any] | None = None
+) -> bool:
     """Reserve `size` bytes if the quota has `room` (>= size) bytes under the bound, and insert the
-    files `rows` that hold them: one statement for a few rows on PostgreSQL, else two.
+    files `rows` that hold them: one statement on PostgreSQL, else two.
 
     False, and nothing written: the bound says nothing for sure (or the user is gone): decide
     with open_ledger. Nothing to reserve (forms of undeclared size) takes no lock: they only need
-    the room for their bound.
+    the room for their bound. `meanwhile` is called while the one statement runs, if it can be
+    (bulk.insert_guarded); the caller tells by its having run.
     """
     statement = _RESERVE_WITHIN_BOUND if size else _ROOM_WITHIN_BOUND
     parameters = {"user_id": user_id, "size": size, "room": room}
     if bulk.can_insert_guarded(rows):
-        return bulk.insert_guarded(File.__table__, rows, statement, parameters)
+        return bulk.insert_guarded(File.__table__, rows, statement, parameters, meanwhile)
     # On the session's connection, in its transaction: Core, without the ORM's per-statement work.
     if db.session.connection().execute(statement, parameters).first() is None:
         return False
