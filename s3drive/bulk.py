@@ -4,7 +4,8 @@ on PostgreSQL, in the same statement as the check that lets them in (insert_guar
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
@@ -82,41 +83,21 @@ def insert_guarded(
     if it has one; else the statement commits on its own (autocommit): one round trip in all, where
     BEGIN, the check, the insert and COMMIT would take four.
 
-    A value every row shares is one parameter; the columns that differ travel as one JSON document
-    (json_to_recordset): the server parses it in C, where COPY had the client format each row
-    (the most CPU of a 1,000-file batch), and the statement's text is the same for any number of rows.
+    A value every row shares is one parameter; each column whose values differ is one JSON array,
+    which the server turns back into rows (ROWS FROM json_array_elements_text ...): encoded and
+    parsed in C, where COPY had the client format each row (the most CPU of a 1,000-file batch), and
+    the statement's text is the same for any number of rows.
 
     `meanwhile`, if given, is called once the statement is on its way and before its result is
     awaited (pipeline mode), so that the caller's CPU work and the server's overlap; the statement
     commits when it returns, so the guard's lock is held while it runs. It is called only on the
     autocommit path; the caller tells by its having run.
     """
-    names = list(rows[0])
-    dialect = db.engine.dialect
-    # Column-wise, in C: each column's values, then which of them are one value throughout.
-    columns = list(zip(*map(itemgetter(*names), rows), strict=True))
-    count = len(rows)
-    shared = tuple(column.count(column[0]) == count for column in columns)
-    key = (table.name, tuple(names), shared, guard)
-    prepared = _GUARDED.get(key)
-    if prepared is None:
-        prepared = _GUARDED[key] = _guarded_statement(dialect, table, names, shared, guard)
-    statement, guard_names = prepared
+    statement, guard_names, values = _insert(db.engine.dialect, table, rows, guard)
     # Positional parameters: the driver maps names to positions on every call otherwise.
     params = [guard_params[name] for name in guard_names]
-    processors = dict(_processors(dialect, table, tuple(names)))
-    varying: list[str] = []
-    for i, (name, column) in enumerate(zip(names, columns, strict=True)):
-        if shared[i]:
-            value = column[0]
-            processor = processors.get(i)
-            params.append(processor(value) if processor is not None and value is not None else value)
-        else:
-            varying.append(name)
-    if varying:
-        picked = [columns[i] for i, same in enumerate(shared) if not same]
-        document = [dict(zip(varying, values, strict=True)) for values in zip(*picked, strict=True)]
-        params.append(orjson.dumps(document, option=orjson.OPT_NAIVE_UTC).decode())
+    params.extend(values)
+    count = len(rows)
     if session_in_transaction():
         inserted = db.session.connection().exec_driver_sql(statement, tuple(params)).rowcount
     else:
@@ -129,17 +110,8 @@ def autocommit_statement(statement: str, params: tuple, meanwhile: Callable[[], 
 
     With `meanwhile`, the statement is sent in pipeline mode and `meanwhile()` runs before its result
     is awaited (and before it commits): the server works while the caller does.
-
-    On the driver's connection, without SQLAlchemy's Connection (whose setup, isolation level and
-    teardown cost a fifth of an Uppy form in process), so SQLAlchemy's statement events do not see
-    it; pool events do (the liveness check). The driver's errors become SQLAlchemy's, as the
-    Connection would raise them (a dead database is a 503), and a dead connection leaves the pool.
     """
-    engine = db.engine
-    dbapi_error = engine.dialect.loaded_dbapi.Error
-    pooled = engine.raw_connection()
-    try:
-        driver = pooled.driver_connection
+    with driver_connection(statement) as driver:
         driver.autocommit = True
         try:
             with driver.cursor() as cursor:
@@ -154,12 +126,71 @@ def autocommit_statement(statement: str, params: tuple, meanwhile: Callable[[], 
         finally:
             if not driver.closed:
                 driver.autocommit = False
+
+
+def can_insert_streamed() -> bool:
+    """Tell whether insert_then_guard can run: PostgreSQL with psycopg, outside a session transaction."""
+    return _guards_inserts(db.engine) and not session_in_transaction()
+
+
+def insert_then_guard(
+    table: Table,
+    chunks: Iterable[list[dict[str, Any]]],
+    guard: Callable[[], tuple[Executable, dict[str, Any]]],
+    meanwhile: Callable[[], Any] | None = None,
+) -> bool:
+    """INSERT each chunk of rows as it comes, then run the guard; commit if it returned a row, else
+    roll back and return False.
+
+    One transaction on a pooled connection, in pipeline mode: each statement is sent as soon as it
+    is made and none is waited for, so the server inserts a chunk while the caller makes the next
+    (a 1,000-file batch: validation, ids and keys). `guard()` is called once the chunks are done
+    (what it checks may depend on all of them) and returns an Executable with its parameters (an
+    UPDATE ... RETURNING that reserves quota, say); then `meanwhile()` runs, then the one wait. The
+    guard's lock is held until the commit. PostgreSQL only (can_insert_streamed).
+    """
+    dialect = db.engine.dialect
+    with driver_connection("INSERT ... then the guard") as driver:
+        with driver.pipeline() as pipeline, driver.cursor() as cursor:
+            for rows in chunks:
+                if rows:
+                    statement, _, values = _insert(dialect, table, rows, None)
+                    cursor.execute(statement, values)
+            statement, params = guard()
+            sql, names = _compiled(statement, dialect)
+            cursor.execute(sql, [params[name] for name in names])
+            if meanwhile is not None:
+                meanwhile()
+            pipeline.sync()
+            passed = cursor.fetchone() is not None
+        if passed:
+            driver.commit()
+        else:
+            driver.rollback()
+    return passed
+
+
+@contextmanager
+def driver_connection(what: str) -> Iterator[Any]:
+    """Yield the driver's connection of a pooled connection, given back to the pool after.
+
+    Without SQLAlchemy's Connection (whose setup, isolation level and teardown cost a fifth of an
+    Uppy form in process), so SQLAlchemy's statement events do not see what runs on it; pool events
+    do (the liveness check), and the pool's reset rolls back what was left open. The driver's errors
+    become SQLAlchemy's, as the Connection would raise them (a dead database is a 503), and a dead
+    connection leaves the pool.
+    """
+    engine = db.engine
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    pooled = engine.raw_connection()
+    try:
+        yield pooled.driver_connection
     except dbapi_error as error:
         invalidated = engine.dialect.is_disconnect(error, pooled.dbapi_connection, None)
         if invalidated:
             pooled.invalidate(error)
         raise DBAPIError.instance(
-            statement, params, error, dbapi_error, connection_invalidated=invalidated, dialect=engine.dialect
+            what, None, error, dbapi_error, connection_invalidated=invalidated, dialect=engine.dialect
         ) from error
     finally:
         pooled.close()
@@ -174,33 +205,77 @@ def _guards_inserts(engine) -> bool:
     return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
 
 
+def _insert(dialect, table: Table, rows: list[dict[str, Any]], guard: Executable | None) -> tuple[str, list[str], list]:
+    """Return the INSERT of rows (guarded by `guard`, if any), the guard's parameter names, and the
+    rows' parameters: a value every row shares is one parameter, a column whose values differ one
+    JSON array."""
+    names = list(rows[0])
+    # Column-wise, in C: each column's values, then which of them are one value throughout.
+    columns = list(zip(*map(itemgetter(*names), rows), strict=True))
+    count = len(rows)
+    shared = tuple(column.count(column[0]) == count for column in columns)
+    key = (table.name, tuple(names), shared, guard)
+    prepared = _INSERTS.get(key)
+    if prepared is None:
+        prepared = _INSERTS[key] = _insert_statement(dialect, table, names, shared, guard)
+    statement, guard_names = prepared
+    processors = dict(_processors(dialect, table, tuple(names)))
+    values = []
+    for i, column in enumerate(columns):
+        if shared[i]:
+            value = column[0]
+            processor = processors.get(i)
+            values.append(processor(value) if processor is not None and value is not None else value)
+    # The others: one JSON array per column (encoded in C), zipped back into rows by the server.
+    values.extend(
+        orjson.dumps(column, option=orjson.OPT_NAIVE_UTC).decode()
+        for column, same in zip(columns, shared, strict=True)
+        if not same
+    )
+    return statement, guard_names, values
+
+
 # (table, columns, which columns all rows share, guard) -> (SQL, the guard's parameter names in
 # order): building it costs more than running it.
-_GUARDED: dict[tuple, tuple[str, list[str]]] = {}
+_INSERTS: dict[tuple, tuple[str, list[str]]] = {}
 
 
-def _guarded_statement(
-    dialect, table: Table, names: list[str], shared: tuple[bool, ...], guard: Executable
+def _insert_statement(
+    dialect, table: Table, names: list[str], shared: tuple[bool, ...], guard: Executable | None
 ) -> tuple[str, list[str]]:
-    """Return `WITH guard AS (...) INSERT ... SELECT <shared values, the rows' columns> WHERE EXISTS (guard)`.
+    """Return `[WITH guard AS (...)] INSERT ... SELECT <shared values, the rows' columns> [WHERE EXISTS (guard)]`.
 
-    Parameters, in order: the guard's, one per shared column, then the JSON document of the columns
-    that differ (json_to_recordset, typed as the table's columns), if any.
+    Parameters, in order: the guard's, one per shared column, then a JSON array per column that
+    differs (if any), zipped into rows by ROWS FROM; each value is cast to its column's type.
     """
     quote = dialect.identifier_preparer.quote
-    types = {name: table.c[name].type.compile(dialect=dialect) for name in names}
-    # A parameter has no column to take a type from: each is cast to its column's.
-    pairs = list(zip(names, shared, strict=True))
-    selected = [f"CAST(%s AS {types[name]})" if same else f"new_rows.{quote(name)}" for name, same in pairs]
-    varying = [f"{quote(name)} {types[name]}" for name, same in pairs if not same]
-    source = f" FROM json_to_recordset(CAST(%s AS JSON)) AS new_rows({', '.join(varying)})" if varying else ""
-    compiled = guard.compile(dialect=type(dialect)(paramstyle="format"))
+    selected, arrays, aliases = [], [], []
+    for name, same in zip(names, shared, strict=True):
+        type_ = table.c[name].type
+        if same:
+            selected.append(f"CAST(%s AS {type_.compile(dialect=dialect)})")
+            continue
+        alias = f"c{len(aliases)}"
+        # JSON values stay JSON; the others come out as text, like a literal's.
+        elements = "json_array_elements" if isinstance(type_, JSON) else "json_array_elements_text"
+        arrays.append(f"{elements}(CAST(%s AS JSON))")
+        aliases.append(alias)
+        selected.append(f"CAST(new_rows.{alias} AS {type_.compile(dialect=dialect)})")
+    source = f" FROM ROWS FROM ({', '.join(arrays)}) AS new_rows({', '.join(aliases)})" if arrays else ""
     statement = (
-        f"WITH guard AS ({compiled}) "
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
-        f"SELECT {', '.join(selected)}{source} WHERE EXISTS (SELECT FROM guard)"
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) SELECT {', '.join(selected)}{source}"
     )
-    return statement, list(compiled.positiontup)
+    if guard is None:
+        return statement, []
+    compiled, guard_names = _compiled(guard, dialect)
+    return f"WITH guard AS ({compiled}) {statement} WHERE EXISTS (SELECT FROM guard)", guard_names
+
+
+@lru_cache(maxsize=64)
+def _compiled(statement: Executable, dialect) -> tuple[str, list[str]]:
+    """Return a Core statement's SQL for the driver (positional %s) and its parameter names in order."""
+    compiled = statement.compile(dialect=type(dialect)(paramstyle="format"))
+    return str(compiled), list(compiled.positiontup)
 
 
 def _driver_values(dialect, table: Table, names: list[str], rows: list[dict[str, Any]]) -> list[tuple]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.header
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from typing import Any
@@ -200,17 +201,17 @@ def load_upload_spec(raw: Any, policy: UploadPolicy, index: int = 0, *, multipar
     return policy.upload_spec(index, loaded, multipart=multipart)
 
 
-def load_upload_specs(items: list[Any], policy: UploadPolicy) -> tuple[list[UploadSpec], list[UploadFailure]]:
-    """Load each FileSpec of a batch on its own (partial success): the valid uploads and the failures."""
-    specs: list[UploadSpec] = []
-    failures: list[UploadFailure] = []
+def iter_upload_specs(items: list[Any], policy: UploadPolicy, failures: list[UploadFailure]) -> Iterator[UploadSpec]:
+    """Yield the upload of each valid FileSpec of a batch, validated as it is taken (so a big batch's
+    first files are in the database while its last are checked); add the others to `failures`."""
     for index, raw in enumerate(items):
         try:
-            specs.append(load_upload_spec(raw, policy, index))
+            spec = load_upload_spec(raw, policy, index)
         except AppError as error:
             name = raw.get("file_name") if isinstance(raw, dict) else None
             failures.append(UploadFailure(index, name if isinstance(name, str) else None, error))
-    return specs, failures
+            continue
+        yield spec
 
 
 class UploadTicketSchema(BaseSchema):

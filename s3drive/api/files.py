@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, jsonify
 from flask_jwt_extended import current_user
 
-from ..policy import TIERS, get_policy
+from ..policy import TIERS, UploadFailure, get_policy
 from ..schemas import (
     BatchUploadResultSchema,
     ConfirmManyResultSchema,
@@ -18,9 +18,9 @@ from ..schemas import (
     UploadTicketSchema,
     UsageSchema,
     check_batch_size,
+    iter_upload_specs,
     load_upload_request,
     load_upload_spec,
-    load_upload_specs,
 )
 from ..services import confirm as confirm_service
 from ..services import files as file_service
@@ -68,9 +68,9 @@ def upload():
             raise result.failures[0].error
         return jsonify(_ticket_json(result.tickets[0]))
 
-    # Each file is validated on its own (partial success).
-    specs, failures = load_upload_specs(items, policy)
-    result = uploads.presign_uploads(current_user.id, specs)
+    # Each file is validated on its own (partial success), as presigning takes it.
+    failures: list[UploadFailure] = []
+    result = uploads.presign_uploads(current_user.id, iter_upload_specs(items, policy, failures))
     failures = sorted(failures + result.failures, key=lambda failure: failure.index)
     ok, failed = len(result.tickets), len(failures)
     message = f"Generated upload URLs for {ok} files" + (f", {failed} failed." if failed else ".")

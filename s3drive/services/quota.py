@@ -165,6 +165,27 @@ def reserve_within_bound(
     return True
 
 
+def insert_then_reserve_within_bound(
+    user_id: str,
+    row_chunks: Iterable[list[dict[str, Any]]],
+    sizes: Callable[[], tuple[int, int]],
+    meanwhile: Callable[[], Any] | None = None,
+) -> bool:
+    """reserve_within_bound for rows that come in chunks (a big batch, validated as it is inserted):
+    insert them, then reserve `size` bytes if the quota has `room` under the bound, where
+    (size, room) = sizes() once the chunks are done; one transaction, kept only if it did.
+
+    PostgreSQL only (bulk.can_insert_streamed). False, and nothing written: decide with open_ledger.
+    """
+
+    def guard() -> tuple[Executable, dict[str, Any]]:
+        size, room = sizes()
+        statement = _RESERVE_WITHIN_BOUND if size else _ROOM_WITHIN_BOUND
+        return statement, {"user_id": user_id, "size": size, "room": room}
+
+    return bulk.insert_then_guard(File.__table__, row_chunks, guard, meanwhile)
+
+
 @dataclass
 class Ledger:
     """One user's quota, locked until the transaction ends: reserve, count arrivals, release."""

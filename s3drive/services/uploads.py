@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import delete, update
 
-from ..bulk import bulk_insert, session_in_transaction
+from ..bulk import bulk_insert, can_insert_streamed, session_in_transaction
 from ..errors import QuotaExceeded, StorageUnavailable
 from ..extensions import db
 from ..models import File, FileStatus, new_ids, new_time_ordered_id
@@ -19,12 +21,14 @@ from ..policy import TIERS, UploadFailure, UploadSpec, object_key
 from ..storage import get_storage
 from ..timeutil import utcnow
 from . import watcher
-from .quota import Ledger, open_ledger, reserve_within_bound
+from .quota import Ledger, insert_then_reserve_within_bound, open_ledger, reserve_within_bound
 
 # (request index, position among the successful tickets, row) of a multipart upload.
 MultipartRow = tuple[int, int, dict[str, Any]]
 # Batches with this many simple uploads are signed while the database reserves and inserts them.
 SIGN_MEANWHILE_MIN_ROWS = 20
+# Batches of more files than this go to PostgreSQL in chunks of this many, validated as they go.
+STREAM_CHUNK = 200
 
 
 @dataclass
@@ -39,7 +43,7 @@ class PresignResult:
     failures: list[UploadFailure] = field(default_factory=list)
 
 
-def presign_uploads(user_id: str, specs: list[UploadSpec]) -> PresignResult:
+def presign_uploads(user_id: str, specs: Iterable[UploadSpec]) -> PresignResult:
     """Presign a batch: one transaction, quota reserved under the user's lock, partial success.
 
     Multipart uploads (specs with a part_size) get multipart tickets; their CreateMultipartUpload
@@ -62,72 +66,104 @@ def presign_uploads(user_id: str, specs: list[UploadSpec]) -> PresignResult:
 
 
 def reserve_uploads(
-    user_id: str, specs: list[UploadSpec], failures: list[UploadFailure]
+    user_id: str, specs: Iterable[UploadSpec], failures: list[UploadFailure]
 ) -> tuple[list[dict[str, Any]], list[MultipartRow], list[dict[str, Any]] | None]:
     """Insert a record for each upload that fits the quota, in one transaction under the user's lock.
 
     Return the rows of simple uploads and of multipart ones, and the simple ones' tickets if they
     were signed while the database worked (None: sign them now); add quota failures to `failures`.
+    `specs` may be lazy (validated as they are taken): a big batch on PostgreSQL is inserted in
+    chunks as they come, the server inserting one while the next is made.
     """
-    if not specs:
+    specs = iter(specs)
+    first = list(islice(specs, STREAM_CHUNK + 1))
+    if not first:
         return [], [], None
-    now = utcnow()
-    expires = {
-        False: now + timedelta(seconds=current_app.config["URL_EXPIRES_IN"]),
-        True: multipart_expiry(now),
-    }
-    # Time-ordered, so the keys of newer batches sort after older ones.
-    batch_id = new_time_ordered_id()
-    # The usual case, a batch well within the quota, takes one statement; else one decision per file.
-    rows, multipart_rows = _upload_rows(user_id, specs, batch_id, now, expires, None, failures)
-    declared = sum(spec.size for spec in specs if spec.size_declared)
-    bound = max((spec.size for spec in specs if not spec.size_declared), default=0)
-    signed: list[list[dict[str, Any]]] = []
-    # A big batch is signed while PostgreSQL inserts it (a third of its time each); a few rows are
-    # not worth the pipeline's extra calls. The tickets go out only once the rows are committed.
-    meanwhile = (lambda: signed.append(sign_tickets(rows))) if len(rows) >= SIGN_MEANWHILE_MIN_ROWS else None
-    all_rows = rows + [row for _, _, row in multipart_rows]
-    if not reserve_within_bound(user_id, declared, declared + bound, all_rows, meanwhile):
-        signed.clear()  # for rows the quota may now turn away
-        ledger = open_ledger(user_id, now)
-        rows, multipart_rows = _upload_rows(user_id, specs, batch_id, now, expires, ledger, failures)
-        bulk_insert(File.__table__, rows + [row for _, _, row in multipart_rows])
+    batch = _Batch(user_id, failures)
+    # The usual case, a batch well within the quota, takes one statement (or one transaction of
+    # chunks, sent without waiting); else one decision per file.
+    if len(first) > STREAM_CHUNK and can_insert_streamed():
+        chunks = batch.chunks(first, specs)
+        reserved = insert_then_reserve_within_bound(user_id, chunks, batch.sizes, batch.sign_meanwhile)
+    else:
+        new_rows = batch.add([*first, *specs])
+        meanwhile = batch.sign_meanwhile if len(batch.rows) >= SIGN_MEANWHILE_MIN_ROWS else None
+        reserved = reserve_within_bound(user_id, *batch.sizes(), new_rows, meanwhile)
+    if not reserved:
+        bulk_insert(File.__table__, batch.redo_with(open_ledger(user_id, batch.now)))
     # Commit releases the quota lock before the S3 calls and the (CPU-only) signing. (Without a
     # transaction, the one statement of reserve_within_bound committed on its own.)
     if session_in_transaction():
         db.session.commit()
-    return rows, multipart_rows, signed[0] if signed else None
+    return batch.rows, batch.multipart_rows, batch.signed
 
 
-def _upload_rows(
-    user_id: str,
-    specs: list[UploadSpec],
-    batch_id: str,
-    now: datetime,
-    expires: dict[bool, datetime],
-    ledger: Ledger | None,
-    failures: list[UploadFailure],
-) -> tuple[list[dict[str, Any]], list[MultipartRow]]:
-    """Return the rows of the uploads the ledger lets in (all of them without one); add the others to failures."""
-    ids = new_ids(len(specs))
-    prefix = current_app.config["S3_KEY_PREFIX"]
-    rows: list[dict[str, Any]] = []
-    multipart_rows: list[MultipartRow] = []
-    for spec in specs:
-        try:
-            if ledger is not None:
-                _reserve(ledger, spec)
-        except QuotaExceeded as error:
-            failures.append(UploadFailure(spec.index, spec.file_name, error))
-            continue
-        file_id = ids.pop()
-        key = object_key(prefix, user_id, batch_id, file_id, spec.file_name)
-        row = upload_row(spec, file_id, user_id, batch_id, key, now, expires[spec.part_size is not None])
-        if spec.part_size is not None:
-            multipart_rows.append((spec.index, len(rows) + len(multipart_rows), row))
-        else:
-            rows.append(row)
-    return rows, multipart_rows
+class _Batch:
+    """The records of one presign batch as they are made: rows, multipart rows, and the tickets
+    signed while the database worked."""
+
+    def __init__(self, user_id: str, failures: list[UploadFailure]):
+        self.user_id, self.failures = user_id, failures
+        self.now = utcnow()
+        self.expires = {
+            False: self.now + timedelta(seconds=current_app.config["URL_EXPIRES_IN"]),
+            True: multipart_expiry(self.now),
+        }
+        # Time-ordered, so the keys of newer batches sort after older ones.
+        self.batch_id = new_time_ordered_id()
+        self.prefix = current_app.config["S3_KEY_PREFIX"]
+        self.specs: list[UploadSpec] = []
+        self.rows: list[dict[str, Any]] = []
+        self.multipart_rows: list[MultipartRow] = []
+        self.signed: list[dict[str, Any]] | None = None
+
+    def chunks(self, first: list[UploadSpec], rest: Iterator[UploadSpec]) -> Iterator[list[dict[str, Any]]]:
+        """Yield the rows of `first`, then of each STREAM_CHUNK of `rest` as it is taken."""
+        part = first
+        while part:
+            yield self.add(part)
+            part = list(islice(rest, STREAM_CHUNK))
+
+    def add(self, specs: list[UploadSpec], ledger: Ledger | None = None) -> list[dict[str, Any]]:
+        """Make the rows of `specs` (those the ledger lets in, all of them without one; the others are
+        failures); return them."""
+        self.specs.extend(specs)
+        simple, multipart = len(self.rows), len(self.multipart_rows)
+        ids = new_ids(len(specs))
+        for spec in specs:
+            try:
+                if ledger is not None:
+                    _reserve(ledger, spec)
+            except QuotaExceeded as error:
+                self.failures.append(UploadFailure(spec.index, spec.file_name, error))
+                continue
+            file_id = ids.pop()
+            key = object_key(self.prefix, self.user_id, self.batch_id, file_id, spec.file_name)
+            expires_at = self.expires[spec.part_size is not None]
+            row = upload_row(spec, file_id, self.user_id, self.batch_id, key, self.now, expires_at)
+            if spec.part_size is not None:
+                self.multipart_rows.append((spec.index, len(self.rows) + len(self.multipart_rows), row))
+            else:
+                self.rows.append(row)
+        return self.rows[simple:] + [row for _, _, row in self.multipart_rows[multipart:]]
+
+    def redo_with(self, ledger: Ledger) -> list[dict[str, Any]]:
+        """Make the rows again, each decided by the ledger (the bound had no room for them all); return them."""
+        specs, self.specs = self.specs, []
+        self.rows, self.multipart_rows, self.signed = [], [], None  # tickets for rows that may now be refused
+        return self.add(specs, ledger)
+
+    def sizes(self) -> tuple[int, int]:
+        """Return the bytes to reserve and the room the quota must have for them (undeclared bound)."""
+        declared = sum(spec.size for spec in self.specs if spec.size_declared)
+        undeclared = max((spec.size for spec in self.specs if not spec.size_declared), default=0)
+        return declared, declared + undeclared
+
+    def sign_meanwhile(self) -> None:
+        """Sign the simple uploads' tickets while the database inserts them (a third of a big batch's
+        time each); a few rows are not worth it. They go out only once the rows are committed."""
+        if len(self.rows) >= SIGN_MEANWHILE_MIN_ROWS:
+            self.signed = sign_tickets(self.rows)
 
 
 def _reserve(ledger: Ledger, spec: UploadSpec) -> None:

@@ -1,0 +1,155 @@
+"""Big batches (more than uploads.STREAM_CHUNK files): on PostgreSQL they go to the database in
+chunks as they are validated, in one transaction that the quota's guard closes; elsewhere in one
+piece. Either way: request order, partial success, exact reservations, nothing half-kept."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from conftest import register_and_login
+from helpers import presign, put_bytes, spec, usage
+from sqlalchemy import func, select
+
+from s3drive import schemas
+from s3drive.extensions import db
+from s3drive.models import File
+from s3drive.services import uploads
+
+MIB = 1024 * 1024
+COUNT = 2 * uploads.STREAM_CHUNK + 50  # three chunks
+INVALID = {3, uploads.STREAM_CHUNK + 7, COUNT - 1}  # a failure in the first, second and last chunk
+MULTIPART = {5, uploads.STREAM_CHUNK + 1, COUNT - 2}  # multipart uploads among the others
+
+
+def batch_specs() -> list[dict]:
+    specs = []
+    for i in range(COUNT):
+        if i in INVALID:
+            specs.append({"file_name": f"{i}.bin", "content_type": "image/jpeg", "file_size": -1})
+        elif i in MULTIPART:
+            specs.append({"file_name": f"{i}.bin", "content_type": "image/jpeg", "file_size": 6 * MIB})
+        else:
+            specs.append(spec(f"{i}.bin", b"x" * 10))
+    return specs
+
+
+def warm_up(client, auth) -> None:
+    """One small presign: the caller is known afterwards (auth cache), so no session transaction is open."""
+    presign(client, auth, spec("warm-up.bin", b"x"))
+
+
+def plain_url(database_url: str) -> str:
+    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def test_a_big_batch_answers_in_request_order_with_exact_reservations(make_app):
+    app = make_app(DEFAULT_QUOTA_BYTES=10**9, MULTIPART_THRESHOLD=5 * MIB)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    warm_up(client, auth)
+    answer = presign(client, auth, *batch_specs())
+    assert (answer["total_successful"], answer["total_failed"]) == (COUNT - len(INVALID), len(INVALID))
+    assert [failure["index"] for failure in answer["failed"]] == sorted(INVALID)
+    assert {failure["error"]["code"] for failure in answer["failed"]} == {"validation_error"}
+    expected = [f"{i}.bin" for i in range(COUNT) if i not in INVALID]
+    assert [ticket["file_name"] for ticket in answer["successful"]] == expected
+    multipart = {ticket["file_name"] for ticket in answer["successful"] if ticket["multipart"]}
+    assert multipart == {f"{i}.bin" for i in MULTIPART}
+    with app.app_context():
+        stored = dict(db.session.execute(select(File.id, File.file_name)).all())
+    tickets = {ticket["id"]: ticket["file_name"] for ticket in answer["successful"]}
+    assert {i: n for i, n in stored.items() if n != "warm-up.bin"} == tickets
+    declared = 10 * (COUNT - len(INVALID) - len(MULTIPART)) + 6 * MIB * len(MULTIPART)
+    assert usage(client, auth)["reserved_bytes"] == 1 + declared
+    simple = next(t for t in answer["successful"] if t["file_name"] == f"{COUNT - 3}.bin")
+    assert put_bytes(simple, b"x" * 10).status_code == 200
+    assert client.post("/api/files/confirm_upload/", json={"id": simple["id"]}, headers=auth).status_code == 200
+    assert usage(client, auth)["used_bytes"] == 10
+
+
+def test_a_big_batch_is_in_the_database_before_its_last_files_are_validated(make_app, database_url, monkeypatch):
+    """PostgreSQL gets the first chunk's INSERT before the second chunk is validated; the guard's
+    reservation comes last, once all are."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite takes a batch in one piece")
+    app = make_app(DEFAULT_QUOTA_BYTES=10**9)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    warm_up(client, auth)
+    events: list[str] = []
+    load = schemas.load_upload_spec
+    execute = psycopg.Cursor.execute
+
+    def load_and_note(raw, policy, index=0, **kwargs):
+        events.append(f"validate {index}")
+        return load(raw, policy, index, **kwargs)
+
+    def execute_and_note(cursor, query, params=None, **kwargs):
+        events.append(" ".join(str(query).split()[:3]).lower())
+        return execute(cursor, query, params, **kwargs)
+
+    monkeypatch.setattr(schemas, "load_upload_spec", load_and_note)
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute_and_note)
+    assert presign(client, auth, *[spec(f"{i}.bin", b"x" * 10) for i in range(COUNT)])["total_successful"] == COUNT
+    inserts = [i for i, event in enumerate(events) if event == "insert into files"]
+    assert len(inserts) == 3, events[-10:]
+    assert inserts[0] < events.index(f"validate {uploads.STREAM_CHUNK + 1}")
+    assert inserts[1] < events.index(f"validate {COUNT - 1}")
+    assert events.index("update users set") > events.index(f"validate {COUNT - 1}")
+    assert usage(client, auth)["reserved_bytes"] == 1 + 10 * COUNT
+
+
+def test_a_big_batch_over_the_quota_keeps_only_what_the_ledger_lets_in(make_app):
+    """The guard finds no room for the whole batch: every chunk already inserted is rolled back and
+    the batch is decided file by file."""
+    app = make_app(DEFAULT_QUOTA_BYTES=1 + 10 * 300)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    warm_up(client, auth)
+    answer = presign(client, auth, *[spec(f"{i}.bin", b"x" * 10) for i in range(COUNT)])
+    assert (answer["total_successful"], answer["total_failed"]) == (300, COUNT - 300)
+    assert {failure["error"]["code"] for failure in answer["failed"]} == {"quota_exceeded"}
+    assert [t["file_name"] for t in answer["successful"]] == [f"{i}.bin" for i in range(300)]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(File)) == 1 + 300
+    assert usage(client, auth)["reserved_bytes"] == 1 + 10 * 300
+    ticket = answer["successful"][-1]
+    assert put_bytes(ticket, b"x" * 10).status_code == 200
+    assert client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth).status_code == 200
+
+
+def test_a_big_batch_whose_connection_dies_before_it_commits_is_a_503_and_keeps_nothing(
+    make_app, database_url, monkeypatch
+):
+    """PostgreSQL ends the batch's connection after its chunks and guard were sent, while its URLs
+    are signed: a 503, no record and no reservation kept, and the next batch works."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to end a connection")
+    app = make_app(DEFAULT_QUOTA_BYTES=10**9)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    warm_up(client, auth)
+    sign, ended = uploads.sign_tickets, []
+
+    def end_the_transaction_then_sign(rows):
+        with psycopg.connect(plain_url(database_url), autocommit=True) as other:
+            ended.extend(
+                other.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND state <> 'idle'"
+                ).fetchall()
+            )
+        return sign(rows)
+
+    specs = [spec(f"{i}.bin", b"x" * 10) for i in range(COUNT)]
+    with monkeypatch.context() as patch:
+        patch.setattr(uploads, "sign_tickets", end_the_transaction_then_sign)
+        response = client.post("/api/files/upload/", json={"files": specs}, headers=auth)
+    assert ended == [(True,)]
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["error"]["code"] == "database_unavailable" and response.headers["Retry-After"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(File)) == 1  # the warm-up's
+    assert usage(client, auth)["reserved_bytes"] == 1
+    assert presign(client, auth, *specs)["total_successful"] == COUNT
+    assert usage(client, auth)["reserved_bytes"] == 1 + 10 * COUNT
