@@ -128,6 +128,7 @@ def broker(s3_url: str, database_url: str, tmp: Path, threads: int) -> Iterator[
     port = ministack.free_port()
     env = {
         **os.environ,
+        "S3DRIVE_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "S3DRIVE_DATABASE_URL": database_url,
         "S3DRIVE_S3_BUCKET": BUCKET,
         "S3DRIVE_S3_ENDPOINT_URL": s3_url,
