@@ -11,7 +11,9 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Executable, Table
+from psycopg.errors import ForeignKeyViolation
+from psycopg.pq import ConnStatus, TransactionStatus
+from sqlalchemy import JSON, Executable, String, Table
 from sqlalchemy.exc import DBAPIError
 
 from .extensions import db
@@ -108,24 +110,26 @@ def insert_guarded(
 def autocommit_statement(statement: str, params: tuple, meanwhile: Callable[[], Any] | None = None) -> int:
     """Run one statement on a pooled connection, committed on its own; return its row count.
 
-    With `meanwhile`, the statement is sent in pipeline mode and `meanwhile()` runs before its result
-    is awaited (and before it commits): the server works while the caller does.
+    With `meanwhile`, the statement is sent in pipeline mode, in a transaction, and `meanwhile()` runs
+    before its result is awaited: the server works while the caller does. It commits after
+    `meanwhile()` returns; if that raises, nothing of the statement is kept.
     """
-    with driver_connection(statement) as driver:
-        driver.autocommit = True
-        try:
-            with driver.cursor() as cursor:
-                if meanwhile is None:
-                    cursor.execute(statement, params)
-                else:
-                    with driver.pipeline() as pipeline:
-                        cursor.execute(statement, params)  # sent: the server starts on it
-                        meanwhile()
-                        pipeline.sync()
+    with driver_connection(statement) as driver, _transaction_sent_as_statements(driver) as control:
+        with driver.cursor() as cursor:
+            if meanwhile is None:
+                cursor.execute(statement, params)
                 return cursor.rowcount
-        finally:
-            if not driver.closed:
-                driver.autocommit = False
+            with driver.pipeline():
+                # BEGIN/COMMIT queued with the statement: one wait, and nothing kept if meanwhile fails.
+                control.execute("BEGIN")
+                cursor.execute(statement, params)  # sent: the server starts on it
+                try:
+                    meanwhile()
+                except BaseException:
+                    control.execute("ROLLBACK")
+                    raise
+                control.execute("COMMIT")
+            return cursor.rowcount
 
 
 def can_insert_streamed() -> bool:
@@ -146,28 +150,55 @@ def insert_then_guard(
     is made and none is waited for, so the server inserts a chunk while the caller makes the next
     (a 1,000-file batch: validation, ids and keys). `guard()` is called once the chunks are done
     (what it checks may depend on all of them) and returns an Executable with its parameters (an
-    UPDATE ... RETURNING that reserves quota, say); then `meanwhile()` runs, then the one wait. The
-    guard's lock is held until the commit. PostgreSQL only (can_insert_streamed).
+    UPDATE ... RETURNING that reserves quota, say); then `meanwhile()` runs, then one wait for all
+    the results, then COMMIT (or ROLLBACK): the guard's lock is held from the guard to the commit.
+    Nothing is kept if anything fails on the way. PostgreSQL only (can_insert_streamed).
     """
     dialect = db.engine.dialect
-    with driver_connection("INSERT ... then the guard") as driver:
-        with driver.pipeline() as pipeline, driver.cursor() as cursor:
-            for rows in chunks:
-                if rows:
-                    statement, _, values = _insert(dialect, table, rows, None)
-                    cursor.execute(statement, values)
-            statement, params = guard()
-            sql, names = _compiled(statement, dialect)
-            cursor.execute(sql, [params[name] for name in names])
-            if meanwhile is not None:
-                meanwhile()
-            pipeline.sync()
+    with driver_connection("INSERT ... then the guard") as driver, _transaction_sent_as_statements(driver) as control:
+        with driver.cursor() as cursor:
+            try:
+                _send_chunks_then_guard(driver, control, cursor, dialect, table, chunks, guard, meanwhile)
+            except ForeignKeyViolation:
+                return False  # the rows' user is gone (rolled back on the way out): the caller's ledger says so
+            # The pipeline's end: one Sync, one wait for every result (the guard's comes last).
             passed = cursor.fetchone() is not None
-        if passed:
-            driver.commit()
-        else:
-            driver.rollback()
+        control.execute("COMMIT" if passed else "ROLLBACK")
     return passed
+
+
+def _send_chunks_then_guard(driver, control, cursor, dialect, table, chunks, guard, meanwhile) -> None:
+    """Queue BEGIN, an INSERT per chunk and the guard in pipeline mode, run `meanwhile`, then wait once."""
+    with driver.pipeline():
+        control.execute("BEGIN")
+        for rows in chunks:
+            if rows:
+                statement, _, values = _insert(dialect, table, rows, None)
+                cursor.execute(statement, values)
+        statement, params = guard()
+        sql, names = _compiled(statement, dialect)
+        cursor.execute(sql, [params[name] for name in names])
+        if meanwhile is not None:
+            meanwhile()
+
+
+@contextmanager
+def _transaction_sent_as_statements(driver) -> Iterator[Any]:
+    """Yield a cursor for BEGIN/COMMIT/ROLLBACK on the driver's connection in autocommit mode.
+
+    In pipeline mode psycopg's own BEGIN waits for a Sync before the first statement; sent as a
+    statement it is queued like the others. Whatever leaves a transaction open (an error, the
+    caller's) is rolled back here, and the connection goes back to the pool as the pool expects.
+    """
+    driver.autocommit = True
+    try:
+        with driver.cursor() as control:
+            yield control
+    finally:
+        if driver.info.status == ConnStatus.OK:  # else it is dead: the pool drops it (driver_connection)
+            if driver.info.transaction_status != TransactionStatus.IDLE:
+                driver.rollback()
+            driver.autocommit = False
 
 
 @contextmanager
@@ -205,21 +236,24 @@ def _guards_inserts(engine) -> bool:
     return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
 
 
-def _insert(dialect, table: Table, rows: list[dict[str, Any]], guard: Executable | None) -> tuple[str, list[str], list]:
+def _insert(dialect, table: Table, rows: list[dict[str, Any]], guard: Executable | None) -> tuple[str, tuple, list]:
     """Return the INSERT of rows (guarded by `guard`, if any), the guard's parameter names, and the
     rows' parameters: a value every row shares is one parameter, a column whose values differ one
     JSON array."""
-    names = list(rows[0])
-    # Column-wise, in C: each column's values, then which of them are one value throughout.
-    columns = list(zip(*map(itemgetter(*names), rows), strict=True))
+    names = tuple(rows[0])
+    # Column-wise, in C: each column's values, then which of them are one value throughout (of one
+    # type: 1 == True). Several rows always read from the arrays, so that n rows are n rows.
+    columns = (
+        list(zip(*map(itemgetter(*names), rows), strict=True)) if len(names) > 1 else [[row[names[0]] for row in rows]]
+    )
     count = len(rows)
-    shared = tuple(column.count(column[0]) == count for column in columns)
-    key = (table.name, tuple(names), shared, guard)
-    prepared = _INSERTS.get(key)
-    if prepared is None:
-        prepared = _INSERTS[key] = _insert_statement(dialect, table, names, shared, guard)
-    statement, guard_names = prepared
-    processors = dict(_processors(dialect, table, tuple(names)))
+    shared = tuple(
+        column.count(column[0]) == count and (count == 1 or len(set(map(type, column))) == 1) for column in columns
+    )
+    if count > 1 and all(shared):
+        shared = (False, *shared[1:])
+    statement, guard_names = _insert_statement(dialect, table, names, shared, guard)
+    processors = dict(_processors(dialect, table, names))
     values = []
     for i, column in enumerate(columns):
         if shared[i]:
@@ -235,47 +269,50 @@ def _insert(dialect, table: Table, rows: list[dict[str, Any]], guard: Executable
     return statement, guard_names, values
 
 
-# (table, columns, which columns all rows share, guard) -> (SQL, the guard's parameter names in
-# order): building it costs more than running it.
-_INSERTS: dict[tuple, tuple[str, list[str]]] = {}
-
-
+@lru_cache(maxsize=256)  # building it costs more than running it
 def _insert_statement(
-    dialect, table: Table, names: list[str], shared: tuple[bool, ...], guard: Executable | None
-) -> tuple[str, list[str]]:
-    """Return `[WITH guard AS (...)] INSERT ... SELECT <shared values, the rows' columns> [WHERE EXISTS (guard)]`.
+    dialect, table: Table, names: tuple[str, ...], shared: tuple[bool, ...], guard: Executable | None
+) -> tuple[str, tuple[str, ...]]:
+    """Return `[WITH guard AS (...)] INSERT ... SELECT <shared values, the rows' columns> [WHERE EXISTS (guard)]`
+    and the guard's parameter names in order.
 
     Parameters, in order: the guard's, one per shared column, then a JSON array per column that
-    differs (if any), zipped into rows by ROWS FROM; each value is cast to its column's type.
+    differs (if any), zipped into rows by ROWS FROM. Each value is cast to its column's type, but
+    text to TEXT: a cast to VARCHAR(n) would cut what the INSERT must refuse.
     """
     quote = dialect.identifier_preparer.quote
     selected, arrays, aliases = [], [], []
     for name, same in zip(names, shared, strict=True):
         type_ = table.c[name].type
+        cast = "TEXT" if isinstance(type_, String) else type_.compile(dialect=dialect)
         if same:
-            selected.append(f"CAST(%s AS {type_.compile(dialect=dialect)})")
+            selected.append(f"CAST(%s AS {cast})")
             continue
-        alias = f"c{len(aliases)}"
-        # JSON values stay JSON; the others come out as text, like a literal's.
-        elements = "json_array_elements" if isinstance(type_, JSON) else "json_array_elements_text"
-        arrays.append(f"{elements}(CAST(%s AS JSON))")
-        aliases.append(alias)
-        selected.append(f"CAST(new_rows.{alias} AS {type_.compile(dialect=dialect)})")
+        alias = f"new_rows.c{len(aliases)}"
+        aliases.append(alias.partition(".")[2])
+        if isinstance(type_, JSON):
+            # JSON values stay JSON; a None in the list (JSON null) is SQL NULL, as a shared None is.
+            arrays.append("json_array_elements(CAST(%s AS JSON))")
+            selected.append(f"CASE WHEN json_typeof({alias}) = 'null' THEN NULL ELSE {alias} END")
+        else:
+            # The others come out as text, like a literal's (a None as NULL).
+            arrays.append("json_array_elements_text(CAST(%s AS JSON))")
+            selected.append(f"CAST({alias} AS {cast})")
     source = f" FROM ROWS FROM ({', '.join(arrays)}) AS new_rows({', '.join(aliases)})" if arrays else ""
     statement = (
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) SELECT {', '.join(selected)}{source}"
     )
     if guard is None:
-        return statement, []
+        return statement, ()
     compiled, guard_names = _compiled(guard, dialect)
     return f"WITH guard AS ({compiled}) {statement} WHERE EXISTS (SELECT FROM guard)", guard_names
 
 
 @lru_cache(maxsize=64)
-def _compiled(statement: Executable, dialect) -> tuple[str, list[str]]:
+def _compiled(statement: Executable, dialect) -> tuple[str, tuple[str, ...]]:
     """Return a Core statement's SQL for the driver (positional %s) and its parameter names in order."""
     compiled = statement.compile(dialect=type(dialect)(paramstyle="format"))
-    return str(compiled), list(compiled.positiontup)
+    return str(compiled), tuple(compiled.positiontup)
 
 
 def _driver_values(dialect, table: Table, names: list[str], rows: list[dict[str, Any]]) -> list[tuple]:

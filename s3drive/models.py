@@ -53,12 +53,14 @@ class UTCDateTime(TypeDecorator):
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        if value is not None and value.tzinfo is not None:
-            if value.tzinfo is not UTC:
-                value = value.astimezone(UTC)
-            if dialect.name == "sqlite":
-                value = value.replace(tzinfo=None)
-        return value
+        if value is None:
+            return value
+        if value.tzinfo is None:
+            # Naive means UTC here: PostgreSQL would read it in the session's time zone.
+            return value if dialect.name == "sqlite" else value.replace(tzinfo=UTC)
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:

@@ -91,3 +91,13 @@ def statements(app):
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+# Tests of the presign paths that run outside a session transaction: the caller must stay known
+# (the auth cache) from the warm-up request on, however slow the machine.
+KNOWN_CALLER = {"AUTH_CACHE_SECONDS": 3600}
+
+
+def plain_url(database_url: str) -> str:
+    """The test database's URL as psycopg takes it."""
+    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)

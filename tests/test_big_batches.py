@@ -7,12 +7,12 @@ from __future__ import annotations
 import psycopg
 import pytest
 from conftest import register_and_login
-from helpers import presign, put_bytes, spec, usage
-from sqlalchemy import func, select
+from helpers import KNOWN_CALLER, plain_url, presign, put_bytes, spec, usage
+from sqlalchemy import delete, func, select
 
 from s3drive import schemas
 from s3drive.extensions import db
-from s3drive.models import File
+from s3drive.models import File, User
 from s3drive.services import uploads
 
 MIB = 1024 * 1024
@@ -38,12 +38,8 @@ def warm_up(client, auth) -> None:
     presign(client, auth, spec("warm-up.bin", b"x"))
 
 
-def plain_url(database_url: str) -> str:
-    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 def test_a_big_batch_answers_in_request_order_with_exact_reservations(make_app):
-    app = make_app(DEFAULT_QUOTA_BYTES=10**9, MULTIPART_THRESHOLD=5 * MIB)
+    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=10**9, MULTIPART_THRESHOLD=5 * MIB)
     client = app.test_client()
     auth = register_and_login(client, "alice")
     warm_up(client, auth)
@@ -72,7 +68,7 @@ def test_a_big_batch_is_in_the_database_before_its_last_files_are_validated(make
     reservation comes last, once all are."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite takes a batch in one piece")
-    app = make_app(DEFAULT_QUOTA_BYTES=10**9)
+    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=10**9)
     client = app.test_client()
     auth = register_and_login(client, "alice")
     warm_up(client, auth)
@@ -102,7 +98,7 @@ def test_a_big_batch_is_in_the_database_before_its_last_files_are_validated(make
 def test_a_big_batch_over_the_quota_keeps_only_what_the_ledger_lets_in(make_app):
     """The guard finds no room for the whole batch: every chunk already inserted is rolled back and
     the batch is decided file by file."""
-    app = make_app(DEFAULT_QUOTA_BYTES=1 + 10 * 300)
+    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=1 + 10 * 300)
     client = app.test_client()
     auth = register_and_login(client, "alice")
     warm_up(client, auth)
@@ -125,7 +121,7 @@ def test_a_big_batch_whose_connection_dies_before_it_commits_is_a_503_and_keeps_
     are signed: a 503, no record and no reservation kept, and the next batch works."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite has no server to end a connection")
-    app = make_app(DEFAULT_QUOTA_BYTES=10**9)
+    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=10**9)
     client = app.test_client()
     auth = register_and_login(client, "alice")
     warm_up(client, auth)
@@ -153,3 +149,46 @@ def test_a_big_batch_whose_connection_dies_before_it_commits_is_a_503_and_keeps_
     assert usage(client, auth)["reserved_bytes"] == 1
     assert presign(client, auth, *specs)["total_successful"] == COUNT
     assert usage(client, auth)["reserved_bytes"] == 1 + 10 * COUNT
+
+
+@pytest.mark.parametrize("count", [25, COUNT], ids=["one-statement", "streamed"])
+def test_a_batch_whose_signing_fails_keeps_no_record_and_no_reservation(make_app, database_url, monkeypatch, count):
+    """On PostgreSQL the URLs are signed while the batch's statements are uncommitted: if signing
+    fails, the transaction is rolled back, so no record or reservation outlives the error."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite signs after the commit (its records wait for the sweeper, as a lost answer's would)")
+    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=10**9)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    warm_up(client, auth)
+
+    def fail(rows):
+        raise RuntimeError("the signer broke")
+
+    specs = [spec(f"{i}.bin", b"x" * 10) for i in range(count)]
+    with monkeypatch.context() as patch:
+        patch.setattr(uploads, "sign_tickets", fail)
+        response = client.post("/api/files/upload/", json={"files": specs}, headers=auth)
+    assert response.status_code == 500 and response.get_json()["error"]["code"] == "internal_error"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(File)) == 1  # the warm-up's
+    assert usage(client, auth)["reserved_bytes"] == 1
+    assert presign(client, auth, *specs)["total_successful"] == count
+
+
+def test_a_big_batch_from_a_user_deleted_meanwhile_is_a_401(make_app, database_url):
+    """The account is deleted while this process still knows the caller (the auth cache): the
+    chunks' foreign key fails, and the answer is the 401 a deleted user gets, not a 500."""
+    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=10**9)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
+    warm_up(client, auth)
+    with app.app_context():
+        db.session.execute(delete(User).where(User.username == "alice"))
+        db.session.commit()
+    response = client.post(
+        "/api/files/upload/", json={"files": [spec(f"{i}.bin", b"x") for i in range(COUNT)]}, headers=auth
+    )
+    assert response.status_code == 401, response.get_json()
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(File)) == 0

@@ -159,3 +159,44 @@ def test_new_ids_are_unique_uuid7s_in_creation_order():
     assert len(set(first + later)) == 1003
     assert max(first) < min(later)  # a later batch sorts after an earlier one
     assert abs((parsed[0].int >> 80) / 1000 - time.time()) < 5  # the first 48 bits: Unix time in ms
+
+
+def test_insert_guarded_stores_none_as_null_refuses_over_long_text_and_reads_naive_times_as_utc(app, client):
+    """A None in a JSON column is SQL NULL whether all rows share it or not; text longer than its
+    column is refused, never cut (a cast to VARCHAR(n) would cut it); a naive timestamp is UTC."""
+    from sqlalchemy import bindparam, select, text
+    from sqlalchemy.exc import DataError
+
+    from s3drive.bulk import can_insert_guarded, insert_guarded
+
+    register_and_login(client, "guarded2")
+    now = utcnow().replace(microsecond=0)
+    with app.app_context():
+        if not can_insert_guarded([{}]):
+            pytest.skip("one statement on PostgreSQL only")
+        user_id = db.session.query(User).one().id
+        guard = select(User.id).where(User.id == bindparam("user_id"))
+
+        def row(file_id: str, inspection, created_at=now) -> dict:
+            return {
+                **{"user_id": user_id, "batch_id": "b", "content_type": "text/plain", "size": 1, "tier": "standard"},
+                **{"tags": [], "folder": "", "status": "pending", "method": "PUT", "file_name": "n"},
+                **{"id": file_id, "s3_key": f"k/{file_id}", "inspection": inspection, "created_at": created_at},
+            }
+
+        varying, shared = new_ids(2), new_ids(2)
+        naive = now.replace(tzinfo=None)
+        rows = [row(varying[0], None, naive), row(varying[1], {"kind": "image"}, now)]
+        assert insert_guarded(File.__table__, rows, guard, {"user_id": user_id})
+        assert insert_guarded(File.__table__, [row(i, None, naive) for i in shared], guard, {"user_id": user_id})
+        db.session.commit()
+        nulls = set(db.session.scalars(text("SELECT id FROM files WHERE inspection IS NULL")))
+        assert nulls == {varying[0], *shared}
+        db.session.expire_all()
+        assert {db.session.get(File, i).created_at for i in [*varying, *shared]} == {now}
+        too_long = row(new_ids(1)[0], None)
+        too_long["s3_key"] = "k/" + "x" * 1023
+        with pytest.raises(DataError):
+            insert_guarded(File.__table__, [too_long, row(new_ids(1)[0], None)], guard, {"user_id": user_id})
+        db.session.rollback()
+        assert db.session.scalar(text("SELECT count(*) FROM files")) == 4

@@ -108,3 +108,21 @@ def test_uppy_routes_answer_in_companions_shape(client, auth, bad):
         "/uppy/s3/params", query_string={"filename": "a.txt", "metadata[title]": "a\u0000b"}, headers=auth
     )
     assert form.status_code == 422 and "metadata[title]" in form.get_json()["error"]
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_bodies_in_other_unicode_encodings_are_checked_too(client, auth, bad, encoding):
+    """JSON in UTF-16 or UTF-32 (which orjson refuses and the standard library reads) is checked for
+    unstorable text like any other body: 422, never a 500, nothing kept."""
+    text = json.dumps({"files": [spec("ok.jpg"), {**spec(), "file_name": bad}]})
+    response = client.post(
+        "/api/files/upload/", data=text.encode(encoding), content_type="application/json", headers=auth
+    )
+    assert_422(response, "files.1.file_name")
+    good = json.dumps({"files": [spec("ok.jpg")]}).encode(encoding)
+    answer = client.post("/api/files/upload/", data=good, content_type="application/json", headers=auth).get_json()
+    assert answer["total_successful"] == 1
+    assert [f["file_name"] for f in client.get("/api/files/?status=pending", headers=auth).get_json()["items"]] == [
+        "ok.jpg"
+    ]

@@ -13,7 +13,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from conftest import register_and_login
-from helpers import presign, put_bytes, spec, statements, usage
+from helpers import KNOWN_CALLER, plain_url, presign, put_bytes, spec, statements, usage
 from sqlalchemy import func, select, update
 
 from s3drive.extensions import db
@@ -165,11 +165,6 @@ def test_a_migrated_user_starts_at_a_bound_that_always_holds(make_app):
 BIG_BATCH = 25  # >= uploads.SIGN_MEANWHILE_MIN_ROWS
 
 
-def plain_url(database_url: str) -> str:
-    """The test database's URL as psycopg takes it."""
-    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 def test_a_big_batch_is_signed_while_postgresql_reserves_and_inserts_it(make_app, database_url, monkeypatch):
     """On PostgreSQL the batch's one statement is sent before its URLs are signed: while they are,
     the statement holds the user's row lock and its rows are not yet visible to anyone. The URLs go
@@ -177,7 +172,7 @@ def test_a_big_batch_is_signed_while_postgresql_reserves_and_inserts_it(make_app
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite reserves and inserts before the signing, one statement at a time")
     assert BIG_BATCH >= uploads.SIGN_MEANWHILE_MIN_ROWS
-    app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
+    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=QUOTA)
     client = app.test_client()
     auth = register_and_login(client, "alice")
     presign(client, auth, spec("warm-up.bin", b"x"))  # the caller is known now: no session transaction
@@ -206,7 +201,7 @@ def test_a_big_batch_is_signed_while_postgresql_reserves_and_inserts_it(make_app
 def test_a_big_batch_partly_over_the_quota_signs_only_what_the_ledger_lets_in(make_app, monkeypatch):
     """The one statement's guard finds no room for the whole batch: nothing of it is written, the
     URLs signed meanwhile (PostgreSQL) are dropped, and the batch is decided file by file."""
-    app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
+    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=QUOTA)
     client = app.test_client()
     auth = register_and_login(client, "alice")
     sign, signed = uploads.sign_tickets, []
@@ -232,7 +227,7 @@ def test_a_big_batch_whose_connection_dies_while_it_is_signed_is_a_503_and_keeps
     gets a working connection."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite has no server to end a connection")
-    app = make_app(DEFAULT_QUOTA_BYTES=QUOTA)
+    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=QUOTA)
     client = app.test_client()
     auth = register_and_login(client, "alice")
     presign(client, auth, spec("warm-up.bin", b"x"))  # the caller is known now: no session transaction

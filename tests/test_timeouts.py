@@ -13,7 +13,7 @@ from contextlib import closing, contextmanager
 
 import pytest
 from conftest import register_and_login
-from helpers import spec, wait_until
+from helpers import KNOWN_CALLER, spec, wait_until
 from sqlalchemy import create_engine, text
 
 from s3drive import app as s3drive_app
@@ -106,7 +106,7 @@ def test_a_held_lock_fails_the_one_statement_presign_with_a_503_and_keeps_nothin
     session transaction (PostgreSQL: on the driver's connection; a batch of 20 or more is signed
     while it runs, in pipeline mode). A held lock makes it a 503 like any other, nothing of it is
     kept, and its connection serves the next request."""
-    app = app_on(DATABASE_TIMEOUT=1)
+    app = app_on(DATABASE_TIMEOUT=1, **KNOWN_CALLER)
     client = app.test_client()
     auth = register_and_login(client, "alice")
 

@@ -25,17 +25,19 @@ def json_object_body() -> dict:
     raw = request.get_data(cache=True)
     try:
         body = orjson.loads(raw)  # a 1,000-file batch: ~4x faster than json.loads
+        # JSON can only carry NUL or a lone surrogate as a \u escape: bodies without one skip the walk.
+        suspect = b"\\u" in raw
     except orjson.JSONDecodeError:
         # What orjson refuses, the standard library may take (NaN, integers beyond 64 bits, a lone
-        # surrogate, which refuse_unstorable then names): the answer stays what it was.
+        # surrogate, UTF-16): the answer stays what it was. Its text is always checked.
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):
             raise BadRequest("The request body is not valid JSON.") from None
+        suspect = True
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
-    # JSON can only carry NUL or a lone surrogate as a \u escape: bodies without one skip the walk.
-    if b"\\u" in raw:
+    if suspect:
         refuse_unstorable(body)
     return body
 
