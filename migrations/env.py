@@ -1,8 +1,19 @@
 import logging
+import warnings
 from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy.exc import SAWarning
+
+# SQLite migrations rebuild a table (batch mode) by reflecting it and the tables it refers to;
+# SQLAlchemy cannot reflect users' lower(username) index and says so on every upgrade. The batch
+# never rebuilds users, so the index is not lost: the warning is noise.
+warnings.filterwarnings(
+    "ignore",
+    message="Skipped unsupported reflection of expression-based index uq_users_username_lower",
+    category=SAWarning,
+)
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.

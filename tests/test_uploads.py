@@ -70,7 +70,7 @@ def test_batch_partial_success_with_codes(client, auth, app):
         "not an object",
     )
     assert body["total_requested"] == 7 and body["total_successful"] == 1 and body["total_failed"] == 6
-    assert body["message"] == "Generated upload URLs for 1 files, 6 failed."
+    assert body["message"] == "Generated upload URLs for 1 file, 6 failed."
     codes = {f["index"]: f["error"]["code"] for f in body["failed"]}
     assert codes == {
         1: "content_type_not_allowed",
@@ -245,3 +245,10 @@ def test_limits_needs_no_auth(client):
     body = response.get_json()
     assert body["max_batch"] == 1000 and body["multipart_threshold"] == 100 * 1024**2
     assert "standard" in body["tiers"] and "image/*" in body["allowed_content_types"]
+
+
+def test_the_batch_message_counts_in_words(client, auth):
+    one = presign(client, auth, spec("a.jpg"))
+    assert one["message"] == "Generated upload URLs for 1 file."
+    two = presign(client, auth, spec("b.jpg"), spec("c.jpg"))
+    assert two["message"] == "Generated upload URLs for 2 files."

@@ -73,7 +73,8 @@ def upload():
     result = uploads.presign_uploads(current_user.id, iter_upload_specs(items, policy, failures))
     failures = sorted(failures + result.failures, key=lambda failure: failure.index)
     ok, failed = len(result.tickets), len(failures)
-    message = f"Generated upload URLs for {ok} files" + (f", {failed} failed." if failed else ".")
+    files = "file" if ok == 1 else "files"
+    message = f"Generated upload URLs for {ok} {files}" + (f", {failed} failed." if failed else ".")
     return jsonify(
         {
             "message": message,
