@@ -29,8 +29,10 @@ help:
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): requirements.txt requirements-dev.txt | $(PY)
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install --disable-pip-version-check --quiet -r requirements-dev.txt
+	@# s3drive itself, editable: puts the s3drive and s3drive-client commands in $(VENV)/bin.
+	$(PY) -m pip install --disable-pip-version-check --quiet --no-deps -e .
 	@touch $@
 
 venv: $(STAMP)

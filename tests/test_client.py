@@ -954,3 +954,12 @@ def test_collect_files_keeps_structure_and_refuses_missing(tmp_path):
     with pytest.raises(ClientSideError) as caught:
         local_files.collect_files([str(tmp_path / "missing")])
     assert caught.value.code == "file_not_found"
+
+
+def test_make_installs_the_console_scripts():
+    """`make` (venv, test, run) installs s3drive itself, editable: its commands are in the venv's bin."""
+    bin_dir = Path(sys.executable).parent
+    for command in ("s3drive-client", "s3drive"):
+        assert (bin_dir / command).is_file(), f"{command} is not installed in {bin_dir}"
+    shown = subprocess.run([str(bin_dir / "s3drive-client"), "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "usage: s3drive-client" in shown.stdout, shown.stderr
