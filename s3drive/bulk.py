@@ -99,12 +99,11 @@ def insert_guarded(
     # Positional parameters: the driver maps names to positions on every call otherwise.
     params = [guard_params[name] for name in guard_names]
     params.extend(values)
-    count = len(rows)
     if session_in_transaction():
         inserted = db.session.connection().exec_driver_sql(statement, tuple(params)).rowcount
     else:
         inserted = autocommit_statement(statement, tuple(params), meanwhile)
-    return inserted == count
+    return inserted == len(rows)
 
 
 def autocommit_statement(statement: str, params: tuple, meanwhile: Callable[[], Any] | None = None) -> int:
@@ -288,8 +287,8 @@ def _insert_statement(
         if same:
             selected.append(f"CAST(%s AS {cast})")
             continue
-        alias = f"new_rows.c{len(aliases)}"
-        aliases.append(alias.partition(".")[2])
+        aliases.append(f"c{len(aliases)}")
+        alias = f"new_rows.{aliases[-1]}"
         if isinstance(type_, JSON):
             # JSON values stay JSON; a None in the list (JSON null) is SQL NULL, as a shared None is.
             arrays.append("json_array_elements(CAST(%s AS JSON))")

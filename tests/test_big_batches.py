@@ -114,11 +114,13 @@ def test_a_big_batch_over_the_quota_keeps_only_what_the_ledger_lets_in(make_app)
     assert client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth).status_code == 200
 
 
-def test_a_big_batch_whose_connection_dies_before_it_commits_is_a_503_and_keeps_nothing(
-    make_app, database_url, monkeypatch
+@pytest.mark.parametrize("count", [25, COUNT], ids=["one-statement", "streamed"])
+def test_a_batch_whose_connection_dies_before_it_commits_is_a_503_and_keeps_nothing(
+    make_app, database_url, monkeypatch, count
 ):
-    """PostgreSQL ends the batch's connection after its chunks and guard were sent, while its URLs
-    are signed: a 503, no record and no reservation kept, and the next batch works."""
+    """PostgreSQL ends the batch's connection after its statement (or chunks and guard) were sent,
+    while its URLs are signed: a 503, no record and no reservation kept, and the next batch gets a
+    working connection."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite has no server to end a connection")
     app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=10**9)
@@ -137,7 +139,7 @@ def test_a_big_batch_whose_connection_dies_before_it_commits_is_a_503_and_keeps_
             )
         return sign(rows)
 
-    specs = [spec(f"{i}.bin", b"x" * 10) for i in range(COUNT)]
+    specs = [spec(f"{i}.bin", b"x" * 10) for i in range(count)]
     with monkeypatch.context() as patch:
         patch.setattr(uploads, "sign_tickets", end_the_transaction_then_sign)
         response = client.post("/api/files/upload/", json={"files": specs}, headers=auth)
@@ -146,9 +148,11 @@ def test_a_big_batch_whose_connection_dies_before_it_commits_is_a_503_and_keeps_
     assert response.get_json()["error"]["code"] == "database_unavailable" and response.headers["Retry-After"]
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(File)) == 1  # the warm-up's
+    with app.app_context():
+        assert db.session.scalar(select(User.reserved_bound)) == 1  # the bound too, not only the records
     assert usage(client, auth)["reserved_bytes"] == 1
-    assert presign(client, auth, *specs)["total_successful"] == COUNT
-    assert usage(client, auth)["reserved_bytes"] == 1 + 10 * COUNT
+    assert presign(client, auth, *specs)["total_successful"] == count
+    assert usage(client, auth)["reserved_bytes"] == 1 + 10 * count
 
 
 @pytest.mark.parametrize("count", [25, COUNT], ids=["one-statement", "streamed"])

@@ -15,49 +15,61 @@ from s3drive.models import File, User, new_ids
 from s3drive.timeutil import utcnow
 
 
+def every_type_rows(user_id: str, now) -> list[dict]:
+    """Three files rows whose values cover every column type and the text that needs escaping."""
+    return [
+        {
+            "id": file_id,
+            "user_id": user_id,
+            "batch_id": "b" * 36,
+            "file_name": name,
+            "s3_key": f"k/{file_id}",
+            "content_type": "text/plain",
+            "size": size,
+            "size_declared": declared,
+            "checksum_sha256": checksum,
+            "tier": "standard",
+            "title": None,
+            "description": "d\nwith 'quotes', \"double\", \\ and \t tab",
+            "tags": tags,
+            "folder": "a/b",
+            "status": "pending",
+            "method": "PUT",
+            "created_at": now,
+            "expires_at": expires,
+        }
+        for file_id, name, size, declared, checksum, tags, expires in zip(
+            new_ids(3),
+            ["plain.txt", 'ünï 😀 "q".txt', "tab\there\\.txt"],
+            [0, 5 * 1024**4, 7],
+            [True, False, True],
+            [None, "A" * 43 + "=", None],
+            [[], ["x", "ü"], ["a,b", '"q"']],
+            [now + timedelta(hours=1), now + timedelta(days=7, microseconds=1), now.replace(tzinfo=None)],
+            strict=True,
+        )
+    ]
+
+
+def assert_stored_as_given(rows: list[dict]) -> None:
+    """Each row reads back through the ORM as it was given (a naive timestamp as UTC)."""
+    db.session.expire_all()
+    for row in rows:
+        record = db.session.get(File, row["id"])
+        for name, value in row.items():
+            if name.endswith("_at") and value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)  # naive means UTC here
+            assert getattr(record, name) == value, name
+
+
 def test_bulk_insert_round_trips_every_type(app, client):
     register_and_login(client, "bulk")
-    now = utcnow()
     with app.app_context():
-        user_id = db.session.query(User).one().id
-        ids = new_ids(3)
-        rows = [
-            {
-                "id": file_id,
-                "user_id": user_id,
-                "batch_id": "b" * 36,
-                "file_name": name,
-                "s3_key": f"k/{file_id}",
-                "content_type": "text/plain",
-                "size": size,
-                "checksum_sha256": checksum,
-                "tier": "standard",
-                "title": None,
-                "description": "d\nwith 'quotes' and \\ and \t tab",
-                "tags": tags,
-                "folder": "a/b",
-                "status": "pending",
-                "method": "PUT",
-                "created_at": now,
-                "expires_at": now + timedelta(hours=1),
-            }
-            for file_id, name, size, checksum, tags in zip(
-                ids,
-                ["plain.txt", "ünï 😀.txt", "tab\there.txt"],
-                [0, 5 * 1024**4, 7],
-                [None, "A" * 43 + "=", None],
-                [[], ["x", "ü"], ["a,b", '"q"']],
-                strict=True,
-            )
-        ]
+        rows = every_type_rows(db.session.query(User).one().id, utcnow())
         bulk_insert(File.__table__, rows)
         db.session.commit()
-        db.session.expire_all()
-        for row in rows:
-            record = db.session.get(File, row["id"])
-            for name, value in row.items():
-                assert getattr(record, name) == value, name
-        assert db.session.get(File, ids[0]).created_at.tzinfo is not None
+        assert_stored_as_given(rows)
+        assert db.session.get(File, rows[0]["id"]).created_at.tzinfo is not None
 
 
 def test_bulk_insert_stores_timestamps_like_the_orm(app, client):
@@ -102,50 +114,12 @@ def test_insert_guarded_round_trips_shared_and_varying_values_of_every_type(app,
         guard = select(User.id).where(User.id == bindparam("user_id"))
         if not can_insert_guarded([{}]):
             pytest.skip("one statement on PostgreSQL only; SQLite takes bulk_insert (tested above)")
-        ids = new_ids(3)
-        rows = [
-            {
-                "id": file_id,
-                "user_id": user_id,
-                "batch_id": "b" * 36,
-                "file_name": name,
-                "s3_key": f"k/{file_id}",
-                "content_type": "text/plain",
-                "size": size,
-                "size_declared": declared,
-                "checksum_sha256": checksum,
-                "tier": "standard",
-                "title": None,
-                "description": "d\nwith 'quotes', \"double\", \\ and \t tab",
-                "tags": tags,
-                "folder": "a/b",
-                "status": "pending",
-                "method": "PUT",
-                "created_at": now,
-                "expires_at": expires,
-            }
-            for file_id, name, size, declared, checksum, tags, expires in zip(
-                ids,
-                ["plain.txt", 'ünï 😀 "q".txt', "tab\there\\.txt"],
-                [0, 5 * 1024**4, 7],
-                [True, False, True],
-                [None, "A" * 43 + "=", None],
-                [[], ["x", "ü"], ["a,b", '"q"']],
-                [now + timedelta(hours=1), now + timedelta(days=7, microseconds=1), now.replace(tzinfo=None)],
-                strict=True,
-            )
-        ]
+        rows = every_type_rows(user_id, now)
         one_row = {**rows[0], "id": new_ids(1)[0], "s3_key": "k/one", "tags": ["only", "ü"]}
         assert insert_guarded(File.__table__, rows, guard, {"user_id": user_id})
         assert insert_guarded(File.__table__, [one_row], guard, {"user_id": user_id})
         assert not insert_guarded(File.__table__, [{**one_row, "id": "x", "s3_key": "x"}], guard, {"user_id": "nobody"})
-        db.session.expire_all()
-        for row in [*rows, one_row]:
-            record = db.session.get(File, row["id"])
-            for name, value in row.items():
-                if name == "expires_at" and value.tzinfo is None:
-                    value = value.replace(tzinfo=UTC)  # naive means UTC here
-                assert getattr(record, name) == value, name
+        assert_stored_as_given([*rows, one_row])
         assert db.session.get(File, "x") is None
 
 
