@@ -126,7 +126,6 @@ def _derive_flask_settings(app: Flask) -> None:
     config["OPENAPI_URL_PREFIX"] = "/"
     config["OPENAPI_JSON_PATH"] = "openapi.json"
     config["OPENAPI_SWAGGER_UI_PATH"] = "/docs"
-    config.setdefault("OPENAPI_SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/")
 
 
 def postgres_engine_options(timeout: int) -> dict[str, Any]:

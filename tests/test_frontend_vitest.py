@@ -27,7 +27,11 @@ def test_vitest_suite_passes():
     if not VITEST.exists():
         installed = subprocess.run(
             # `npm ci`, never `npm install`: a test run must not rewrite the tracked package-lock.json.
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=REACT_DIR, capture_output=True, text=True, timeout=600
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=REACT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         if installed.returncode != 0:
             unavailable(f"npm ci failed in {REACT_DIR}:\n{installed.stderr[-2000:]}", "vitest")

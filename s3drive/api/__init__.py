@@ -9,7 +9,7 @@ from flask import Flask, g, request
 from flask_smorest import Api
 
 from ..schemas import BatchUploadSchema, CompanionErrorSchema, ErrorSchema, FileSpecSchema
-from . import admin, admission, auth, files, listing, manage, multipart, ops, uppy
+from . import admin, admission, auth, docs, files, listing, manage, multipart, ops, uppy
 from .base import refuse_unstorable
 from .errors import http_error_response
 
@@ -28,6 +28,7 @@ class S3DriveApi(Api):
 
 def init_app(app: Flask) -> None:
     """Register the blueprints with the OpenAPI document, and the request id every answer carries."""
+    docs.init_app(app)  # before the Api: it reads the Swagger UI URL when it registers /docs
     api = S3DriveApi(
         app,
         spec_kwargs={
