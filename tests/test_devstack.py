@@ -7,13 +7,17 @@ install from tests/s3servers.py.
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 from helpers import sha256_b64, wait_until
-from live import DEV_STOP_TIMEOUT, DevStack, is_ministack
+from live import DEV_STOP_TIMEOUT, REPO_ROOT, DevStack, is_ministack, unavailable
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +97,7 @@ def test_docs_openapi_and_readiness(server):
 
 
 def test_generated_secrets_are_private(server):
-    for name in ("jwt-secret", "demo-password"):
+    for name in ("jwt-secret", "demo-password", "admin-password"):
         mode = stat.S_IMODE((server.data_dir / name).stat().st_mode)
         assert mode == 0o600, f"{name} has mode {oct(mode)}"
 
@@ -103,6 +107,48 @@ def test_demo_user_logs_in(server):
     me = requests.get(server.url + "/api/auth/me", headers=auth, timeout=10)
     assert me.status_code == 200
     assert me.json()["username"] == "demo"
+
+
+def test_admin_user_is_an_administrator(server):
+    """The dev stack's second account, printed beside demo's, may use the admin routes."""
+    signed_in = requests.post(
+        server.url + "/api/auth/login",
+        json={"username": "admin", "password": (server.data_dir / "admin-password").read_text().strip()},
+        timeout=10,
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    auth = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    assert requests.get(server.url + "/api/auth/me", headers=auth, timeout=10).json()["is_admin"] is True
+    assert requests.get(server.url + "/api/admin/stats", headers=auth, timeout=10).status_code == 200
+    assert requests.get(server.url + "/api/admin/stats", headers=login(server), timeout=10).status_code == 403
+
+
+def readme_shell_block(heading: str) -> str:
+    """Return the first ```sh block under a heading of README.md."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index(f"\n{heading}\n") :]
+    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_curl_section_runs_to_the_end(server, tmp_path):
+    """Paste the README's curl lines into bash against a dev stack: every line succeeds, bytes round-trip."""
+    if not shutil.which("jq") or not shutil.which("curl"):
+        unavailable("curl and jq are needed to run the README's curl section", "README test")
+    workdir = server.data_dir.parent  # the block reads data/demo-password, as from the checkout
+    script = "set -euo pipefail\n" + readme_shell_block("## Using the API")
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=workdir,
+        env={**os.environ, "API": server.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "same bytes" in done.stdout
+    assert (workdir / "hello-copy.txt").read_bytes() == (workdir / "hello.txt").read_bytes()
+    assert '"status":"deleted"' in done.stdout.replace(" ", "")
+    assert '"users"' in done.stdout  # the admin's stats
 
 
 def test_presign_put_confirm(server):

@@ -3,7 +3,7 @@
 `make run`, `python -m s3drive.dev` or `s3drive dev` starts everything on
 loopback with state kept under data/ (objects, database, generated secrets), so a
 restart picks up where the last run stopped. Not for production: the JWT secret
-and the demo password are generated and stored in plain files. POSIX only.
+and the demo and admin passwords are generated and stored in plain files. POSIX only.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ DEFAULT_PORT = 5000
 DEFAULT_S3_PORT = 4566
 DEFAULT_BUCKET = "s3drive-dev"
 DEMO_USERNAME = "demo"
+# An administrator of the dev stack (GET /api/admin/stats, quarantine, sweep), beside the demo user.
+ADMIN_USERNAME = "admin"
 MINISTACK_READY_TIMEOUT = 60.0
 MINISTACK_STOP_TIMEOUT = 5.0
 
@@ -290,28 +292,39 @@ def _reenable_loggers() -> None:
             logger.disabled = False
 
 
-def prepare_database(app: Flask, data_dir: Path) -> str:
-    """Run the migrations and make sure the demo user exists; return its password."""
+def prepare_database(app: Flask, data_dir: Path) -> dict[str, str]:
+    """Run the migrations and make sure the demo user and the admin exist; return their passwords."""
     from flask_migrate import upgrade  # only the dev stack migrates at start
+
+    passwords = {
+        name: read_or_create_secret(data_dir / f"{name}-password", lambda: secrets.token_urlsafe(12))[0]
+        for name in (DEMO_USERNAME, ADMIN_USERNAME)
+    }
+    with app.app_context():
+        upgrade()
+        _reenable_loggers()
+        for name, password in passwords.items():
+            _ensure_user(name, password, is_admin=name == ADMIN_USERNAME)
+    return passwords
+
+
+def _ensure_user(username: str, password: str, *, is_admin: bool) -> None:
+    """Create the user, or make its stored password (and role) match the password file."""
     from werkzeug.security import check_password_hash, generate_password_hash
 
     from ..extensions import db
     from ..services.users import create_user, find_user
 
-    password, _ = read_or_create_secret(data_dir / "demo-password", lambda: secrets.token_urlsafe(12))
-    with app.app_context():
-        upgrade()
-        _reenable_loggers()
-        user = find_user(DEMO_USERNAME)
-        if user is None:
-            create_user(DEMO_USERNAME, password)
-        elif not check_password_hash(user.password_hash, password):
-            # The password file was removed or edited: make the printed credentials true.
-            user.password_hash = generate_password_hash(password)
-            user.is_active = True
-            db.session.commit()
-        db.session.remove()
-    return password
+    user = find_user(username)
+    if user is None:
+        create_user(username, password, is_admin=is_admin)
+    elif not check_password_hash(user.password_hash, password) or user.is_admin != is_admin:
+        # The password file was removed or edited: make the printed credentials true.
+        user.password_hash = generate_password_hash(password)
+        user.is_active = True
+        user.is_admin = is_admin
+        db.session.commit()
+    db.session.remove()
 
 
 def register_frontend(app: Flask, directory: Path = FRONTEND_DIR) -> None:
@@ -333,7 +346,7 @@ def register_frontend(app: Flask, directory: Path = FRONTEND_DIR) -> None:
     app.register_blueprint(frontend)
 
 
-def build_app(args: argparse.Namespace) -> tuple[Flask, str, list[str]]:
+def build_app(args: argparse.Namespace) -> tuple[Flask, dict[str, str], list[str]]:
     """Create the configured app with the frontend attached and the database ready."""
     from .. import create_app  # keep `--help` fast
 
@@ -343,8 +356,8 @@ def build_app(args: argparse.Namespace) -> tuple[Flask, str, list[str]]:
         register_frontend(app)
     else:
         notes.append(f"no frontend at {FRONTEND_DIR}: / is not served")
-    password = prepare_database(app, args.data_dir)
-    return app, password, notes
+    passwords = prepare_database(app, args.data_dir)
+    return app, passwords, notes
 
 
 def ensure_dev_bucket(app: Flask) -> None:
@@ -429,7 +442,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _banner(args: argparse.Namespace, app: Flask, password: str, notes: list[str], took: float) -> str:
+def _banner(args: argparse.Namespace, app: Flask, passwords: dict[str, str], notes: list[str], took: float) -> str:
     base = f"http://{HOST}:{args.port}"
     lines = [
         "",
@@ -440,7 +453,9 @@ def _banner(args: argparse.Namespace, app: Flask, password: str, notes: list[str
         f" key {ministack.ACCESS_KEY}/{ministack.SECRET_KEY}",
         f"  Worker:    task queue on {app.config['BROKER_URL']}  (log: {args.data_dir / 'worker.log'})",
         f"  Data:      {args.data_dir}  (started in {took:.1f}s)",
-        f"  Sign in:   {DEMO_USERNAME} / {password}",
+        f"  Sign in:   {DEMO_USERNAME} / {passwords[DEMO_USERNAME]}   (kept in {args.data_dir / 'demo-password'})",
+        f"  Admin:     {ADMIN_USERNAME} / {passwords[ADMIN_USERNAME]}   (kept in {args.data_dir / 'admin-password'})",
+        "  Others:    register on the page, or POST /api/auth/register (see the README)",
         *(f"  Note:      {note}" for note in notes),
         "Press Ctrl-C to stop.",
         "",
@@ -462,7 +477,7 @@ def serve(args: argparse.Namespace) -> None:
     server = app = worker = None
     try:
         # The database work overlaps MiniStack's boot.
-        app, password, notes = build_app(args)
+        app, passwords, notes = build_app(args)
         worker = start_worker(args, app)
         try:
             server = make_server(HOST, args.port, app, threaded=True)
@@ -470,7 +485,7 @@ def serve(args: argparse.Namespace) -> None:
             raise DevServerError(f"cannot listen on {HOST}:{args.port}: {error}") from None
         wait_s3_ready(args, proc)
         ensure_dev_bucket(app)
-        print(_banner(args, app, password, notes, time.monotonic() - started), flush=True)
+        print(_banner(args, app, passwords, notes, time.monotonic() - started), flush=True)
         server.serve_forever()
     finally:
         # A second Ctrl-C must not cut the cleanup short and orphan MiniStack.
