@@ -13,7 +13,9 @@ import hashlib
 import io
 import json
 import os
+import pty
 import re
+import select
 import signal
 import stat
 import subprocess
@@ -476,6 +478,47 @@ def test_sigint_to_a_running_upload_then_resume(live, run, user, tmp_path, home)
     assert live.read(api_for(live).get_file(outcome["id"])["s3_key"]) == data
 
 
+def test_ctrl_c_in_a_terminal_leaves_no_frozen_progress_bar(live, run, user, tmp_path, home):
+    """In a terminal, Ctrl-C erases the bars (no speed or time left stays on screen), then says why it stopped."""
+    big = tmp_path / "clip.mov"
+    big.write_bytes(payload(9, BIG_SIZE))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "100", "TERM": "xterm"}
+    command = [sys.executable, "-m", "s3drive.client", "upload", str(big), "--concurrency", "1", "--limit-rate", "4M"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the client, with the pty as its terminal
+        os.execve(sys.executable, command, env)
+    screen = bytearray()
+    try:
+        deadline = time.monotonic() + 30
+        while b"MiB/s" not in screen and time.monotonic() < deadline:  # the bars are drawn
+            screen += read_pty(fd, 0.2)
+        assert b"MiB/s" in screen, bytes(screen)
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while b"error: interrupted" not in screen and time.monotonic() < deadline:
+            screen += read_pty(fd, 0.2)
+    finally:
+        if os.waitpid(pid, os.WNOHANG) == (0, 0):  # still running: the test failed above
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    before_error = bytes(screen).split(b"error: interrupted")[0]
+    # Whatever was drawn last before the error line was erased again ("\x1b[2K" clears a line).
+    assert b"MiB/s" not in before_error.rsplit(b"\x1b[2K", 1)[-1], before_error[-600:]
+    assert before_error.rstrip(b"\r\n").endswith(b"\x1b[2K"), before_error[-600:]
+
+
+def read_pty(fd: int, timeout: float) -> bytes:
+    """Read what a pty has within timeout (b"" if nothing, or if its child closed it)."""
+    ready, _, _ = select.select([fd], [], [], timeout)
+    if not ready:
+        return b""
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the child exited
+        return b""
+
+
 # -- retries and re-signing ---------------------------------------------------------------
 
 
@@ -617,7 +660,9 @@ def test_one_failed_file_does_not_stop_the_others(live, run, user, tmp_path, mon
     monkeypatch.setattr(transport.Transport, "session", lambda self: RefusesBad())
     result = run("upload", bad, good, "--json")
     assert result.code == 1
-    assert result.last_error == f"error: storage_error: upload of {bad}: S3 answered 400 InvalidRequest"
+    # Said once, as it happened; the last line counts it and keeps its code.
+    assert f"failed {bad}: storage_error: upload of {bad}: S3 answered 400 InvalidRequest" in result.err
+    assert result.last_error == "error: storage_error: 1 of 2 files failed (listed above)."
     outcomes = {Path(item["path"]).name: item for item in result.json()["files"]}
     assert outcomes["bad.txt"]["status"] == "failed"
     assert outcomes["bad.txt"]["error"]["code"] == "storage_error"
@@ -689,6 +734,16 @@ def test_download_streams_exact_bytes_into_dir(live, run, user, tmp_path):
     again = run("download", ids["alpha.txt"], "-o", out)
     assert again.code == 0, again.err
     assert (out / "alpha (1).txt").read_bytes() == (out / "alpha.txt").read_bytes()
+
+    # A download gets the mode the umask gives new files (0644 under 022), as cp or curl would, not 0600.
+    for umask, mode in ((0o022, 0o644), (0o027, 0o640)):
+        previous = os.umask(umask)
+        try:
+            done = run("download", ids["gamma.csv"], "-o", out / oct(umask))
+        finally:
+            os.umask(previous)
+        assert done.code == 0, done.err
+        assert stat.S_IMODE((out / oct(umask) / "gamma.csv").stat().st_mode) == mode
 
     missing = run("download", str(uuid.uuid4()), "-o", out)
     assert missing.code == 1
@@ -916,6 +971,14 @@ def test_error_exit_codes_and_messages(live, run, home, tmp_path):
     refused = run("upload", exe)
     assert refused.code == 1
     assert refused.last_error.startswith("error: content_type_not_allowed: ")
+    assert refused.err.count("content_type_not_allowed") == 1, refused.err  # said once, not twice
+    # Among other files, the refusal is printed as it happens and the last line counts it, code kept.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("fine")
+    mixed = run("upload", exe, notes)
+    assert mixed.code == 1
+    assert mixed.last_error == "error: content_type_not_allowed: 1 of 2 files failed (listed above)."
+    assert mixed.err.count("setup.exe") == 1, mixed.err
 
     # Usage errors exit 2.
     for argv in (

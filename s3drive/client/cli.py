@@ -194,10 +194,12 @@ def report_uploads(outcomes: list[FileOutcome], *, as_json: bool, api: Api | Non
             print(CHECK_NOTE)
     if not failed:
         return EXIT_OK
-    if len(failed) == 1:
+    if len(outcomes) == 1:  # the failure was not printed yet: this line is its report
         error, shown = failed[0].error, failed[0].file.shown
         raise ClientError(error.code, error.message if shown in error.message else f"{shown}: {error.message}")
-    raise ClientError("upload_failed", f"{len(failed)} of {len(outcomes)} files failed (listed above).")
+    # Each failure was printed as it happened; one failure keeps its code for scripts.
+    code = failed[0].error.code if len(failed) == 1 else "upload_failed"
+    raise ClientError(code, f"{len(failed)} of {len(outcomes)} files failed (listed above).")
 
 
 def content_checked(api: Api, file_id: str) -> bool:

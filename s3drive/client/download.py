@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import tempfile
+import secrets
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,21 @@ def safe_file_name(name: str, fallback: str) -> str:
     if base in ("", ".", ".."):
         base = fallback
     return base
+
+
+def new_part_file(directory: Path) -> tuple[Path, object]:
+    """Create a fresh hidden file to download into, with the mode the user's umask gives new files.
+
+    Not tempfile's: its files are 0600, and the download is renamed into place, so it would
+    keep a mode that no other program (cp, curl, a browser) gives a file the user saves.
+    """
+    while True:
+        path = directory / f".s3drive-{secrets.token_hex(8)}.part"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
+        except FileExistsError:
+            continue
+        return path, os.fdopen(fd, "wb")
 
 
 def free_path(directory: Path, name: str) -> Path:
@@ -85,8 +100,7 @@ class Downloader:
         name = safe_file_name(str(record.get("file_name") or ""), file_id)
         expected = int(record.get("size") or 0)
         task = self.progress.add_file(name, expected)
-        handle = tempfile.NamedTemporaryFile(dir=self.directory, prefix=".s3drive-", suffix=".part", delete=False)
-        temp = Path(handle.name)
+        temp, handle = new_part_file(self.directory)
         try:
             with handle:
                 digest = self._fetch(file_id, handle, task, expected)

@@ -68,7 +68,11 @@ class TransferProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None:
+            # Interrupted (Ctrl-C) or failed: erase the bars rather than leave a frozen one with a
+            # speed and time left that no longer mean anything; the error line says what happened.
+            self._progress.live.transient = True
         self._progress.stop()
 
     def _total_description(self) -> str:

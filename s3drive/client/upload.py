@@ -386,7 +386,9 @@ class Uploader:
 
     def _fail(self, outcome: FileOutcome, error: ClientError) -> None:
         outcome.status, outcome.error = "failed", error
-        self.progress.log(f"failed {outcome.file.shown}: {error.code}: {error.message}", style="red")
+        # A one-file run reports its failure once, as the command's error line (cli.report_uploads).
+        if self.progress.total_files > 1:
+            self.progress.log(f"failed {outcome.file.shown}: {error.code}: {error.message}", style="red")
 
 
 def _parts_held(size: int, state: dict, listed: list[dict] | None) -> dict[int, str]:
