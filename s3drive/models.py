@@ -1,4 +1,4 @@
-"""SQLAlchemy models: users, files (one row per upload) and revoked tokens."""
+"""SQLAlchemy models: users, files (one row per upload), folders the users made, and revoked tokens."""
 
 from __future__ import annotations
 
@@ -8,7 +8,20 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, String, Text, func, text, true
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -233,3 +246,16 @@ class RevokedToken(db.Model):
     # Kept until the token would have expired anyway; a sweeper may drop older rows.
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class Folder(db.Model):
+    """A folder the user made, kept while it is empty; a folder that holds files needs no row."""
+
+    __tablename__ = "folders"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    path: Mapped[str] = mapped_column(String(1024), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("user_id", "path", name="uq_folders_user_path"),)

@@ -473,6 +473,40 @@ class BatchDeleteResultSchema(BaseSchema):
     failed = fields.List(fields.Nested(FailedDeleteSchema), required=True)
 
 
+class MoveFilesSchema(BaseSchema):
+    ids = fields.List(fields.String(validate=validate.Length(min=1, max=64)), required=True)
+    folder = fields.String(
+        required=True, allow_none=True, validate=validate.Length(max=4096), metadata={"description": "'' is the top"}
+    )
+
+
+class MoveFilesResultSchema(BaseSchema):
+    folder = fields.String(required=True)
+    moved = fields.List(fields.String(), required=True)
+    failed = fields.List(fields.Nested(FailedDeleteSchema), required=True)
+
+
+# -- folders ------------------------------------------------------------------------------
+
+
+class FolderCreateSchema(BaseSchema):
+    path = fields.String(required=True, validate=validate.Length(min=1, max=4096), metadata={"example": "photos/2026"})
+
+
+class FolderMoveSchema(BaseSchema):
+    new_path = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+
+
+class FolderSchema(BaseSchema):
+    path = fields.String(required=True)
+    files_moved = fields.Integer(metadata={"description": "after a move: the files that moved with it"})
+
+
+class FolderDeletedSchema(BaseSchema):
+    path = fields.String(required=True)
+    status = fields.String(required=True, metadata={"example": "deleted"})
+
+
 class DownloadArgsSchema(BaseSchema):
     disposition = fields.String(load_default="attachment", validate=validate.OneOf(["attachment", "inline"]))
     redirect = fields.Boolean(load_default=False)

@@ -53,6 +53,16 @@ def put_bytes(ticket: dict, data: bytes, **header_overrides) -> requests.Respons
     return requests.put(ticket["presigned_url"], data=data, headers=headers, timeout=30)
 
 
+def upload(client, auth, name: str = "report.txt", data: bytes = b"hello, world", content_type="text/plain", **extra):
+    """Presign, PUT the bytes and confirm through a Flask test client; return the File JSON."""
+    ticket = presign(client, auth, spec(name, data, content_type, checksum_sha256=sha256_b64(data), **extra))
+    ticket = ticket["successful"][0]
+    assert put_bytes(ticket, data).status_code == 200
+    response = client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["file"]
+
+
 def post_form(ticket: dict, data: bytes, file_name: str = "upload.bin") -> requests.Response:
     """Upload bytes with the ticket's POST form fields."""
     return requests.post(ticket["presigned_url"], data=ticket["fields"], files={"file": (file_name, data)}, timeout=30)

@@ -15,7 +15,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 from conftest import BUCKET, register_and_login
-from helpers import presign, put_bytes, sha256_b64, spec, usage
+from helpers import presign, put_bytes, sha256_b64, spec, upload, usage
 from sqlalchemy import func, select
 from werkzeug.http import parse_options_header
 
@@ -33,16 +33,6 @@ MIB = 1024**2
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def upload(client, auth, name: str = "report.txt", data: bytes = b"hello, world", content_type="text/plain", **extra):
-    """Presign, PUT the bytes and confirm; return the File JSON."""
-    ticket = presign(client, auth, spec(name, data, content_type, checksum_sha256=sha256_b64(data), **extra))
-    ticket = ticket["successful"][0]
-    assert put_bytes(ticket, data).status_code == 200
-    response = client.post("/api/files/confirm_upload/", json={"id": ticket["id"]}, headers=auth)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()["file"]
 
 
 def upload_many(client, auth, count: int, size: int = 8) -> list[dict]:

@@ -14,9 +14,11 @@ from ..schemas import (
     DownloadSchema,
     FileSchema,
     FileUpdateSchema,
+    MoveFilesResultSchema,
+    MoveFilesSchema,
     check_batch_size,
 )
-from ..services import files
+from ..services import files, folders
 from .base import Blueprint, auth_required, errors
 
 blp = Blueprint("manage", __name__, url_prefix="/api/files", description="File management")
@@ -25,6 +27,11 @@ NO_STORE = "private, no-store"
 
 
 # -- routes ---------------------------------------------------------------------------------
+
+
+def failed_items(failed: list) -> list[dict]:
+    """Render a batch's (id, error) failures as [{"id", "error": {code, message, details}}]."""
+    return [{"id": file_id, "error": error.to_dict()} for file_id, error in failed]
 
 
 @blp.route("/<string:file_id>", methods=["PATCH"])
@@ -57,10 +64,20 @@ def delete_files(args):
     ids = args["ids"]
     check_batch_size(ids, current_app.config["MAX_BATCH"], "ids")
     outcome = files.delete_files(current_user.id, ids)
-    return {
-        "deleted": outcome.deleted,
-        "failed": [{"id": file_id, "error": error.to_dict()} for file_id, error in outcome.failed],
-    }
+    return {"deleted": outcome.deleted, "failed": failed_items(outcome.failed)}
+
+
+@blp.route("/move", methods=["POST"])
+@errors(400, 401, 413, 422, 503)
+@auth_required()
+@blp.arguments(MoveFilesSchema)
+@blp.response(200, MoveFilesResultSchema)
+def move_files(args):
+    """Put many files in a folder ('' is the top); each id is moved or listed under failed with its error."""
+    ids = args["ids"]
+    check_batch_size(ids, current_app.config["MAX_BATCH"], "ids")
+    outcome = folders.move_files(current_user.id, ids, args["folder"])
+    return {"folder": outcome.folder, "moved": outcome.moved, "failed": failed_items(outcome.failed)}
 
 
 @blp.route("/<string:file_id>/download", methods=["GET"])

@@ -17,6 +17,7 @@ from ..errors import ValidationFailed
 from ..extensions import db
 from ..models import File, FileStatus
 from ..policy import normalize_folder, normalize_tags
+from .folders import made_subfolders
 from .inspection import inspection_view
 
 SORT_COLUMNS = {"created_at": File.created_at, "file_name": File.file_name, "size": File.size}
@@ -106,7 +107,11 @@ def list_files(
         del items[limit:]
         last = items[-1]
         next_cursor = encode_listing_cursor(sort, last[key_name], last["id"], user_id)
-    folders = subfolders(user_id, status, folder, dialect) if folder is not None else None
+    folders = None
+    if folder is not None:
+        folders = subfolders(user_id, status, folder, dialect)
+        if status == FileStatus.COMPLETE:  # the drive's view also shows the folders the user made
+            folders = sorted(made_subfolders(user_id, folder).union(folders))
     return Page(items=items, next_cursor=next_cursor, folders=folders)
 
 
