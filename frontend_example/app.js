@@ -5,6 +5,8 @@ import { droppedItems, pickedItems } from "./lib/drop.js";
 import { ApiError, describeError } from "./lib/errors.js";
 import { TransferMeter, formatBytes, plural, rateText, stateText } from "./lib/format.js";
 import { downloadErrorText, fileEntry, inspectionText } from "./lib/inspection.js";
+import { acceptFor, limitsText } from "./lib/limits.js";
+import { partLength } from "./lib/multipart.js";
 import { ResumeStore, mayResume } from "./lib/resume-store.js";
 import { Uploader, countResults, folderOf } from "./lib/uploader.js";
 
@@ -112,6 +114,7 @@ $("logout-button").addEventListener("click", async () => {
   controller?.abort();
   clearTimeout(recheckTimer);
   await api.logout();
+  lastUsage = null;
   setQueue([]);
   clearError();
   showSignedOut();
@@ -123,6 +126,8 @@ $("logout-button").addEventListener("click", async () => {
 async function refreshUsage() {
   try {
     const usage = await api.usage();
+    lastUsage = usage;
+    showLimits();
     const bar = $("usage-bar");
     bar.max = usage.quota_bytes || 1;
     bar.value = Math.min(usage.used_bytes + usage.reserved_bytes, bar.max);
@@ -134,6 +139,28 @@ async function refreshUsage() {
   } catch (error) {
     $("usage-text").textContent = `Usage unavailable: ${describeError(error)}`;
   }
+}
+
+// -- what the server accepts (GET /api/files/limits) ----------------------------------------
+
+let limits = null; // the server's limits once known; the Uploader asks for them itself otherwise
+let lastUsage = null; // the storage used, as last shown
+
+/** Read the server's limits: the file picker offers only allowed types, and its hint says the sizes. */
+async function loadLimits() {
+  try {
+    limits = await api.limits();
+  } catch {
+    return; // no filter, no hint: the Uploader asks again, and the server checks every file anyway
+  }
+  const accept = acceptFor(limits.allowed_content_types);
+  if (accept) $("file-input").accept = accept;
+  else $("file-input").removeAttribute("accept");
+  showLimits();
+}
+
+function showLimits() {
+  $("picker-hint").textContent = limitsText(limits, lastUsage);
 }
 
 // -- choosing files --------------------------------------------------------------------------
@@ -321,6 +348,7 @@ $("upload-form").addEventListener("submit", async (event) => {
       fileConcurrency: boundedNumber("file-concurrency", 3),
       partConcurrency: boundedNumber("part-concurrency", 4),
       store: resumeStore,
+      limits,
       onState: (i, state, detail) => setRowState(todo[i].index, state, detail),
       onProgress: (i, loaded, total) => setRowProgress(todo[i].index, loaded, total),
       onTotalProgress: setOverallProgress,
@@ -394,9 +422,16 @@ async function showResumable() {
   $("resume-notice").hidden = rows.length === 0;
 }
 
+function savedBytes({ parts, file_size: size, part_size: partSize }) {
+  if (!parts || !partSize) return null;
+  return parts.reduce((sum, [number]) => sum + partLength(size, partSize, number), 0);
+}
+
 function resumeRow(state, status) {
   const row = element("li");
-  const done = status ? `${formatBytes(status.bytes_uploaded)} of ` : "";
+  // The server reads S3's parts; without its answer, the parts saved as they finished say about as much.
+  const bytes = status ? status.bytes_uploaded : savedBytes(state);
+  const done = bytes != null ? `${formatBytes(bytes)} of ` : "";
   const where = state.folder ? ` in ${state.folder}` : "";
   row.append(
     element("span", { text: `${state.file_name}${where}: ${done}${formatBytes(state.file_size)} uploaded. ` }),
@@ -705,6 +740,7 @@ async function remove(file) {
 // -- start -------------------------------------------------------------------------------------
 
 $("files-heading").tabIndex = -1; // a focus target after actions that remove the focused row
+loadLimits();
 
 if (api.signedIn) {
   showSignedIn().catch((error) => {
