@@ -50,6 +50,12 @@ function element(tag, { className = "", text = "" } = {}) {
   return node;
 }
 
+/** Give node a tooltip with the full text: long names are cut short with "…" on one line. */
+function titled(node, text) {
+  node.title = text;
+  return node;
+}
+
 // -- signing in ------------------------------------------------------------------------------
 
 api.onSignedOut = () => {
@@ -194,7 +200,7 @@ function queueRow(item, index) {
   row.id = `upload-${index}`;
   const head = element("div", { className: "queue-head" });
   head.append(
-    element("span", { className: "queue-name", text: name }),
+    titled(element("span", { className: "queue-name", text: name }), name),
     element("span", { className: "queue-size", text: formatBytes(item.file.size) }),
     button("Cancel", {
       label: `Cancel upload of ${name}`,
@@ -594,7 +600,7 @@ function fileRow(file) {
   const thumbCell = element("td", { className: "thumb" });
   if (entry.thumbnail) thumbCell.append(thumbnail(entry.thumbnail));
   const nameCell = element("td", { className: "name" });
-  nameCell.append(element("span", { className: "file-name", text: file.file_name }));
+  nameCell.append(titled(element("span", { className: "file-name", text: file.file_name }), file.file_name));
   if (browse.q && file.folder)
     nameCell.append(element("span", { className: "file-folder", text: ` in ${file.folder}` }));
   if (file.title) nameCell.append(element("span", { className: "file-title", text: file.title }));
