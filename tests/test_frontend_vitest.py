@@ -26,7 +26,12 @@ def test_vitest_suite_passes():
         unavailable("node and npm are needed to run the frontend's Vitest suite", "vitest")
     if not VITEST.exists():
         installed = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund"], cwd=REACT_DIR, capture_output=True, text=True, timeout=600
+            # ci, not install: a test run installs the locked versions and never rewrites package-lock.json.
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=REACT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         if installed.returncode != 0:
             unavailable(f"npm ci failed in {REACT_DIR}:\n{installed.stderr[-2000:]}", "vitest")
