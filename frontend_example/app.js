@@ -183,6 +183,7 @@ function setQueue(items) {
 
 function updateButtons() {
   const busy = Boolean(controller);
+  for (const item of queue) item.row?.querySelector(".queue-remove")?.toggleAttribute("hidden", busy);
   $("upload-button").disabled = busy || !queue.some((item) => item.status !== "complete");
   $("cancel-button").disabled = !busy;
   $("clear-button").disabled = busy || queue.length === 0;
@@ -207,6 +208,11 @@ function queueRow(item, index) {
       className: "queue-cancel small",
       onClick: () => item.controller?.abort(),
     }),
+    button("Remove", {
+      label: `Remove ${name} from the list`,
+      className: "queue-remove small",
+      onClick: () => removeFromQueue(item),
+    }),
   );
   const progress = element("progress");
   progress.max = item.file.size || 1;
@@ -223,6 +229,20 @@ function queueRow(item, index) {
   row.append(head, progress, status);
   item.row = row;
   return row;
+}
+
+/** Take a file off the list before it is sent (the buttons are hidden while uploads run). */
+function removeFromQueue(item) {
+  if (controller) return;
+  const at = queue.indexOf(item);
+  if (at < 0) return;
+  queue.splice(at, 1);
+  item.row.remove();
+  say(`Removed ${displayName(item)} from the list.`);
+  // Keep the keyboard where it was: the next row's Remove button, or the file picker.
+  const next = queue[at] ?? queue[at - 1];
+  (next?.row.querySelector(".queue-remove") ?? $("file-input")).focus();
+  updateButtons();
 }
 
 function setRowState(index, state, detail) {

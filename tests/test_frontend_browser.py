@@ -739,3 +739,34 @@ def test_the_list_fits_a_phone_and_stays_a_table_on_a_wide_screen(page, stack, t
     assert len(set(wide["tops"])) == 1, wide
     assert wide["nameCell"] >= 1.5 * wide["twentyChars"], wide  # 30 characters and more
     page.screenshot(path=str(ARTIFACTS / "frontend-list-1280.png"), full_page=True)
+
+
+# -- the upload list ---------------------------------------------------------------------------
+
+
+def test_a_file_removed_from_the_list_before_the_upload_is_never_sent(page, stack, tmp_path):
+    register(page, "removetester")
+    names = ["keep1.txt", "drop.txt", "keep2.txt"]
+    contents = {name: write_file(tmp_path, name, 100 + i).read_bytes() for i, name in enumerate(names)}
+    presigned: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            presigned.extend(spec["file_name"] for spec in r.post_data_json["files"])
+            if r.url.endswith("/api/files/upload/")
+            else None
+        ),
+    )
+    page.get_by_label("Choose files").set_input_files([tmp_path / name for name in names])
+    page.get_by_role("button", name="Remove drop.txt from the list").click()
+    assert sorted(queue_states(page)) == ["keep1.txt", "keep2.txt"]
+    assert "Removed drop.txt from the list." in page.inner_text("#status")
+    # The keyboard stays in the list: on the next file's Remove button.
+    assert page.evaluate("() => document.activeElement.getAttribute('aria-label')") == "Remove keep2.txt from the list"
+    page.get_by_role("button", name="Upload", exact=True).click()
+    wait_for_states(page, 2)
+    assert sorted(presigned) == ["keep1.txt", "keep2.txt"]
+    records = {item["file_name"]: item for item in api_files(stack, page_auth(page))}
+    assert sorted(records) == ["keep1.txt", "keep2.txt"]
+    for name, record in records.items():
+        assert stack.s3().get_object(Bucket=stack.bucket, Key=record["s3_key"])["Body"].read() == contents[name]
