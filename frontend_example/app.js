@@ -619,6 +619,7 @@ function fileRow(file) {
   row.dataset.id = file.id;
   const thumbCell = element("td", { className: "thumb" });
   if (entry.thumbnail) thumbCell.append(thumbnail(entry.thumbnail));
+  else thumbCell.append(icon(entry.icon));
   const nameCell = element("td", { className: "name" });
   nameCell.append(titled(element("span", { className: "file-name", text: file.file_name }), file.file_name));
   if (browse.q && file.folder)
@@ -645,6 +646,15 @@ function fileRow(file) {
     actions,
   );
   return row;
+}
+
+/** Return the symbol of a file's type, read out as its words ("PDF document"). */
+function icon({ symbol, label }) {
+  const node = element("span", { className: "file-icon", text: symbol });
+  node.setAttribute("role", "img");
+  node.setAttribute("aria-label", label);
+  node.title = label;
+  return node;
 }
 
 function thumbnail({ src, alt, width, height, loading, decoding }) {

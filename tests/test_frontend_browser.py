@@ -728,6 +728,9 @@ def test_the_list_fits_a_phone_and_stays_a_table_on_a_wide_screen(page, stack, t
     assert all(0 <= left and right <= phone["viewport"] for left, right in phone["buttons"]), phone
     queued = page.locator(".queue-name")
     assert queued.get_attribute("title") == LONG_NAMES[1]
+    # No preview (inspection is off here): each row shows its type's symbol, named in words.
+    icons = page.locator("#files-body td.thumb [role=img]")
+    assert [icons.nth(i).get_attribute("aria-label") for i in range(3)] == ["Text file"] * 3
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "frontend-list-390.png"), full_page=True)
 
