@@ -199,6 +199,18 @@ def unnamed_controls(page) -> list[str]:
     )
 
 
+def record_presigned(page) -> list[str]:
+    """Return a list that fills with the names of the files the page asks the server to presign."""
+    names: list[str] = []
+
+    def remember(request) -> None:
+        if request.url.endswith("/api/files/upload/"):
+            names.extend(spec["file_name"] for spec in request.post_data_json["files"])
+
+    page.on("request", remember)
+    return names
+
+
 def upload_files(page, paths: list[Path]) -> None:
     """Pick files, press Upload, and wait until all of them are complete."""
     page.get_by_label("Choose files").set_input_files(paths)
@@ -751,15 +763,7 @@ def test_a_file_removed_from_the_list_before_the_upload_is_never_sent(page, stac
     register(page, "removetester")
     names = ["keep1.txt", "drop.txt", "keep2.txt"]
     contents = {name: write_file(tmp_path, name, 100 + i).read_bytes() for i, name in enumerate(names)}
-    presigned: list[str] = []
-    page.on(
-        "request",
-        lambda r: (
-            presigned.extend(spec["file_name"] for spec in r.post_data_json["files"])
-            if r.url.endswith("/api/files/upload/")
-            else None
-        ),
-    )
+    presigned = record_presigned(page)
     page.get_by_label("Choose files").set_input_files([tmp_path / name for name in names])
     page.get_by_role("button", name="Remove drop.txt from the list").click()
     assert sorted(queue_states(page)) == ["keep1.txt", "keep2.txt"]

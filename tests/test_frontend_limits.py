@@ -18,6 +18,7 @@ from test_frontend_browser import (  # noqa: F401 (chromium, page: fixtures)
     page,
     page_auth,
     queue_states,
+    record_presigned,
     register,
     wait_for_states,
     write_file,
@@ -76,15 +77,7 @@ def test_files_the_limits_refuse_fail_at_once_in_words_without_being_hashed(page
         write_file(tmp_path, "page.html", 1000),  # text/html is not allowed
         write_file(tmp_path, "notes.txt", 2000),
     ]
-    presigned: list[str] = []
-    page.on(
-        "request",
-        lambda r: (
-            presigned.extend(spec["file_name"] for spec in r.post_data_json["files"])
-            if r.url.endswith("/api/files/upload/")
-            else None
-        ),
-    )
+    presigned = record_presigned(page)
     page.get_by_label("Choose files").set_input_files(files)
     page.get_by_role("button", name="Upload", exact=True).click()
     wait_for_states(page, 4, ("complete", "failed"))
