@@ -5,6 +5,8 @@ import { droppedItems, pickedItems } from "./lib/drop.js";
 import { ApiError, describeError } from "./lib/errors.js";
 import { TransferMeter, formatBytes, plural, rateText, stateText } from "./lib/format.js";
 import { downloadErrorText, fileEntry, inspectionText } from "./lib/inspection.js";
+import { acceptFor, limitsText } from "./lib/limits.js";
+import { partLength } from "./lib/multipart.js";
 import { ResumeStore, mayResume } from "./lib/resume-store.js";
 import { Uploader, countResults, folderOf } from "./lib/uploader.js";
 
@@ -45,6 +47,12 @@ function element(tag, { className = "", text = "" } = {}) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text) node.textContent = text;
+  return node;
+}
+
+/** Give node a tooltip with the full text: long names are cut short with "…" on one line. */
+function titled(node, text) {
+  node.title = text;
   return node;
 }
 
@@ -112,6 +120,7 @@ $("logout-button").addEventListener("click", async () => {
   controller?.abort();
   clearTimeout(recheckTimer);
   await api.logout();
+  lastUsage = null;
   setQueue([]);
   clearError();
   showSignedOut();
@@ -123,6 +132,8 @@ $("logout-button").addEventListener("click", async () => {
 async function refreshUsage() {
   try {
     const usage = await api.usage();
+    lastUsage = usage;
+    showLimits();
     const bar = $("usage-bar");
     bar.max = usage.quota_bytes || 1;
     bar.value = Math.min(usage.used_bytes + usage.reserved_bytes, bar.max);
@@ -134,6 +145,28 @@ async function refreshUsage() {
   } catch (error) {
     $("usage-text").textContent = `Usage unavailable: ${describeError(error)}`;
   }
+}
+
+// -- what the server accepts (GET /api/files/limits) ----------------------------------------
+
+let limits = null; // the server's limits once known; the Uploader asks for them itself otherwise
+let lastUsage = null; // the storage used, as last shown
+
+/** Read the server's limits: the file picker offers only allowed types, and its hint says the sizes. */
+async function loadLimits() {
+  try {
+    limits = await api.limits();
+  } catch {
+    return; // no filter, no hint: the Uploader asks again, and the server checks every file anyway
+  }
+  const accept = acceptFor(limits.allowed_content_types);
+  if (accept) $("file-input").accept = accept;
+  else $("file-input").removeAttribute("accept");
+  showLimits();
+}
+
+function showLimits() {
+  $("picker-hint").textContent = limitsText(limits, lastUsage);
 }
 
 // -- choosing files --------------------------------------------------------------------------
@@ -150,6 +183,7 @@ function setQueue(items) {
 
 function updateButtons() {
   const busy = Boolean(controller);
+  for (const item of queue) item.row?.querySelector(".queue-remove")?.toggleAttribute("hidden", busy);
   $("upload-button").disabled = busy || !queue.some((item) => item.status !== "complete");
   $("cancel-button").disabled = !busy;
   $("clear-button").disabled = busy || queue.length === 0;
@@ -167,12 +201,17 @@ function queueRow(item, index) {
   row.id = `upload-${index}`;
   const head = element("div", { className: "queue-head" });
   head.append(
-    element("span", { className: "queue-name", text: name }),
+    titled(element("span", { className: "queue-name", text: name }), name),
     element("span", { className: "queue-size", text: formatBytes(item.file.size) }),
     button("Cancel", {
       label: `Cancel upload of ${name}`,
       className: "queue-cancel small",
       onClick: () => item.controller?.abort(),
+    }),
+    button("Remove", {
+      label: `Remove ${name} from the list`,
+      className: "queue-remove small",
+      onClick: () => removeFromQueue(item),
     }),
   );
   const progress = element("progress");
@@ -190,6 +229,20 @@ function queueRow(item, index) {
   row.append(head, progress, status);
   item.row = row;
   return row;
+}
+
+/** Take a file off the list before it is sent (the buttons are hidden while uploads run). */
+function removeFromQueue(item) {
+  if (controller) return;
+  const at = queue.indexOf(item);
+  if (at < 0) return;
+  queue.splice(at, 1);
+  item.row.remove();
+  say(`Removed ${displayName(item)} from the list.`);
+  // Keep the keyboard where it was: the next row's Remove button, or the file picker.
+  const next = queue[at] ?? queue[at - 1];
+  (next?.row.querySelector(".queue-remove") ?? $("file-input")).focus();
+  updateButtons();
 }
 
 function setRowState(index, state, detail) {
@@ -321,6 +374,7 @@ $("upload-form").addEventListener("submit", async (event) => {
       fileConcurrency: boundedNumber("file-concurrency", 3),
       partConcurrency: boundedNumber("part-concurrency", 4),
       store: resumeStore,
+      limits,
       onState: (i, state, detail) => setRowState(todo[i].index, state, detail),
       onProgress: (i, loaded, total) => setRowProgress(todo[i].index, loaded, total),
       onTotalProgress: setOverallProgress,
@@ -394,9 +448,16 @@ async function showResumable() {
   $("resume-notice").hidden = rows.length === 0;
 }
 
+function savedBytes({ parts, file_size: size, part_size: partSize }) {
+  if (!parts || !partSize) return null;
+  return parts.reduce((sum, [number]) => sum + partLength(size, partSize, number), 0);
+}
+
 function resumeRow(state, status) {
   const row = element("li");
-  const done = status ? `${formatBytes(status.bytes_uploaded)} of ` : "";
+  // The server reads S3's parts; without its answer, the parts saved as they finished say about as much.
+  const bytes = status ? status.bytes_uploaded : savedBytes(state);
+  const done = bytes != null ? `${formatBytes(bytes)} of ` : "";
   const where = state.folder ? ` in ${state.folder}` : "";
   row.append(
     element("span", { text: `${state.file_name}${where}: ${done}${formatBytes(state.file_size)} uploaded. ` }),
@@ -558,8 +619,9 @@ function fileRow(file) {
   row.dataset.id = file.id;
   const thumbCell = element("td", { className: "thumb" });
   if (entry.thumbnail) thumbCell.append(thumbnail(entry.thumbnail));
+  else thumbCell.append(icon(entry.icon));
   const nameCell = element("td", { className: "name" });
-  nameCell.append(element("span", { className: "file-name", text: file.file_name }));
+  nameCell.append(titled(element("span", { className: "file-name", text: file.file_name }), file.file_name));
   if (browse.q && file.folder)
     nameCell.append(element("span", { className: "file-folder", text: ` in ${file.folder}` }));
   if (file.title) nameCell.append(element("span", { className: "file-title", text: file.title }));
@@ -584,6 +646,15 @@ function fileRow(file) {
     actions,
   );
   return row;
+}
+
+/** Return the symbol of a file's type, read out as its words ("PDF document"). */
+function icon({ symbol, label }) {
+  const node = element("span", { className: "file-icon", text: symbol });
+  node.setAttribute("role", "img");
+  node.setAttribute("aria-label", label);
+  node.title = label;
+  return node;
 }
 
 function thumbnail({ src, alt, width, height, loading, decoding }) {
@@ -705,6 +776,7 @@ async function remove(file) {
 // -- start -------------------------------------------------------------------------------------
 
 $("files-heading").tabIndex = -1; // a focus target after actions that remove the focused row
+loadLimits();
 
 if (api.signedIn) {
   showSignedIn().catch((error) => {

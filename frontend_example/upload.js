@@ -14,6 +14,7 @@ export * from "./lib/errors.js";
 export * from "./lib/format.js";
 export * from "./lib/hash.js";
 export * from "./lib/inspection.js";
+export * from "./lib/limits.js";
 export * from "./lib/multipart.js";
 export * from "./lib/resume-store.js";
 export * from "./lib/retry.js";

@@ -12,6 +12,7 @@ describe("upload.js", () => {
       formatBytes formatDuration isRefusedUrl isRetryable parseS3Error partLength rateText runLimited
       sendToStorage sha256Base64 sleep toApiError uploadMultipart withRetries
       INSPECTION_LABELS REASON_WORDS downloadErrorText fileEntry inspectionText thumbnailOf
+      acceptFor browserPartSize distinctSizes precheck typeAllowed
     `
       .trim()
       .split(/\s+/);

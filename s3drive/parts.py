@@ -7,6 +7,7 @@ and the command-line client cut files into the same parts with them.
 from __future__ import annotations
 
 from .errors import ValidationFailed
+from .sizes import human_size
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -63,13 +64,14 @@ def choose_part_size(size: int, requested: object, default: int) -> int:
         raise ValidationFailed(field="part_size", details={"part_size": ["Not a valid integer."]})
     if not MIN_PART_SIZE <= requested <= MAX_PART_SIZE:
         raise ValidationFailed(
-            f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes.",
+            f"part_size must be between {human_size(MIN_PART_SIZE)} and {human_size(MAX_PART_SIZE)}.",
             details={"part_size": [f"Must be between {MIN_PART_SIZE} and {MAX_PART_SIZE}."]},
         )
     smallest = smallest_part_size(size)
     if requested < smallest:
         raise ValidationFailed(
-            f"A file of {size} bytes needs parts of at least {smallest} bytes (at most {MAX_PARTS} parts).",
+            f"A file of {human_size(size)} needs parts of at least {human_size(smallest)} "
+            f"(at most {MAX_PARTS:,} parts).",
             details={"part_size": [f"Must be at least {smallest} for this file size."]},
         )
     return requested

@@ -14,6 +14,7 @@ from flask import Flask, current_app
 from .contenttypes import content_type_allowed
 from .errors import AppError, ContentTypeNotAllowed, FileTooLarge, ValidationFailed
 from .parts import choose_part_size
+from .sizes import distinct_sizes
 
 MAX_NAME_BYTES = 255
 MAX_FOLDER_LENGTH = 1024
@@ -282,7 +283,11 @@ class UploadPolicy:
     def check_size(self, size: int) -> None:
         """Raise file_too_large when a file exceeds the per-file limit."""
         if size > self.max_file_size:
-            raise FileTooLarge(f"File is {size} bytes; the limit is {self.max_file_size} bytes.")
+            size_text, limit_text = distinct_sizes(size, self.max_file_size)
+            raise FileTooLarge(
+                f"File is {size_text}; the limit is {limit_text}.",
+                details={"file_size": size, "max_file_size": self.max_file_size},
+            )
 
 
 def init_app(app: Flask) -> None:

@@ -119,6 +119,7 @@ def test_services_and_policy_never_touch_the_request():
 PURE_MODULES = (
     "s3drive.errors",
     "s3drive.parts",
+    "s3drive.sizes",
     "s3drive.timeutil",
     "s3drive.signing",
     "s3drive.contenttypes",

@@ -242,7 +242,7 @@ def test_login_stores_tokens_mode_0600_and_they_work(live, run, home):
 
     usage = run("usage")
     assert usage.code == 0, usage.err
-    assert usage.out.startswith("used 0 B of 1.0 GiB")
+    assert usage.out.startswith("used 0 B of 1 GiB")
 
     # Logging in again rewrites the file, still 0600; logout revokes the token and forgets it.
     assert run("login", live.base_url, username, "--password-stdin", stdin=PASSWORD).code == 0
@@ -797,7 +797,7 @@ def test_usage_reports_used_bytes(live, run, user, tmp_path):
     assert run("upload", path).code == 0
     result = run("usage")
     assert result.code == 0, result.err
-    assert result.out.strip() == "used 2.0 KiB of 1.0 GiB (0.0%), reserved 0 B, 1 files"
+    assert result.out.strip() == "used 2 KiB of 1 GiB (0.0%), reserved 0 B, 1 files"
     assert run("usage", "--json").json()["used_bytes"] == 2048
 
 

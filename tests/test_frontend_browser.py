@@ -2,8 +2,9 @@
 
 `python -m s3drive.dev` runs as a subprocess on free ports with its own data
 directory (MiniStack with AUTH=true: signatures, signed headers and bucket CORS are
-enforced as on AWS), with a 5 MiB multipart threshold and part size so that a 30 MiB
-file goes multipart in five-megabyte parts. Playwright drives Debian's Chromium.
+enforced as on AWS), with a 5 MiB multipart threshold so that a 30 MiB file goes
+multipart. The server's default part size stays 16 MiB: the page asks for 5 MiB parts
+itself, so that a reload loses little. Playwright drives Debian's Chromium.
 
 What the page must do here, as a person would: register; upload five files, one of
 them multipart; survive a reload in the middle of the big one and, once the file is
@@ -12,11 +13,12 @@ runs once for the module, and its tests look at what it showed and sent). With a
 user's five files: download one (same bytes); rename one (new name in the list and in
 the download's Content-Disposition); delete one. Then, each with a user of its own:
 folders (picked, browsed, searched), a refused file type's message, cancelling a
-multipart upload, paging, and signing in.
+multipart upload, paging, signing in, and the list on a phone-sized screen.
 
 Needs /usr/bin/chromium and PyPI playwright (`.ci/run` installs both); without them the
-tests skip, except under CI=true, where they fail. A screenshot of the file list is
-saved to test-artifacts/frontend-files.png.
+tests skip, except under CI=true, where they fail. Screenshots of the file list are
+saved to test-artifacts/: frontend-files.png, and frontend-list-390.png and
+frontend-list-1280.png (long names on a phone and on a wide screen).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from helpers import sha256_b64
 from live import PASSWORD, REPO_ROOT, DevStack, chromium_browser, unavailable
 from s3servers import S3ServerError, install_ministack
 
+from s3drive.sizes import human_size
+
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -47,7 +51,7 @@ PART_PUTS = "**/*partNumber=*"
 
 STACK_SETTINGS = {
     "S3DRIVE_MULTIPART_THRESHOLD": str(PART_SIZE),
-    "S3DRIVE_DEFAULT_PART_SIZE": str(PART_SIZE),
+    # S3DRIVE_DEFAULT_PART_SIZE stays 16 MiB: PART_SIZE is what the page asks for.
     # Each test signs in through the page; the default 10 a minute is for real clients.
     "S3DRIVE_LOGIN_RATE_LIMIT": "1000 per minute",
     # These uploads are random bytes under media names, which inspection rightly refuses: the page's
@@ -195,6 +199,18 @@ def unnamed_controls(page) -> list[str]:
     )
 
 
+def record_presigned(page) -> list[str]:
+    """Return a list that fills with the names of the files the page asks the server to presign."""
+    names: list[str] = []
+
+    def remember(request) -> None:
+        if request.url.endswith("/api/files/upload/"):
+            names.extend(spec["file_name"] for spec in request.post_data_json["files"])
+
+    page.on("request", remember)
+    return names
+
+
 def upload_files(page, paths: list[Path]) -> None:
     """Pick files, press Upload, and wait until all of them are complete."""
     page.get_by_label("Choose files").set_input_files(paths)
@@ -260,6 +276,7 @@ class Resumed(Uploaded):
     through the big one and, once the big file was picked again, finished it."""
 
     gate: PartGate
+    created: list[dict]  # the bodies of POST /api/files/multipart/
     picked: dict[str, str]  # the upload list once the five files are picked
     # While the big file's parts 4 and up are held:
     held_states: dict[str, str]
@@ -268,6 +285,8 @@ class Resumed(Uploaded):
     big_rate: str  # the big file's progress text
     overall_visible: bool  # the bar for all files
     overall_text: str
+    saved: dict  # what localStorage kept of the big file's upload once parts 1-3 finished
+    stored: dict  # GET /api/files/multipart/<id> meanwhile: the parts S3 holds
     # After the reload:
     notice: str  # the resume notice
     listed_after_reload: list[str]
@@ -276,7 +295,20 @@ class Resumed(Uploaded):
     final_queue: str  # the upload list's text, for failure messages
 
 
-def upload_reload_resume(tab: Tab, directory: Path) -> Resumed:
+SAVED_UPLOADS = """() => Object.keys(localStorage).filter((key) => key.startsWith('s3drive.multipart:'))
+    .map((key) => JSON.parse(localStorage.getItem(key)))"""
+
+
+def saved_upload(page, stack: DevStack) -> tuple[dict, dict]:
+    """Return the page's saved multipart upload once it holds 3 parts, and what the server reads of it from S3."""
+    page.wait_for_function(f"() => ({SAVED_UPLOADS})().some((state) => (state.parts || []).length >= 3)")
+    [saved] = page.evaluate(SAVED_UPLOADS)
+    response = requests.get(f"{stack.url}/api/files/multipart/{saved['id']}", headers=page_auth(page), timeout=10)
+    assert response.status_code == 200, response.text
+    return saved, response.json()
+
+
+def upload_reload_resume(tab: Tab, stack: DevStack, directory: Path) -> Resumed:
     """Upload the four small files and the big one, reload with the big one half-way, resume it."""
     page = tab.page
     small = [write_file(directory, name, size) for name, size in SMALL_FILES.items()]
@@ -287,6 +319,8 @@ def upload_reload_resume(tab: Tab, directory: Path) -> Resumed:
     page.on("worker", lambda worker: workers.append(worker.url))
     confirms: list[str] = []
     page.on("request", lambda request: confirms.append(request.url) if "/confirm_upload" in request.url else None)
+    created: list[dict] = []
+    page.on("request", lambda r: created.append(r.post_data_json) if r.url.endswith("/api/files/multipart/") else None)
 
     page.get_by_label("Choose files").set_input_files([*small, big])
     picked = queue_states(page)
@@ -298,6 +332,7 @@ def upload_reload_resume(tab: Tab, directory: Path) -> Resumed:
     held_states, confirms_so_far, workers_so_far = queue_states(page), list(confirms), list(workers)
     big_rate = page.locator(".queue-item", has_text=BIG_FILE).locator(".rate").inner_text()
     overall_visible, overall_text = page.locator("#overall-bar").is_visible(), page.inner_text("#overall-text")
+    saved, stored = saved_upload(page, stack)
 
     # Only then "after": a part the old page asks for up to the reload (its sixth, say, when the
     # page had not yet got to it) is held like the others, not counted as sent again.
@@ -315,6 +350,7 @@ def upload_reload_resume(tab: Tab, directory: Path) -> Resumed:
         tab=tab,
         contents={path.name: path.read_bytes() for path in [*small, big]},
         gate=gate,
+        created=created,
         picked=picked,
         held_states=held_states,
         confirms=confirms_so_far,
@@ -322,6 +358,8 @@ def upload_reload_resume(tab: Tab, directory: Path) -> Resumed:
         big_rate=big_rate,
         overall_visible=overall_visible,
         overall_text=overall_text,
+        saved=saved,
+        stored=stored,
         notice=notice,
         listed_after_reload=listed_after_reload,
         repicked=repicked,
@@ -334,7 +372,7 @@ def upload_reload_resume(tab: Tab, directory: Path) -> Resumed:
 def resumed_page(chromium, stack, tmp_path_factory) -> Iterator[Resumed]:
     tab = Tab(chromium, stack)
     try:
-        yield upload_reload_resume(tab, tmp_path_factory.mktemp("resume"))
+        yield upload_reload_resume(tab, stack, tmp_path_factory.mktemp("resume"))
     finally:
         tab.close()
 
@@ -358,16 +396,29 @@ def test_small_files_are_confirmed_in_one_batch_while_the_big_one_is_half_way(re
     assert any(url.endswith("/hash-worker.js") for url in resumed.workers), resumed.workers
 
 
+def test_the_page_asks_for_small_parts_and_saves_each_one_as_it_finishes(resumed, stack):
+    # The server would cut 16 MiB parts (up to 64 MiB in flight, lost by a reload): the page asks for 5 MiB.
+    limits = requests.get(f"{stack.url}/api/files/limits", timeout=10).json()
+    assert limits["default_part_size"] == 16 * MIB
+    assert [body["part_size"] for body in resumed.created] == [PART_SIZE], resumed.created
+    assert resumed.stored["part_size"] == PART_SIZE and resumed.stored["part_count"] == BIG_SIZE // PART_SIZE
+    # Parts 1-3 finished before the reload: each one was saved with the ETag S3 holds for it.
+    from_s3 = {part["part_number"]: part["etag"] for part in resumed.stored["parts"]}
+    assert sorted(from_s3) == [1, 2, 3], resumed.stored
+    saved = {number: etag for number, etag in resumed.saved["parts"]}
+    assert {n: etag.strip('"') for n, etag in saved.items()} == {n: etag.strip('"') for n, etag in from_s3.items()}
+
+
 def test_progress_shows_the_big_files_part_and_the_total(resumed):
-    # The big file's row shows how far it got; the overall bar counts all files.
-    assert "of 30.0 MiB" in resumed.big_rate
+    # The big file's row shows how far it got; the overall bar counts all files (sizes in the server's words).
+    assert f"of {human_size(BIG_SIZE)}" in resumed.big_rate and human_size(BIG_SIZE) == "30 MiB"
     assert resumed.overall_visible
-    total_mib = sum(len(data) for data in resumed.contents.values()) / MIB
-    assert f"of {total_mib:.1f} MiB" in resumed.overall_text
+    total = sum(len(data) for data in resumed.contents.values())
+    assert f"of {human_size(total)}" in resumed.overall_text, resumed.overall_text
 
 
 def test_after_a_reload_picking_the_file_again_sends_only_the_missing_parts(resumed):
-    assert BIG_FILE in resumed.notice and "15.0 MiB of 30.0 MiB" in resumed.notice, resumed.notice
+    assert BIG_FILE in resumed.notice and "15 MiB of 30 MiB" in resumed.notice, resumed.notice
     assert sorted(resumed.listed_after_reload) == sorted(SMALL_FILES)  # the small ones were confirmed before the reload
     assert "continues the interrupted upload" in resumed.repicked
     assert resumed.final_states == {BIG_FILE: "complete"}, resumed.final_queue
@@ -558,19 +609,25 @@ def test_cancelling_a_multipart_upload_aborts_it(page, stack, tmp_path):
     assert unnamed_controls(page) == []
 
 
+def upload_by_script(stack: DevStack, headers: dict, contents: dict[str, bytes], folder: str = "") -> None:
+    """Presign, PUT and confirm text files (name -> bytes) through the API, as a script would."""
+    specs = [
+        {"file_name": name, "content_type": "text/plain", "file_size": len(data), "folder": folder}
+        for name, data in contents.items()
+    ]
+    batch = requests.post(f"{stack.url}/api/files/upload/", json={"files": specs}, headers=headers, timeout=30).json()
+    for ticket, data in zip(batch["successful"], contents.values(), strict=True):
+        assert requests.put(ticket["presigned_url"], data=data, headers=ticket["headers"], timeout=10).ok
+    ids = [ticket["id"] for ticket in batch["successful"]]
+    confirmed = requests.post(f"{stack.url}/api/files/confirm_uploads/", json={"ids": ids}, headers=headers, timeout=30)
+    assert confirmed.json()["total_successful"] == len(contents)
+
+
 def test_pages_of_25(page, stack):
     # 26 files in one folder give a second page with one file.
     register(page, "pagingtester")
-    headers = page_auth(page)
-    specs = [
-        {"file_name": f"f{i:02}.txt", "content_type": "text/plain", "file_size": 1, "folder": "many"} for i in range(26)
-    ]
-    batch = requests.post(f"{stack.url}/api/files/upload/", json={"files": specs}, headers=headers, timeout=30).json()
-    for ticket in batch["successful"]:
-        assert requests.put(ticket["presigned_url"], data=b"x", headers=ticket["headers"], timeout=10).ok
-    ids = [ticket["id"] for ticket in batch["successful"]]
-    confirmed = requests.post(f"{stack.url}/api/files/confirm_uploads/", json={"ids": ids}, headers=headers, timeout=30)
-    assert confirmed.json()["total_successful"] == 26
+    names = [f"f{i:02}.txt" for i in range(26)]
+    upload_by_script(stack, page_auth(page), dict.fromkeys(names, b"x"), folder="many")
     page.reload()  # the list shows the folder the script made
     page.get_by_role("button", name="Open folder many").click()
     page.wait_for_function("() => document.querySelectorAll('#files-body tr').length === 25")
@@ -578,7 +635,7 @@ def test_pages_of_25(page, stack):
     page.get_by_role("button", name="Next page").click()
     page.wait_for_function("() => document.querySelectorAll('#files-body tr').length === 1")
     assert page.get_by_role("button", name="Next page").is_disabled()
-    assert sorted(first_page + listed_names(page)) == sorted(spec["file_name"] for spec in specs)
+    assert sorted(first_page + listed_names(page)) == names
     page.get_by_role("button", name="Previous page").click()
     page.wait_for_function("() => document.querySelectorAll('#files-body tr').length === 25")
     # Every control has a name a screen reader can say.
@@ -619,3 +676,104 @@ def test_sign_in_errors_and_keyboard_only_sign_up(page, stack):
     assert page.evaluate("() => document.activeElement.id") == "file-input"
     assert alert.inner_text() == ""
     assert "Account keyboarder created" in page.inner_text("#status")
+
+
+# -- the list on a phone and on a wide screen --------------------------------------------------
+
+LONG_NAMES = [
+    "Quarterly report for the board, final version approved on 2026-11-30.txt",
+    "IMG_20261130_153045_HDR_panorama_of_the_harbour_at_sunset_from_the_lighthouse.txt",
+    "a.txt",
+]
+
+# Visible elements that stick out of the viewport, and whether the page itself scrolls sideways.
+OVERFLOW = """() => {
+    const width = document.documentElement.clientWidth;
+    const out = [...document.querySelectorAll('body *')].filter((el) => {
+        const box = el.getBoundingClientRect();
+        return el.getClientRects().length && !el.closest('.visually-hidden, .skip-link')
+            && (box.width > width || box.right > width + 0.5);
+    }).map((el) => `${el.tagName}.${el.className}: ${el.getBoundingClientRect().right}`);
+    const scrolled = document.documentElement.scrollWidth;
+    if (scrolled > width) out.push(`page scrolls to ${scrolled}`);
+    return out;
+}"""
+
+# What a row of the file list looks like: the name's cell, the name on it, the buttons, the cells' tops.
+ROW_LAYOUT = """(row) => {
+    const cell = row.querySelector('td.name'), name = row.querySelector('.file-name');
+    const probe = document.createElement('span');
+    probe.style.font = getComputedStyle(name).font;
+    probe.textContent = 'n'.repeat(20);
+    document.body.append(probe);
+    const twentyChars = probe.getBoundingClientRect().width;
+    probe.remove();
+    return {
+        display: getComputedStyle(row).display,
+        nameCell: cell.getBoundingClientRect().width, twentyChars,
+        nameLines: name.getBoundingClientRect().height / parseFloat(getComputedStyle(name).lineHeight),
+        cut: name.scrollWidth > name.clientWidth, title: name.title,
+        buttons: [...row.querySelectorAll('button')].map((b) => [b.getBoundingClientRect().left,
+                                                                  b.getBoundingClientRect().right]),
+        tops: [...row.cells].map((td) => Math.round(td.getBoundingClientRect().top)),
+        viewport: document.documentElement.clientWidth,
+    };
+}"""
+
+
+def test_the_list_fits_a_phone_and_stays_a_table_on_a_wide_screen(page, stack, tmp_path):
+    page.set_viewport_size({"width": 390, "height": 844})
+    register(page, "phoneuser")
+    upload_by_script(stack, page_auth(page), {name: b"hello" for name in LONG_NAMES})
+    page.reload()
+    page.wait_for_function("() => document.querySelectorAll('#files-body tr').length === 3")
+    # A long name waiting in the upload list must fit too.
+    page.get_by_label("Choose files").set_input_files([write_file(tmp_path, LONG_NAMES[1], 10)])
+    long_row = page.locator("#files-body tr", has_text="IMG_20261130")
+
+    assert page.evaluate(OVERFLOW) == []  # nothing wider than the phone, no sideways scrolling
+    phone = long_row.evaluate(ROW_LAYOUT)
+    assert phone["display"] != "table-row", phone  # a card
+    assert phone["nameCell"] >= phone["twentyChars"], phone  # room for 20 characters and more
+    assert phone["nameLines"] < 1.5 and phone["cut"] and phone["title"] == LONG_NAMES[1], phone
+    assert len(phone["buttons"]) == 3, phone  # download, rename, delete: on screen, finger-sized
+    assert all(0 <= left and right <= phone["viewport"] for left, right in phone["buttons"]), phone
+    queued = page.locator(".queue-name")
+    assert queued.get_attribute("title") == LONG_NAMES[1]
+    # No preview (inspection is off here): each row shows its type's symbol, named in words.
+    icons = page.locator("#files-body td.thumb [role=img]")
+    assert [icons.nth(i).get_attribute("aria-label") for i in range(3)] == ["Text file"] * 3
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "frontend-list-390.png"), full_page=True)
+
+    page.set_viewport_size({"width": 1280, "height": 800})
+    assert page.evaluate(OVERFLOW) == []
+    wide = long_row.evaluate(ROW_LAYOUT)
+    assert wide["display"] == "table-row", wide  # a table: a header, and each file on one row
+    assert page.locator("#files-table thead").is_visible()
+    assert len(set(wide["tops"])) == 1, wide
+    assert wide["nameCell"] >= 1.5 * wide["twentyChars"], wide  # 30 characters and more
+    page.screenshot(path=str(ARTIFACTS / "frontend-list-1280.png"), full_page=True)
+
+
+# -- the upload list ---------------------------------------------------------------------------
+
+
+def test_a_file_removed_from_the_list_before_the_upload_is_never_sent(page, stack, tmp_path):
+    register(page, "removetester")
+    names = ["keep1.txt", "drop.txt", "keep2.txt"]
+    contents = {name: write_file(tmp_path, name, 100 + i).read_bytes() for i, name in enumerate(names)}
+    presigned = record_presigned(page)
+    page.get_by_label("Choose files").set_input_files([tmp_path / name for name in names])
+    page.get_by_role("button", name="Remove drop.txt from the list").click()
+    assert sorted(queue_states(page)) == ["keep1.txt", "keep2.txt"]
+    assert "Removed drop.txt from the list." in page.inner_text("#status")
+    # The keyboard stays in the list: on the next file's Remove button.
+    assert page.evaluate("() => document.activeElement.getAttribute('aria-label')") == "Remove keep2.txt from the list"
+    page.get_by_role("button", name="Upload", exact=True).click()
+    wait_for_states(page, 2)
+    assert sorted(presigned) == ["keep1.txt", "keep2.txt"]
+    records = {item["file_name"]: item for item in api_files(stack, page_auth(page))}
+    assert sorted(records) == ["keep1.txt", "keep2.txt"]
+    for name, record in records.items():
+        assert stack.s3().get_object(Bucket=stack.bucket, Key=record["s3_key"])["Body"].read() == contents[name]

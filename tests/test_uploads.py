@@ -115,6 +115,18 @@ def test_single_form_errors_use_file_status(client, auth, app, bad, status, code
         assert db.session.query(File).count() == 0
 
 
+def test_policy_messages_say_sizes_in_words_and_keep_the_bytes_in_details(client, auth):
+    too_big = client.post("/api/files/upload/", json=spec() | {"file_size": 6442450944}, headers=auth)
+    error = too_big.get_json()["error"]
+    assert error["message"] == "File is 6 GiB; the limit is 5 GiB."
+    assert error["details"] == {"file_size": 6442450944, "max_file_size": 5368709120}
+    # In a batch too; and sizes that round alike are told apart by their bytes.
+    body = presign(client, auth, spec() | {"file_size": 5368709120 + 1})
+    error = body["failed"][0]["error"]
+    assert error["message"] == "File is 5 GiB (5,368,709,121 bytes); the limit is 5 GiB (5,368,709,120 bytes)."
+    assert error["details"] == {"file_size": 5368709121, "max_file_size": 5368709120}
+
+
 def test_file_names_are_sanitized_and_never_raw_in_keys(client, auth, app):
     hostile = [
         "../../etc/passwd",
@@ -193,6 +205,8 @@ def test_quota_is_reserved_across_batches(make_app):
     assert usage == {"used_bytes": 0, "reserved_bytes": 90, "quota_bytes": 100, "file_count": 0}
     response = client.post("/api/files/upload/", json=spec(data=b"x" * 11), headers=auth)
     assert response.status_code == 507 and response.get_json()["error"]["code"] == "quota_exceeded"
+    assert response.get_json()["error"]["message"] == "Uploading 11 B would exceed your quota (10 B left)."
+    assert response.get_json()["error"]["details"] == {"available_bytes": 10, "file_size": 11}
     assert client.post("/api/files/upload/", json=spec(data=b"x" * 10), headers=auth).status_code == 200
 
 

@@ -85,7 +85,8 @@ async function sha256Base64(bytes) {
 }
 
 export class FakeDrive {
-  constructor({ threshold = 16, partSize = 8, maxBatch = 1000, batchMultipart = false } = {}) {
+  constructor({ threshold = 16, partSize = 8, maxBatch = 1000, batchMultipart = false, quotaBytes = 1 << 30 } = {}) {
+    this.quotaBytes = quotaBytes;
     this.limits = {
       max_file_size: 1 << 30,
       max_batch: maxBatch,
@@ -166,6 +167,7 @@ export class FakeDrive {
 
   async files(method, path, body) {
     let match;
+    if (method === "GET" && path === "/api/files/usage") return json(200, this.usage());
     if (method === "POST" && path === "/api/files/upload/") return this.presign(body.files);
     if (method === "POST" && path === "/api/files/confirm_uploads/") return this.confirm(body.ids);
     if (method === "POST" && path === "/api/files/multipart/") return json(201, this.createMultipart(body));
@@ -182,6 +184,15 @@ export class FakeDrive {
       }
     }
     return envelope(404, "not_found", "No such route or resource.");
+  }
+
+  usage() {
+    const records = [...this.records.values()];
+    const sum = (statuses) =>
+      records.filter((r) => statuses.includes(r.status)).reduce((total, r) => total + r.file_size, 0);
+    const file_count = records.filter((r) => r.status === "complete").length;
+    const reserved = sum(["pending", "uploading"]);
+    return { used_bytes: sum(["complete"]), reserved_bytes: reserved, quota_bytes: this.quotaBytes, file_count };
   }
 
   presign(specs) {

@@ -28,16 +28,26 @@ export class TransferMeter {
   }
 }
 
-/** Format a byte count for people: 1536 → "1.5 KiB". */
+/** Format a byte count for people, one decimal at most: 1536 → "1.5 KiB", 5 GiB → "5 GiB". */
 export function formatBytes(bytes) {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  // The same wording as the server's messages (s3drive/sizes.py): "File is 6 GiB; the limit is 5 GiB."
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
   let value = Number(bytes) || 0;
   let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
+  // Compared as it will print: 1023.99 KiB reads "1 MiB", not "1024 KiB".
+  while (Math.abs(Number(value.toFixed(unit ? 1 : 0))) >= 1024 && unit < units.length - 1) {
     value /= 1024;
     unit += 1;
   }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+  return `${unit === 0 ? Math.trunc(value) : value.toFixed(1).replace(/\.0$/, "")} ${units[unit]}`;
+}
+
+/** Return sizes a and b for people, with exact byte counts when different sizes would read the same. */
+export function distinctSizes(a, b) {
+  const words = [formatBytes(a), formatBytes(b)];
+  if (a === b || words[0] !== words[1]) return words;
+  const exact = new Intl.NumberFormat("en-US");
+  return [`${words[0]} (${exact.format(a)} bytes)`, `${words[1]} (${exact.format(b)} bytes)`];
 }
 
 /** Format seconds for people: 75 → "1 min 15 s". */
@@ -67,7 +77,7 @@ export const STATE_LABELS = Object.freeze({
   cancelled: "Cancelled",
 });
 
-/** Return "3.0 MiB of 10.0 MiB · 1.2 MiB/s · 6 s left" for a TransferMeter reading. */
+/** Return "3 MiB of 10 MiB · 1.2 MiB/s · 6 s left" for a TransferMeter reading. */
 export function rateText({ loaded, total, speed, eta }) {
   const parts = [`${formatBytes(loaded)} of ${formatBytes(total)}`];
   if (speed) parts.push(`${formatBytes(speed)}/s`);

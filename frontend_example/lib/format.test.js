@@ -20,7 +20,7 @@ describe("TransferMeter", () => {
 describe("rateText", () => {
   it("says how much, how fast and how long is left", () => {
     expect(rateText({ loaded: 3 * 1024 ** 2, total: 10 * 1024 ** 2, speed: 1024 ** 2, eta: 7 })).toBe(
-      "3.0 MiB of 10.0 MiB · 1.0 MiB/s · 7 s left",
+      "3 MiB of 10 MiB · 1 MiB/s · 7 s left",
     );
     expect(rateText({ loaded: 10, total: 10, speed: 0, eta: 0 })).toBe("10 B of 10 B");
   });
@@ -41,7 +41,7 @@ describe("stateText", () => {
     );
     expect(stateText("retrying", { error: offline, attempt: 1, delay: 0 })).toBe("Connection trouble, retrying…");
     expect(stateText("resuming", { resumedBytes: 16 * 1024 ** 2 })).toBe(
-      "Resuming: 16.0 MiB were already uploaded",
+      "Resuming: 16 MiB were already uploaded",
     );
     expect(stateText("something-new")).toBe("something-new");
   });
@@ -53,7 +53,14 @@ describe("stateText", () => {
 
 describe("formatBytes and formatDuration", () => {
   it("round for people", () => {
-    expect([0, 1023, 1536, 5 * 1024 ** 3].map(formatBytes)).toEqual(["0 B", "1023 B", "1.5 KiB", "5.0 GiB"]);
+    expect([0, 1023, 1536, 5 * 1024 ** 3].map(formatBytes)).toEqual(["0 B", "1023 B", "1.5 KiB", "5 GiB"]);
+    // The server's wording (s3drive/sizes.py): one decimal at most, none when it is 0, the next unit at 1024.
+    expect([6442450944, 5.5 * 1024 ** 3, 1024 * 1023.99, 3 * 1024 ** 5].map(formatBytes)).toEqual([
+      "6 GiB",
+      "5.5 GiB",
+      "1 MiB",
+      "3 PiB",
+    ]);
     expect([null, 7, 75, 3 * 3600 + 120].map(formatDuration)).toEqual(["", "7 s", "1 min 15 s", "3 h 2 min"]);
   });
 });

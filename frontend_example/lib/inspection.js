@@ -64,10 +64,31 @@ export function thumbnailOf(file) {
   };
 }
 
+// [test on the content type, symbol, words], first match wins: what a file without a preview shows.
+const FILE_ICONS = [
+  [(t) => t.startsWith("image/"), "🖼️", "Image"],
+  [(t) => t.startsWith("video/"), "🎬", "Video"],
+  [(t) => t.startsWith("audio/"), "🎵", "Audio"],
+  [(t) => t === "application/pdf", "📕", "PDF document"],
+  [(t) => /zip|tar|rar|7z|bzip|xz/.test(t), "🗜️", "Archive"],
+  [(t) => /spreadsheet|excel|csv/.test(t), "📊", "Spreadsheet"],
+  [(t) => /presentation|powerpoint/.test(t), "📽️", "Presentation"],
+  [(t) => /msword|wordprocessing|opendocument\.text|rtf/.test(t), "📝", "Document"],
+  [(t) => t.startsWith("text/") || t === "application/json" || t === "application/xml", "📄", "Text file"],
+  [(t) => t.startsWith("font/"), "🔤", "Font"],
+];
+
+/** Return {symbol, label} of a file's type, for a list row without a preview ("📄", "Text file"). */
+export function fileIcon(file) {
+  const type = String(file?.content_type || "").toLowerCase();
+  const found = FILE_ICONS.find(([matches]) => matches(type));
+  return found ? { symbol: found[1], label: found[2] } : { symbol: "📦", label: "File" };
+}
+
 /**
  * Return what the file list shows of one file, beyond its name and size: {state, text,
- * thumbnail, canDownload}. state is null for a file that was never checked; a refused file
- * cannot be downloaded.
+ * thumbnail, icon, canDownload}. state is null for a file that was never checked; icon stands
+ * in for a missing thumbnail; a refused file cannot be downloaded.
  */
 export function fileEntry(file) {
   const state = inspectionState(file);
@@ -75,6 +96,7 @@ export function fileEntry(file) {
     state,
     text: inspectionText(file),
     thumbnail: thumbnailOf(file),
+    icon: fileIcon(file),
     canDownload: file?.status !== "rejected" && state !== "rejected",
   };
 }

@@ -9,6 +9,10 @@ import { sendWithRetries } from "./storage.js";
 
 export const DEFAULT_PART_CONCURRENCY = 4;
 export const SIGN_BATCH = 50; // part URLs per sign call: few calls, yet URLs fresh when used
+// S3's multipart rules, as the server checks them (s3drive/parts.py): parts of at least 5 MiB, at most 10,000.
+const MIB = 1024 * 1024;
+export const MIN_PART_SIZE = 5 * MIB;
+export const MAX_PARTS = 10_000;
 
 // Answers after which the saved upload cannot go on: a new pick starts afresh.
 const DEAD_UPLOAD_CODES = ["invalid_state", "integrity_mismatch", "not_found"];
@@ -16,6 +20,18 @@ const DEAD_UPLOAD_CODES = ["invalid_state", "integrity_mismatch", "not_found"];
 /** Return the byte length of part `number` (1-based) of a file of `size` bytes. */
 export function partLength(size, partSize, number) {
   return size ? Math.min(partSize, size - (number - 1) * partSize) : 0;
+}
+
+/**
+ * Return the part_size to ask for a browser upload of size bytes, or null to take the server's
+ * default. A reload loses the parts in flight (partConcurrency of them), so browsers want the
+ * smallest parts S3 allows for the file (whole MiB, at most 10,000 parts); asked for only when
+ * that is smaller than the server's default_part_size (GET /api/files/limits), which the server
+ * would otherwise use.
+ */
+export function browserPartSize(size, defaultPartSize) {
+  const smallest = Math.max(MIN_PART_SIZE, Math.ceil(size / MAX_PARTS / MIB) * MIB);
+  return defaultPartSize && smallest < defaultPartSize ? smallest : null;
 }
 
 /** Hands out part URLs, signing them in batches ahead of use, and again when expired or refused. */
@@ -105,7 +121,8 @@ class PartProgress {
  * Upload one big file as a multipart upload, resuming a saved one for the same file.
  *
  * Options: spec (FileSpec for a new upload), created (a multipart ticket the server
- * already made), store (ResumeStore), partConcurrency, signal, retry, wait, signBatch,
+ * already made), defaultPartSize (the server's, from its limits: a new upload asks for
+ * browserPartSize() parts), store (ResumeStore), partConcurrency, signal, retry, wait, signBatch,
  * onState(state, detail), onProgress(loaded, total), onRetry(error, attempt, delay).
  * Resolves with {id, status: "complete", file, resumedBytes}; rejects with ApiError
  * (code "aborted" after a cancel, which also aborts the upload on the server).
@@ -122,6 +139,7 @@ class MultipartUpload {
     {
       spec,
       created = null,
+      defaultPartSize = null,
       store = new ResumeStore(),
       partConcurrency = DEFAULT_PART_CONCURRENCY,
       signal = null,
@@ -134,7 +152,7 @@ class MultipartUpload {
     } = {},
   ) {
     Object.assign(this, { client, file, spec, store, partConcurrency, signal, retry, wait, signBatch });
-    Object.assign(this, { onState, onProgress, onRetry });
+    Object.assign(this, { defaultPartSize, onState, onProgress, onRetry });
     this.upload = created;
     this.done = new Map(); // part number -> ETag (or null when S3 did not expose it)
   }
@@ -168,10 +186,12 @@ class MultipartUpload {
     }
     if (!resumed) return null;
     this.upload = resumed;
+    // S3's list of parts decides what is done; the ETags saved as each part finished fill in any it leaves out.
+    const saved = new Map(this.store.get(file)?.parts || []);
     for (const part of resumed.parts || []) {
       // A part of another length than this part should have (another part size, say) is sent again.
       if (part.size === partLength(file.size, resumed.part_size, part.part_number)) {
-        this.done.set(part.part_number, part.etag || null);
+        this.done.set(part.part_number, part.etag || saved.get(part.part_number) || null);
       }
     }
     return null;
@@ -179,11 +199,13 @@ class MultipartUpload {
 
   async _create() {
     this.onState("signing");
+    const partSize = browserPartSize(this.file.size, this.defaultPartSize);
+    const spec = partSize ? { ...this.spec, part_size: partSize } : this.spec;
     // Not cancellable mid-request: the id must come back, so that a cancel can abort it.
-    this.upload = await this.client.createMultipart(this.spec);
+    this.upload = await this.client.createMultipart(spec);
   }
 
-  /** Keep the upload's id where a reload finds it. */
+  /** Keep the upload's id, and the parts S3 holds, where a reload finds them. */
   _save() {
     const { upload, file } = this;
     this.store.set(file, {
@@ -194,6 +216,7 @@ class MultipartUpload {
       part_size: upload.part_size,
       folder: this.spec?.folder ?? null,
       owner: this.client.user?.id ?? null,
+      parts: [...this.done.entries()],
       saved_at: new Date().toISOString(),
     });
   }
@@ -237,6 +260,7 @@ class MultipartUpload {
         });
         signer.done(n);
         this.done.set(n, sent.etag);
+        this.store.addPart(this.file, n, sent.etag); // at once: a reload from now on does not send it again
         progress.stored(n, blob.size);
       });
     } catch (error) {

@@ -2,6 +2,7 @@
 // parts at once, retries and re-signing of a part, resume after a reload, cancel.
 import { describe, expect, it, vi } from "vitest";
 import { MemoryStorage, bytesOf, drive, makeFile, options, signedInClient, useFakeDrive, waits } from "./fakes.js";
+import { browserPartSize } from "./multipart.js";
 import { ResumeStore } from "./resume-store.js";
 import { Uploader } from "./uploader.js";
 
@@ -51,6 +52,9 @@ describe("multipart", () => {
     expect(storage.length).toBe(1);
     const saved = JSON.parse(storage.getItem(ResumeStore.key(file)));
     expect(saved).toMatchObject({ file_name: "film.mp4", file_size: 40, part_size: 8 });
+    // Each finished part was saved as it finished, with the ETag S3 gave it.
+    const stored = drive.uploads.get(saved.upload_id);
+    expect(saved.parts.sort()).toEqual([1, 2].map((n) => [n, stored.get(n).etag]));
 
     // After the reload: a new client, the same file picked again.
     drive.s3Faults = [];
@@ -74,6 +78,42 @@ describe("multipart", () => {
     expect(states).toContainEqual(["resuming", { resumedBytes: 16, parts: 5, pendingParts: 3 }]);
     expect(drive.objects.get(drive.records.get(saved.id).s3_key)).toEqual(await bytesOf(file));
     expect(storage.length).toBe(0); // done: nothing left to resume
+  });
+
+  it("completes with the ETags saved as parts finished when S3's list of parts leaves them out", async () => {
+    const storage = new MemoryStorage();
+    const file = makeFile("film.mp4", 8 * 3);
+    const first = await signedInClient();
+    drive.s3Faults.push({ when: (m, url) => /\/part\/[^/]+\/3\?/.test(url), kind: "hang" });
+    new Uploader(first, { ...options(), store: new ResumeStore(storage) }).upload([file]);
+    await vi.waitUntil(() => partsSent().length === 2);
+    const listed = drive.status.bind(drive);
+    drive.status = (record) => {
+      const answer = listed(record);
+      return { ...answer, parts: answer.parts.map((part) => ({ ...part, etag: null })) };
+    };
+    drive.s3Faults = [];
+    const second = await signedInClient();
+    const [result] = await new Uploader(second, { ...options(), store: new ResumeStore(storage) }).upload([file]);
+    expect(result).toMatchObject({ status: "complete", resumedBytes: 16 });
+    const [, complete] = drive.bodies.find(([call]) => call.endsWith("/complete"));
+    const stored = drive.uploads.get(drive.records.get(result.id).upload_id);
+    expect(complete.parts).toEqual([1, 2, 3].map((n) => ({ part_number: n, etag: stored.get(n).etag })));
+  });
+
+  it("asks for the smallest parts S3 allows when the server's default is bigger: a reload loses little", async () => {
+    const MiB = 1024 * 1024;
+    expect(browserPartSize(30 * MiB, 16 * MiB)).toBe(5 * MiB);
+    expect(browserPartSize(60 * 1024 * MiB, 16 * MiB)).toBe(7 * MiB); // 10,000 parts of 7 MiB hold 60 GiB
+    expect(browserPartSize(200 * 1024 * MiB, 16 * MiB)).toBeNull(); // needs 21 MiB parts: the server grows its own
+    expect(browserPartSize(30 * MiB, 5 * MiB)).toBeNull(); // the server's default is as small already
+    expect(browserPartSize(30 * MiB, undefined)).toBeNull(); // unknown: the server decides
+    drive.limits.default_part_size = 16 * MiB;
+    const client = await signedInClient();
+    const [result] = await new Uploader(client, options()).upload([makeFile("big.bin", 40)]);
+    expect(result.status).toBe("complete");
+    const [, create] = drive.bodies.find(([call]) => call === "POST /api/files/multipart/");
+    expect(create.part_size).toBe(5 * MiB);
   });
 
   it("stops the other parts when one fails for good, and keeps the upload to resume", async () => {

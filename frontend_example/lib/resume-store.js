@@ -1,5 +1,6 @@
-// Where multipart uploads wait to be resumed after a reload: the server's upload id,
-// kept in localStorage under the file's name, size and modification time.
+// Where multipart uploads wait to be resumed after a reload: the server's upload id and the
+// parts already stored ([part number, ETag], saved as each one finishes), kept in localStorage
+// under the file's name, size and modification time.
 
 export const RESUME_PREFIX = "s3drive.multipart:";
 
@@ -36,6 +37,14 @@ export class ResumeStore {
     }
   }
 
+  /** Note that part number of file's upload is stored in S3 with etag (best effort, like set). */
+  addPart(file, number, etag) {
+    const state = this.get(file);
+    if (!state) return;
+    const parts = (state.parts || []).filter(([n]) => n !== number);
+    this.set(file, { ...state, parts: [...parts, [number, etag ?? null]] });
+  }
+
   /** Forget file's upload. */
   delete(file) {
     this.storage?.removeItem(ResumeStore.key(file));
@@ -46,7 +55,7 @@ export class ResumeStore {
     this.storage?.removeItem(key);
   }
 
-  /** Return every saved upload: [{key, id, file_name, file_size, part_size, saved_at, …}]. */
+  /** Return every saved upload: [{key, id, file_name, file_size, part_size, parts, saved_at, …}]. */
   list() {
     if (!this.storage) return [];
     const out = [];

@@ -16,6 +16,18 @@ describe("ResumeStore", () => {
     expect(store.get(file)).toBeNull();
   });
 
+  it("adds each finished part to a saved upload, once, and nothing to an unsaved one", () => {
+    const store = new ResumeStore(new MemoryStorage());
+    const file = makeFile("film.mp4", 20);
+    store.addPart(file, 1, '"e1"');
+    expect(store.get(file)).toBeNull();
+    store.set(file, { id: "mp-1" });
+    store.addPart(file, 2, '"e2"');
+    store.addPart(file, 1, '"e1"');
+    store.addPart(file, 2, '"e2"');
+    expect(store.get(file)).toEqual({ id: "mp-1", parts: [[1, '"e1"'], [2, '"e2"']] });
+  });
+
   it("lists saved uploads only, and skips values that are not one", () => {
     const storage = new MemoryStorage();
     const store = new ResumeStore(storage);

@@ -6,8 +6,9 @@
 import { Limiter, anySignal, chunks, runLimited } from "./concurrency.js";
 import { ApiError, abortError, describeError, toApiError } from "./errors.js";
 import { HASH_CONCURRENCY, createHasher } from "./hash.js";
+import { precheck } from "./limits.js";
 import { DEFAULT_PART_CONCURRENCY, SIGN_BATCH, uploadMultipart } from "./multipart.js";
-import { ResumeStore } from "./resume-store.js";
+import { ResumeStore, mayResume } from "./resume-store.js";
 import { DEFAULT_RETRY, sleep } from "./retry.js";
 import { sendWithRetries } from "./storage.js";
 
@@ -43,7 +44,9 @@ function normalizeItem(item) {
  * Options:
  *   fileConcurrency (files at once), partConcurrency (parts at once, per big file),
  *   signal (cancels everything), extra (FileSpec fields for every file), retry, wait,
- *   hasher (hash(blob) → base64 SHA-256, or null for none), store (ResumeStore), limits,
+ *   hasher (hash(blob) → base64 SHA-256, or null for none), store (ResumeStore),
+ *   limits (GET /api/files/limits, asked when not given), usage (GET /api/files/usage, asked
+ *   when not given; null: unknown) — files they refuse fail before any hashing,
  *   onState(index, state, detail): queued | hashing | signing | checking | uploading |
  *     resuming | retrying | confirming | completing | complete | failed | cancelled
  *   onProgress(index, loaded, total), onTotalProgress(loaded, total).
@@ -60,12 +63,13 @@ export class Uploader {
       store = new ResumeStore(),
       signBatch = SIGN_BATCH,
       limits = null,
+      usage = undefined,
       onState = () => {},
       onProgress = () => {},
       onTotalProgress = () => {},
     } = options;
     Object.assign(this, { client, fileConcurrency, partConcurrency, signal, extra, retry, wait, store, signBatch });
-    Object.assign(this, { limits, onState, onProgress, onTotalProgress });
+    Object.assign(this, { limits, usage, onState, onProgress, onTotalProgress });
     this.hasher = "hasher" in options ? options.hasher : createHasher();
     this.running = false;
   }
@@ -82,10 +86,13 @@ export class Uploader {
     try {
       this._start(items);
       this.entries.forEach((_, index) => this.onState(index, "queued"));
-      const limits = this.limits || (await this.client.limits());
+      const [limits, usage] = await Promise.all([this.limits || this.client.limits(), this._usage()]);
+      this.serverLimits = limits;
       const big = [];
       const small = [];
-      this.entries.forEach(({ file }, index) => (file.size > limits.multipart_threshold ? big : small).push(index));
+      for (const index of this._allowed(limits, usage)) {
+        (this.entries[index].file.size > limits.multipart_threshold ? big : small).push(index);
+      }
       const jobs = big.map((index) => this._sendBig(index));
       jobs.push(this._sendSmall(small, limits.max_batch));
       await Promise.all(jobs);
@@ -103,6 +110,32 @@ export class Uploader {
     this.loaded = this.entries.map(() => 0);
     this.totalBytes = this.entries.reduce((sum, { file }) => sum + file.size, 0);
     this.fileSlots = new Limiter(this.fileConcurrency);
+  }
+
+  /** Return the user's usage, or null when it cannot be read (the server checks the quota anyway). */
+  async _usage() {
+    if (this.usage !== undefined) return this.usage;
+    try {
+      return await this.client.usage();
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Fail at once, before any hashing, the files the limits already refuse (too big, a refused type,
+   * beyond the quota); return the indexes of the others.
+   */
+  _allowed(limits, usage) {
+    const files = this.entries.map((entry) => entry.file);
+    // An interrupted upload's bytes are reserved already: resuming it takes no more of the quota.
+    const reserved = (file) => {
+      const saved = this.store.get(file);
+      return Boolean(saved) && mayResume(saved, this.client.user);
+    };
+    const problems = precheck(files, limits, usage, { reserved });
+    problems.forEach((problem, index) => problem && this._fail(index, problem));
+    return files.map((_, index) => index).filter((index) => !problems[index]);
   }
 
   // -- reporting --------------------------------------------------------------------------
@@ -156,6 +189,7 @@ export class Uploader {
         const outcome = await uploadMultipart(this.client, file, {
           spec: this._specOf(this.entries[index]),
           created,
+          defaultPartSize: this.serverLimits?.default_part_size,
           store: this.store,
           partConcurrency: this.partConcurrency,
           signal: this.signals[index],

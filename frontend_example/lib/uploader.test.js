@@ -93,6 +93,69 @@ describe("small files", () => {
   });
 });
 
+describe("before hashing", () => {
+  it("fails files over the file limit, of a refused type or beyond the quota at once, unhashed", async () => {
+    drive.limits.max_file_size = 30;
+    drive.limits.multipart_threshold = 100; // all small: each would be hashed
+    drive.limits.allowed_content_types = ["text/*"];
+    drive.quotaBytes = 40;
+    const client = await signedInClient();
+    const files = [
+      makeFile("huge.txt", 35, { type: "text/plain" }),
+      makeFile("photo.png", 5, { type: "image/png" }),
+      makeFile("a.txt", 20, { type: "text/plain" }),
+      makeFile("b.txt", 25, { type: "text/plain" }), // 20 B left after a.txt
+      makeFile("c.txt", 10, { type: "text/plain" }), // still fits after b.txt failed
+    ];
+    const hashed = [];
+    const hasher = async (blob) => {
+      hashed.push(blob.name);
+      return "";
+    };
+    const states = [];
+    const uploader = new Uploader(client, options({ hasher, onState: (i, state) => states.push([i, state]) }));
+    const results = await uploader.upload(files);
+    expect(results.map((r) => r.status)).toEqual(["failed", "failed", "complete", "failed", "complete"]);
+    expect(results.map((r) => r.error?.code ?? null)).toEqual([
+      "file_too_large",
+      "content_type_not_allowed",
+      null,
+      "quota_exceeded",
+      null,
+    ]);
+    expect(results[0].error.message).toBe("File is 35 B; the limit is 30 B.");
+    expect(results[1].error.message).toBe("Files of type image/png are not allowed here (allowed: text/*).");
+    expect(results[3].error.message).toMatch(/^Uploading 25 B would exceed your quota \(20 B left\)\. /);
+    expect(hashed).toEqual(["a.txt", "c.txt"]);
+    for (const index of [0, 1, 3]) {
+      expect(states.filter(([i]) => i === index).map(([, state]) => state)).toEqual(["queued", "failed"]);
+    }
+    const [, presign] = drive.bodies.find(([call]) => call === "POST /api/files/upload/");
+    expect(presign.files.map((spec) => spec.file_name)).toEqual(["a.txt", "c.txt"]);
+  });
+
+  it("counts what pending uploads reserve, but not an interrupted upload's own reservation", async () => {
+    drive.quotaBytes = 60;
+    drive.records.set("other", { id: "other", file_name: "x", file_size: 30, status: "pending" });
+    const client = await signedInClient();
+    const store = options().store;
+    const resumed = makeFile("film.bin", 40);
+    store.set(resumed, { id: "gone", file_name: "film.bin", file_size: 40 }); // resumable: its 40 B are reserved
+    const results = await new Uploader(client, options({ store })).upload([makeFile("new.bin", 31), resumed]);
+    expect(results[0].error.code).toBe("quota_exceeded"); // 60 - 30 reserved = 30 left
+    expect(results[0].error.message).toMatch(/^Uploading 31 B would exceed your quota \(30 B left\)/);
+    expect(drive.count("GET /api/files/multipart/gone")).toBe(1); // the resume was tried, not refused
+  });
+
+  it("leaves the quota to the server when the usage cannot be read", async () => {
+    drive.apiFaults.push({ when: (m, path) => path === "/api/files/usage", status: 403, code: "forbidden" });
+    drive.quotaBytes = 1;
+    const client = await signedInClient();
+    const [result] = await new Uploader(client, options()).upload([makeFile("a.txt", 5)]);
+    expect(result.status).toBe("complete"); // the fake server checks no quota: nothing failed it early
+  });
+});
+
 describe("many files", () => {
   it("cancels one file without touching the others", async () => {
     const client = await signedInClient();

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..chunks import chunked
+from ..sizes import human_size
 from . import config
 from .api import Api, RetryPolicy, batch_size
 from .download import Downloader
@@ -47,16 +48,6 @@ class Parser(argparse.ArgumentParser):
 
 
 # -- small helpers --------------------------------------------------------------------------
-
-
-def human_size(count: int | float) -> str:
-    """Return a byte count in binary units: 0 B, 1.5 KiB, 12.0 MiB."""
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def parse_size(text: str) -> int:

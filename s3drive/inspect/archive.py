@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ..sizes import human_size
 from .base import Limits, Reader, Rejected, Report
 
 # Layouts from PKWARE's APPNOTE.TXT (4.3.12 central header, 4.3.14-16 ZIP64 records, 4.3.16 EOCD).
@@ -176,7 +177,8 @@ def _check_totals(uncompressed: int, archive_size: int, limits: Limits) -> float
     if uncompressed > limits.archive_max_uncompressed:
         raise Rejected(
             "archive_bomb",
-            f"The archive expands to {uncompressed} bytes; at most {limits.archive_max_uncompressed} are accepted.",
+            f"The archive expands to {human_size(uncompressed)}; "
+            f"at most {human_size(limits.archive_max_uncompressed)} is accepted.",
         )
     ratio = uncompressed / max(archive_size, 1)
     if uncompressed > RATIO_FLOOR and ratio > limits.archive_max_ratio:

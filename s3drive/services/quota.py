@@ -33,6 +33,7 @@ from .. import bulk, chunks
 from ..errors import QuotaExceeded, Unauthorized
 from ..extensions import db
 from ..models import RESERVING_STATUSES, File, FileStatus, User
+from ..sizes import distinct_sizes
 from ..timeutil import utcnow
 from . import inspection_queue as inspection
 
@@ -212,8 +213,9 @@ class Ledger:
         available = self.available()
         if size > available:
             left = max(available, 0)
+            size_text, left_text = distinct_sizes(size, left)
             raise QuotaExceeded(
-                f"{action} {size} bytes would exceed your quota ({left} bytes left){consequence}.",
+                f"{action} {size_text} would exceed your quota ({left_text} left){consequence}.",
                 details={"available_bytes": left, "file_size": size},
             )
         self._available = available - size

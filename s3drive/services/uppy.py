@@ -53,6 +53,7 @@ from ..models import File, FileStatus, User
 from ..parts import MAX_PARTS, MIN_PART_SIZE, max_part_number, smallest_part_size
 from ..policy import get_policy
 from ..schemas import CompanionFile, load_upload_spec
+from ..sizes import human_size
 from ..storage import PartInfo, get_storage
 from ..timeutil import utcnow
 from . import multipart
@@ -129,7 +130,7 @@ def upload_params(user_id: str, upload: CompanionFile) -> dict[str, Any]:
     size, threshold = upload.declared_size, policy.multipart_threshold
     if size is not None and size > threshold:
         raise FileTooLarge(
-            f"Files above {threshold} bytes are uploaded in parts: let Uppy use multipart for them.",
+            f"Files above {human_size(threshold)} are uploaded in parts: let Uppy use multipart for them.",
             details={"file_size": size, "multipart_threshold": threshold},
         )
     bound = min(threshold, policy.max_file_size) if size is None else size
@@ -192,7 +193,8 @@ def _check_parts_fit(user_id: str, numbers: list[int]) -> None:
     beyond_limit = _beyond(numbers, get_policy().max_file_size)
     if beyond_limit:
         raise FileTooLarge(
-            f"Part {beyond_limit[0]} would take this upload beyond the {get_policy().max_file_size}-byte file limit.",
+            f"Part {beyond_limit[0]} would take this upload beyond the file limit of "
+            f"{human_size(get_policy().max_file_size)}.",
             details={"max_file_size": get_policy().max_file_size},
         )
     user = db.session.get(User, user_id)
@@ -205,7 +207,7 @@ def _check_parts_fit(user_id: str, numbers: list[int]) -> None:
         beyond_quota = _beyond(numbers, left)
     if beyond_quota:
         raise QuotaExceeded(
-            f"Part {beyond_quota[0]} would take this upload beyond your quota ({left} bytes left).",
+            f"Part {beyond_quota[0]} would take this upload beyond your quota ({human_size(left)} left).",
             details={"available_bytes": left},
         )
 

@@ -1,0 +1,32 @@
+"""Byte counts for people: the one wording of sizes in messages of the server and the client.
+
+Pure, no Flask: error messages say "File is 6 GiB; the limit is 5 GiB", while the exact
+byte counts go into the error's details for programs.
+"""
+
+from __future__ import annotations
+
+UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_size(count: int | float) -> str:
+    """Return a byte count in binary units, one decimal at most: 512 B, 1.5 KiB, 6 GiB."""
+    value = float(count)
+    for unit in UNITS:
+        # Compared as it will print: 1023.99 KiB reads "1 MiB", not "1024 KiB".
+        if round(abs(value), 1) < 1024 or unit == UNITS[-1]:
+            break
+        value /= 1024
+    if unit == "B":
+        return f"{int(value)} B"
+    text = f"{value:.1f}"
+    return f"{text.removesuffix('.0')} {unit}"
+
+
+def distinct_sizes(first: int, second: int) -> tuple[str, str]:
+    """Return both counts for people, with the exact bytes when rounding would make different counts read the same."""
+    words = human_size(first), human_size(second)
+    if first != second and words[0] == words[1]:
+        # "File is 5 GiB; the limit is 5 GiB" would read as no reason at all.
+        return f"{words[0]} ({first:,} bytes)", f"{words[1]} ({second:,} bytes)"
+    return words
