@@ -256,5 +256,5 @@ def test_migrating_a_fresh_database_prints_no_warning(tmp_path):
         timeout=120,
     )
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "Running upgrade 0005 -> 0006" in upgraded.stderr + upgraded.stdout
+    assert "Running upgrade 0006 -> 0007" in upgraded.stderr + upgraded.stdout
     assert "Warning" not in upgraded.stderr + upgraded.stdout, upgraded.stderr
