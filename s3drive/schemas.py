@@ -492,7 +492,31 @@ class CopySchema(BaseSchema):
 # -- listing ------------------------------------------------------------------------------
 
 
-class FileListQuerySchema(BaseSchema):
+class PageQuerySchema(BaseSchema):
+    """The paging arguments of a listing: how many items, and where the previous page ended."""
+
+    @staticmethod
+    def cursor_field(description: str = "`next_cursor` of the previous page.") -> fields.String:
+        """Return the cursor argument, described."""
+        return fields.String(
+            load_default=None, validate=validate.Length(max=2048), metadata={"description": description}
+        )
+
+    limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT))
+    cursor = cursor_field()
+
+
+class PageSchema(BaseSchema):
+    """A page of a listing: its items (in each subclass), and where the next page starts."""
+
+    next_cursor = fields.String(
+        allow_none=True,
+        metadata={"description": "Pass as `cursor` for the next page; null on the last page."},
+        required=True,
+    )
+
+
+class FileListQuerySchema(PageQuerySchema):
     status = fields.String(
         load_default=FileStatus.COMPLETE,
         validate=validate.OneOf(list(FileStatus)),
@@ -521,24 +545,11 @@ class FileListQuerySchema(BaseSchema):
         validate=validate.OneOf(SORTS),
         metadata={"description": "created_at, file_name or size; a leading - sorts descending."},
     )
-    limit = fields.Integer(
-        load_default=DEFAULT_LIMIT,
-        validate=validate.Range(min=1, max=MAX_LIMIT),
-    )
-    cursor = fields.String(
-        load_default=None,
-        validate=validate.Length(max=2048),
-        metadata={"description": "`next_cursor` of the previous page, with the same sort."},
-    )
+    cursor = PageQuerySchema.cursor_field("`next_cursor` of the previous page, with the same sort.")
 
 
-class FileListSchema(BaseSchema):
+class FileListSchema(PageSchema):
     items = fields.List(fields.Nested(FileSchema), required=True)
-    next_cursor = fields.String(
-        allow_none=True,
-        metadata={"description": "Pass as `cursor` for the next page; null on the last page."},
-        required=True,
-    )
     folders = fields.List(
         fields.String(),
         allow_none=True,
@@ -597,25 +608,14 @@ class ShareSchema(BaseSchema):
     created_at = Timestamp(required=True)
 
 
-class ShareListQuerySchema(BaseSchema):
+class ShareListQuerySchema(PageQuerySchema):
     file_id = fields.String(
         load_default=None, validate=validate.Length(min=1, max=64), metadata={"description": "Only this file's links."}
     )
-    limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT))
-    cursor = fields.String(
-        load_default=None,
-        validate=validate.Length(max=2048),
-        metadata={"description": "`next_cursor` of the previous page."},
-    )
 
 
-class ShareListSchema(BaseSchema):
+class ShareListSchema(PageSchema):
     items = fields.List(fields.Nested(ShareSchema), required=True)
-    next_cursor = fields.String(
-        allow_none=True,
-        metadata={"description": "Pass as `cursor` for the next page; null on the last page."},
-        required=True,
-    )
 
 
 class SharePasswordSchema(BaseSchema):

@@ -230,10 +230,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
         "limit": args.limit,
         "cursor": args.cursor,
     }
-    items, cursor = collect_pages(api.list_files, params, args.all)
-    if args.json:
-        print_json({"items": items, "next_cursor": cursor})
-        return EXIT_OK
+    return print_listing(args, api.list_files, params, files_table, "files")
+
+
+def files_table(items: list[dict]) -> Table:
+    """Return the table `ls` prints: one row per File."""
     table = new_table(
         ("ID", {"no_wrap": True}),
         ("NAME", {"overflow": "fold"}),
@@ -255,7 +256,21 @@ def cmd_ls(args: argparse.Namespace) -> int:
             str(item.get("created_at") or ""),
             inspection_text(item),
         )
-    print_table(table, f"{len(items)} files", cursor)
+    return table
+
+
+def print_listing(args: argparse.Namespace, fetch, params: dict, table_of, noun: str) -> int:
+    """Print a listing (every page with --all) as JSON (--json) or as table_of(items) with a summary."""
+    items, cursor = collect_pages(fetch, params, args.all)
+    if args.json:
+        print_json({"items": items, "next_cursor": cursor})
+        return EXIT_OK
+    table = table_of(items)
+    stdout_console().print(table, highlight=False, markup=False)
+    summary = f"{len(items)} {noun}"
+    if cursor:
+        summary += f"; more with --all or --cursor {cursor}"
+    Console(stderr=True).print(summary, highlight=False, markup=False)
     return EXIT_OK
 
 
@@ -277,14 +292,6 @@ def new_table(*columns: tuple[str, dict]) -> Table:
     for name, options in columns:
         table.add_column(name, **options)
     return table
-
-
-def print_table(table: Table, summary: str, cursor: str | None) -> None:
-    """Print a listing's table on stdout and its summary (and how to go on) on stderr."""
-    stdout_console().print(table, highlight=False, markup=False)
-    if cursor:
-        summary += f"; more with --all or --cursor {cursor}"
-    Console(stderr=True).print(summary, highlight=False, markup=False)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -468,10 +475,11 @@ def cmd_shares(args: argparse.Namespace) -> int:
     """List one's links as a table (or JSON), following next_cursor with --all."""
     api = logged_in_api(args)
     params = {"file_id": args.file, "limit": args.limit, "cursor": args.cursor}
-    items, cursor = collect_pages(api.list_shares, params, args.all)
-    if args.json:
-        print_json({"items": items, "next_cursor": cursor})
-        return EXIT_OK
+    return print_listing(args, api.list_shares, params, shares_table, "links")
+
+
+def shares_table(items: list[dict]) -> Table:
+    """Return the table `shares` prints: one row per Share."""
     table = new_table(
         ("ID", {"no_wrap": True}),
         ("FILE", {"no_wrap": True}),
@@ -492,8 +500,7 @@ def cmd_shares(args: argparse.Namespace) -> int:
             password,
             share_state(link),
         )
-    print_table(table, f"{len(items)} links", cursor)
-    return EXIT_OK
+    return table
 
 
 def cmd_unshare(args: argparse.Namespace) -> int:
