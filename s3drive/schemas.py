@@ -708,6 +708,9 @@ class SweepResultSchema(BaseSchema):
         metadata={"description": "keys of rejected/expired records deleted from S3"}, required=True
     )
     revoked_tokens_deleted = fields.Integer(required=True)
+    shares_deleted = fields.Integer(
+        metadata={"description": "share links expired or revoked more than 30 days ago"}, required=True
+    )
     deletes_finished = fields.Integer(
         metadata={"description": "deletes a dead process or an S3 failure left half done"}, required=True
     )

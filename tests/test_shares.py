@@ -25,6 +25,7 @@ from werkzeug.http import parse_options_header
 from s3drive.extensions import db
 from s3drive.models import File, Share
 from s3drive.services import shares as share_service
+from s3drive.services import sweeper
 from s3drive.services.files import mark_deleting
 from s3drive.services.inspection import inspect_file
 from s3drive.timeutil import utcnow
@@ -320,6 +321,21 @@ def test_unknown_links_are_not_found(app, client):
             assert response.status_code in (404, 422), path
             assert error_code(response) in ("not_found", "validation_error")
     assert error_code(client.get("/s/" + "A" * 43)) == "not_found"
+
+
+def test_the_sweeper_drops_links_dead_for_thirty_days(app, client, auth):
+    file = inspected(app, client, auth)
+    old_expired, old_revoked, recent, live = (share(client, auth, file["id"]) for _ in range(4))
+    long_ago, lately = utcnow() - timedelta(days=31), utcnow() - timedelta(days=29)
+    set_share(app, old_expired["id"], expires_at=long_ago)
+    set_share(app, old_revoked["id"], revoked_at=long_ago)
+    set_share(app, recent["id"], expires_at=lately, revoked_at=lately)
+    with app.app_context():
+        counts = sweeper.sweep()
+    assert counts.shares_deleted == 2
+    assert {s["id"] for s in listed(client, auth)["items"]} == {recent["id"], live["id"]}
+    assert visit(app, old_expired).status_code == 404  # unknown now, no longer 410
+    assert visit(app, recent).status_code == 404 and visit(app, live).status_code == 302
 
 
 # -- what can be shared ---------------------------------------------------------------------

@@ -38,6 +38,9 @@ MAX_EXPIRES_IN = 30 * 24 * 3600
 # its signature when a download starts, so a long download still finishes.
 URL_SECONDS = 300
 DEFAULT_LIMIT = 50
+# How long a link that expired or was revoked is kept (answering 410, or 404, and listed) before the sweeper
+# deletes it; from then on its token is unknown (404).
+KEEP_DEAD_FOR = timedelta(days=30)
 
 
 @dataclass
