@@ -8,6 +8,8 @@ and what they lead to is downloaded from S3 and compared byte for byte.
 from __future__ import annotations
 
 import hashlib
+import pathlib
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -17,6 +19,8 @@ import pytest
 import requests
 from conftest import register_and_login
 from helpers import presign, put_bytes, spec
+from live import Api, chromium_browser, serve_app
+from s3servers import moto_server
 from sqlalchemy import text, update
 from test_inspect_image import image_bytes
 from test_inspect_pdf import make_pdf
@@ -31,6 +35,8 @@ from s3drive.services.inspection import inspect_file
 from s3drive.timeutil import utcnow
 
 DATA = b"the quarterly numbers, shared\n" * 40
+# What Chromium sends when it navigates to a page.
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 DAY = 24 * 3600
 
 
@@ -149,9 +155,10 @@ def test_json_answer_describes_the_file_with_its_url_and_preview(app, client, au
     lifetime = datetime.fromisoformat(body["expires_at"]) - utcnow()
     assert timedelta(seconds=share_service.URL_SECONDS - 10) < lifetime <= timedelta(seconds=share_service.URL_SECONDS)
     assert listed(client, auth)["items"][0]["downloads"] == 1
-    # A browser (text/html first) and curl (*/*) get the redirect.
-    for accept in ("text/html,application/xhtml+xml,*/*;q=0.8", "*/*"):
-        assert visit(app, link, headers={"Accept": accept}).status_code == 302
+    # curl and scripts (*/*) get the redirect; a browser gets the page, whose Download link redirects.
+    assert visit(app, link, headers={"Accept": "*/*"}).status_code == 302
+    assert visit(app, link, headers={"Accept": BROWSER}).status_code == 200
+    assert visit(app, link, query_string={"download": "1"}, headers={"Accept": BROWSER}).status_code == 302
 
 
 def test_a_password_link_opens_only_with_its_password(app, client, auth):
@@ -174,6 +181,108 @@ def test_a_password_link_opens_only_with_its_password(app, client, auth):
     # A link without a password opens by POST as well.
     plain = share(client, auth, file["id"])
     assert visit(app, plain, "POST", json={}).status_code == 200
+
+
+# -- the public page ---------------------------------------------------------------------
+
+
+def page_of(app, link: dict, **query):
+    """Open a link as a browser navigating to it: its HTML page."""
+    return visit(app, link, headers={"Accept": BROWSER}, query_string=query)
+
+
+def test_a_browser_gets_the_page_which_counts_nothing_until_download(app, client, auth):
+    png = image_bytes("PNG", size=(40, 30))
+    file = inspected(app, client, auth, '<img src=x onerror="alert(1)"> & sunset.png', png, "image/png")
+    link = share(client, auth, file["id"], max_downloads=1)
+    for _ in range(3):  # looking at the page does not use the one download up
+        page = page_of(app, link)
+        assert page.status_code == 200 and page.mimetype == "text/html"
+        html = page.get_data(as_text=True)
+        assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; &amp; sunset.png" in html and "<img src=x" not in html
+        assert f"{len(png)} B · image/png" in html
+        assert 'id="share-download"' in html and 'href="?download=1"' in html
+    assert listed(client, auth)["items"][0]["downloads"] == 0
+    preview = re.search(r'<img class="preview" src="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert requests.get(preview, timeout=30).content.startswith(b"RIFF")
+    policy = page.headers["Content-Security-Policy"]
+    assert (
+        "default-src 'none'" in policy and f"img-src {urlsplit(preview).scheme}://{urlsplit(preview).netloc}" in policy
+    )
+    assert page.headers["Cache-Control"] == "no-store"
+
+    download = page_of(app, link, download="1")
+    assert download.status_code == 302
+    assert requests.get(download.headers["Location"], timeout=30).content == png
+    gone = page_of(app, link)
+    assert gone.status_code == 410 and "This link no longer works" in gone.get_data(as_text=True)
+    assert "used up" in gone.get_data(as_text=True)
+
+
+def test_the_page_of_a_password_link_asks_for_it_and_shows_nothing_else(app, client, auth):
+    file = inspected(app, client, auth, "secret-plans.txt")
+    link = share(client, auth, file["id"], password="open sesame")
+    page = page_of(app, link)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 401 and 'id="share-password"' in html and 'type="password"' in html
+    assert "secret-plans" not in html and "?download=1" not in html
+    # The page's script posts the password as JSON to the link itself, as any client may.
+    opened = visit(app, link, "POST", json={"password": "open sesame"})
+    assert requests.get(opened.get_json()["url"], timeout=30).content == DATA
+
+
+def test_the_page_says_why_a_link_does_not_work(app, client, auth):
+    file = inspected(app, client, auth)
+    revoked, expired = share(client, auth, file["id"]), share(client, auth, file["id"])
+    assert client.delete(f"/api/shares/{revoked['id']}", headers=auth).status_code == 200
+    set_share(app, expired["id"], expires_at=utcnow() - timedelta(seconds=1))
+    for link, status, words in ((revoked, 404, "No such link"), (expired, 410, "This link has expired")):
+        page = page_of(app, link)
+        assert page.status_code == status and page.mimetype == "text/html"
+        assert words in page.get_data(as_text=True)
+    unknown = app.test_client().get("/s/" + "x" * 43, headers={"Accept": BROWSER})
+    assert unknown.status_code == 404 and "No such link" in unknown.get_data(as_text=True)
+
+
+@pytest.mark.browser
+def test_in_a_browser_the_page_downloads_the_exact_bytes(database_url):
+    """Chromium, with no account, against moto over HTTP: the page of a plain link and that of a password
+    link each download the file; a wrong password is told in words."""
+    with (
+        moto_server() as s3_url,
+        serve_app(database_url, s3_url, "s3drive-shares", confirm="head", INSPECT=True) as live,
+    ):
+        live.fresh()
+        owner = Api(live.base_url).login("page-owner")
+        [ticket] = owner.presign([spec("numbers.txt", DATA, "text/plain")])
+        assert put_bytes(ticket, DATA).status_code == 200
+        assert owner.confirm_one(ticket["id"]).status_code == 200
+        with live.app.app_context():
+            assert str(inspect_file(ticket["id"])) == "passed"
+        links = [
+            owner.post(f"/api/files/{ticket['id']}/shares", json=body).json() for body in ({}, {"password": "pw!"})
+        ]
+        with chromium_browser() as browser:
+            context = browser.new_context(accept_downloads=True)
+            page = context.new_page()
+            page.goto(links[0]["url"])
+            assert page.locator("h1").inner_text() == "numbers.txt"
+            with page.expect_download() as plain:
+                page.click("#share-download")
+            page.goto(links[1]["url"])
+            page.fill("#share-password-input", "wrong guess")
+            page.click("#share-password button")
+            page.locator("#share-status", has_text="That password is not right.").wait_for()  # (CSP: no eval)
+            page.fill("#share-password-input", "pw!")
+            page.click("#share-password button")
+            with page.expect_download() as protected:
+                page.click("#share-download")
+            for download in (plain.value, protected.value):
+                assert download.suggested_filename == "numbers.txt"
+                assert pathlib.Path(download.path()).read_bytes() == DATA
+            context.close()
+        listed = owner.get("/api/shares").json()["items"]
+        assert [item["downloads"] for item in listed] == [1, 1]
 
 
 def test_wrong_passwords_are_rate_limited_per_link_and_per_address(make_app):

@@ -17,6 +17,7 @@ from ..schemas import (
 )
 from ..services import shares
 from .base import Blueprint, auth_required, errors, public_url
+from .share_page import share_page
 
 blp = Blueprint("shares", __name__, url_prefix="/api", description="Share links")
 public_blp = Blueprint("public_shares", __name__, url_prefix="/s", description="Share links, opened without an account")
@@ -71,6 +72,16 @@ def _wrong_password(response) -> bool:
     return response.status_code == 401
 
 
+def wants_page() -> bool:
+    """Tell whether a browser navigates to the link: it names text/html (curl and scripts send */*), and
+    is not following the page's own Download link (?download=1)."""
+    if "download" in request.args:
+        return False
+    accept = request.accept_mimetypes
+    named = any(mimetype == "text/html" for mimetype, _ in accept)
+    return named and accept.best_match(("text/html", "application/json")) == "text/html"
+
+
 def wants_json() -> bool:
     """Tell whether the client asked for JSON rather than the file (a browser gets the redirect)."""
     return request.accept_mimetypes.best_match(("text/html", "application/json")) == "application/json"
@@ -81,7 +92,10 @@ def wants_json() -> bool:
 @public_blp.response(200, SharedFileSchema, description="With Accept: application/json: the file and its URL")
 @public_blp.alt_response(302, description="A redirect to a short-lived presigned GET of the file (attachment)")
 def open_share(token):
-    """Open a link: redirect to the file, or describe it with its URL (Accept: application/json)."""
+    """Open a link: redirect to the file, or describe it with its URL (Accept: application/json); a
+    browser navigating to it gets its public page (name, size, preview, a Download button)."""
+    if wants_page():
+        return share_page(token)
     shared = shares.open_share(token)
     # The answer differs by Accept; security_headers adds Cache-Control: no-store (it carries a URL).
     if wants_json():

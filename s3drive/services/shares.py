@@ -56,6 +56,18 @@ class SharedDownload:
 
 
 @dataclass
+class ShareView:
+    """A live link as its public page shows it, before any download: nothing of the file behind a password."""
+
+    expires_at: datetime
+    password: bool
+    file_name: str | None = None
+    size: int | None = None
+    content_type: str | None = None
+    thumbnail_url: str | None = None
+
+
+@dataclass
 class SharePage:
     """A page of the caller's links, newest first, and the cursor of the next (None on the last page)."""
 
@@ -156,12 +168,21 @@ def decode_share_cursor(cursor: str, user_id: str) -> tuple[datetime, str]:
 # -- the visitor's side --------------------------------------------------------------------
 
 
+def describe_share(token: str) -> ShareView:
+    """Describe a live link for its public page: no URL of the file is issued, no download counted."""
+    share, record = live_share(token)
+    if share.password_hash is not None:
+        return ShareView(share.expires_at, password=True)
+    preview = inspection_of(record) or {}
+    return ShareView(
+        share.expires_at, False, record.file_name, record.size, record.content_type, preview.get("thumbnail_url")
+    )
+
+
 def open_share(token: str, password: str | None = None) -> SharedDownload:
     """Open a link: check it (and its password, if it has one), issue a short-lived URL of its file's
     object, and count that as one download."""
-    share = find_share(token)
-    record = db.session.get(File, share.file_id)
-    require_live(share, record, utcnow())
+    share, record = live_share(token)
     if share.password_hash is not None:
         if password is None:
             raise Unauthorized(
@@ -180,6 +201,14 @@ def open_share(token: str, password: str | None = None) -> SharedDownload:
     return SharedDownload(
         record.file_name, record.size, record.content_type, preview.get("thumbnail_url"), link.url, link.expires_at
     )
+
+
+def live_share(token: str) -> tuple[Share, File]:
+    """Return the link with this token and its file, or not_found / gone."""
+    share = find_share(token)
+    record = db.session.get(File, share.file_id)
+    require_live(share, record, utcnow())
+    return share, record
 
 
 def find_share(token: str) -> Share:
