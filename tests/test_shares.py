@@ -231,6 +231,18 @@ def test_the_page_of_a_password_link_asks_for_it_and_shows_nothing_else(app, cli
     assert requests.get(opened.get_json()["url"], timeout=30).content == DATA
 
 
+def test_a_head_request_tells_whether_a_link_works_and_counts_nothing(app, client, auth):
+    file = inspected(app, client, auth)
+    plain, protected = share(client, auth, file["id"], max_downloads=1), share(client, auth, file["id"], password="pw")
+    for _ in range(3):  # chat previews and link checkers probe with HEAD
+        probe = visit(app, plain, "HEAD")
+        assert probe.status_code == 200 and "Location" not in probe.headers and probe.data == b""
+    assert visit(app, protected, "HEAD").status_code == 401
+    assert [item["downloads"] for item in listed(client, auth)["items"]] == [0, 0]
+    assert visit(app, plain).status_code == 302  # the one download is still there
+    assert visit(app, plain, "HEAD").status_code == 410
+
+
 def test_the_page_says_why_a_link_does_not_work(app, client, auth):
     file = inspected(app, client, auth)
     revoked, expired = share(client, auth, file["id"]), share(client, auth, file["id"])

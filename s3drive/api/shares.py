@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, redirect, request
+from flask import current_app, make_response, redirect, request
 from flask_jwt_extended import current_user
 
 from ..extensions import limiter
@@ -94,6 +94,11 @@ def wants_json() -> bool:
 def open_share(token):
     """Open a link: redirect to the file, or describe it with its URL (Accept: application/json); a
     browser navigating to it gets its public page (name, size, preview, a Download button)."""
+    if request.method == "HEAD":
+        # Link checkers and chat previews probe with HEAD: say whether the link works (404, 410, 401 for
+        # a password), but issue no URL, so a probe never uses a download up.
+        view = shares.describe_share(token)
+        return make_response("", 401 if view.password else 200, {"Vary": "Accept"})
     if wants_page():
         return share_page(token)
     shared = shares.open_share(token)
