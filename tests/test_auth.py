@@ -201,6 +201,6 @@ def test_only_routes_with_a_rate_limit_go_through_the_limiter(make_app):
     for _ in range(5):
         assert client.get("/api/files/limits").status_code == 200
         assert "X-RateLimit-Limit" not in client.get("/api/files/limits").headers
-    assert app.extensions[LIMITED_ENDPOINTS] == {"auth.login", "auth.register"}
+    assert app.extensions[LIMITED_ENDPOINTS] == {"auth.login", "auth.register", "public_shares.open_protected_share"}
     body = {"username": "nobody", "password": "wrong password"}
     assert [client.post("/api/auth/login", json=body).status_code for _ in range(3)] == [401, 401, 429]
