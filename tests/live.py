@@ -561,8 +561,8 @@ def write_file(directory: Path, name: str, size: int) -> Path:
 
 def register(page, username: str) -> None:
     """Create an account on the page; it signs in and shows the app."""
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
     page.wait_for_selector("#app:not([hidden])")
     assert page.inner_text("#current-user") == username

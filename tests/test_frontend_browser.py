@@ -508,23 +508,23 @@ def test_pages_of_25(page, stack):
 
 
 def test_sign_in_errors_and_keyboard_only_sign_up(page, stack):
-    page.get_by_label("Username").fill("nobody")
-    page.get_by_label("Password").fill("wrong password")
+    page.get_by_label("Username", exact=True).fill("nobody")
+    page.get_by_label("Password", exact=True).fill("wrong password")
     page.get_by_role("button", name="Sign in").click()
     alert = page.locator("#alert")
     alert.wait_for(state="visible")
     assert alert.get_attribute("role") == "alert"
     assert "password" in alert.inner_text().lower(), alert.inner_text()
 
-    page.get_by_label("Username").fill("demo")
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Username", exact=True).fill("demo")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
     page.wait_for_function("() => document.querySelector('#alert').textContent.includes('taken')")
     assert "Choose another one" in alert.inner_text()
 
     # Keyboard only: type, Tab to "Create account", Enter; focus lands on the file picker.
-    page.get_by_label("Username").fill("")
-    page.get_by_label("Username").focus()
+    page.get_by_label("Username", exact=True).fill("")
+    page.get_by_label("Username", exact=True).focus()
     page.keyboard.type("keyboarder")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
