@@ -863,12 +863,13 @@ $("delete-folder-button").addEventListener("click", async () => {
 
 // -- list or grid -------------------------------------------------------------------------------
 
-/** Show the files as a list (a table) or a grid of cards, and remember the choice. */
-function setView(view) {
+/** Show the files as a list (a table) or a grid of cards; remember the choice when it is the person's. */
+function setView(view, { remember = true } = {}) {
   const grid = view === "grid";
   $("files-section").classList.toggle("grid-view", grid);
   $("view-list").setAttribute("aria-pressed", String(!grid));
   $("view-grid").setAttribute("aria-pressed", String(grid));
+  if (!remember) return;
   try {
     localStorage.setItem(VIEW_KEY, grid ? "grid" : "list");
   } catch {
@@ -1000,7 +1001,7 @@ async function remove(file) {
 // -- start -------------------------------------------------------------------------------------
 
 $("files-heading").tabIndex = -1; // a focus target after actions that remove the focused row
-setView(savedView());
+setView(savedView(), { remember: false });
 loadLimits();
 
 if (api.signedIn) {
