@@ -68,7 +68,7 @@ def register_extensions(app: Flask) -> None:
     if app.config["CORS_ORIGINS"]:
         cors.init_app(
             app,
-            resources={r"/api/*": {}, r"/uppy/*": {}},
+            resources={r"/api/*": {}, r"/uppy/*": {}, r"/s/*": {}},
             origins=app.config["CORS_ORIGINS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],

@@ -68,6 +68,8 @@ DEFAULTS: dict[str, Any] = {
     "CORS_ORIGINS": [],
     "RATELIMIT_STORAGE_URI": "memory://",
     "LOGIN_RATE_LIMIT": "10 per minute",
+    # Wrong passwords a share link takes (POST /s/<token>), per link and per client address.
+    "SHARE_PASSWORD_RATE_LIMIT": "10 per minute",
     "CHECK_DATABASE": True,
     # Seconds a process trusts what it learnt of an access token (its user active, the token not revoked)
     # before asking the database again: a logout elsewhere, or a disabled account, takes effect within

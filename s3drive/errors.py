@@ -67,6 +67,10 @@ class NotReady(Conflict):
     code = "not_ready"
 
 
+class Gone(AppError):
+    status, code, message = 410, "gone", "This link has expired, was used up, or its file is gone."
+
+
 class FileTooLarge(AppError):
     status, code = 413, "file_too_large"
 

@@ -1,4 +1,4 @@
-"""SQLAlchemy models: users, files (one row per upload), folders the users made, and revoked tokens."""
+"""SQLAlchemy models: users, files (one row per upload), folders the users made, share links and revoked tokens."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -235,6 +236,44 @@ class File(db.Model):
             **_COMPLETE_ONLY,
         ).ddl_if(dialect="postgresql"),
     )
+
+
+class Share(db.Model):
+    """A public link to one complete file (services/shares.py): GET /s/<token>, no account needed."""
+
+    __tablename__ = "shares"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_time_ordered_id)
+    user_id: Mapped[str] = mapped_column(String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    file_id: Mapped[str] = mapped_column(String(36), ForeignKey("files.id", ondelete="CASCADE"), nullable=False)
+    # SHA-256 (hex) of the link's token: the token itself is shown once, when the link is made, and a
+    # copy of this table opens no file.
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    max_downloads: Mapped[int | None] = mapped_column(Integer)
+    downloads: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    # The link itself, known only to the answer that made it (never stored): None otherwise.
+    url = None
+
+    __table_args__ = (
+        # The caller's links, newest first, and one file's links (keyset pages end in id).
+        Index("ix_shares_user_created", "user_id", "created_at", "id"),
+        Index("ix_shares_file_created", "file_id", "created_at", "id"),
+    )
+
+    @property
+    def has_password(self) -> bool:
+        """Tell whether the link asks for a password."""
+        return self.password_hash is not None
+
+    @property
+    def revoked(self) -> bool:
+        """Tell whether the owner revoked the link."""
+        return self.revoked_at is not None
 
 
 class RevokedToken(db.Model):

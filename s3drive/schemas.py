@@ -19,6 +19,7 @@ from .parts import MAX_ETAG_LENGTH, MAX_PART_SIZE, MAX_PARTS, MAX_SIGN_BATCH, MI
 from .policy import TIERS, UploadFailure, UploadPolicy, UploadSpec
 from .services.inspection import inspection_of
 from .services.listing import DEFAULT_LIMIT, DEFAULT_SORT, MAX_LIMIT, MAX_QUERY_LENGTH, SORTS
+from .services.shares import DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN
 from .timeutil import isoformat_z
 
 USERNAME_RE = r"^[A-Za-z0-9_.-]{3,64}$"
@@ -525,7 +526,31 @@ class CopySchema(BaseSchema):
 # -- listing ------------------------------------------------------------------------------
 
 
-class FileListQuerySchema(BaseSchema):
+class PageQuerySchema(BaseSchema):
+    """The paging arguments of a listing: how many items, and where the previous page ended."""
+
+    @staticmethod
+    def cursor_field(description: str = "`next_cursor` of the previous page.") -> fields.String:
+        """Return the cursor argument, described."""
+        return fields.String(
+            load_default=None, validate=validate.Length(max=2048), metadata={"description": description}
+        )
+
+    limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT))
+    cursor = cursor_field()
+
+
+class PageSchema(BaseSchema):
+    """A page of a listing: its items (in each subclass), and where the next page starts."""
+
+    next_cursor = fields.String(
+        allow_none=True,
+        metadata={"description": "Pass as `cursor` for the next page; null on the last page."},
+        required=True,
+    )
+
+
+class FileListQuerySchema(PageQuerySchema):
     status = fields.String(
         load_default=FileStatus.COMPLETE,
         validate=validate.OneOf(list(FileStatus)),
@@ -554,24 +579,11 @@ class FileListQuerySchema(BaseSchema):
         validate=validate.OneOf(SORTS),
         metadata={"description": "created_at, file_name or size; a leading - sorts descending."},
     )
-    limit = fields.Integer(
-        load_default=DEFAULT_LIMIT,
-        validate=validate.Range(min=1, max=MAX_LIMIT),
-    )
-    cursor = fields.String(
-        load_default=None,
-        validate=validate.Length(max=2048),
-        metadata={"description": "`next_cursor` of the previous page, with the same sort."},
-    )
+    cursor = PageQuerySchema.cursor_field("`next_cursor` of the previous page, with the same sort.")
 
 
-class FileListSchema(BaseSchema):
+class FileListSchema(PageSchema):
     items = fields.List(fields.Nested(FileSchema), required=True)
-    next_cursor = fields.String(
-        allow_none=True,
-        metadata={"description": "Pass as `cursor` for the next page; null on the last page."},
-        required=True,
-    )
     folders = fields.List(
         fields.String(),
         allow_none=True,
@@ -581,6 +593,76 @@ class FileListSchema(BaseSchema):
         },
         required=True,
     )
+
+
+# -- share links --------------------------------------------------------------------------
+
+
+class ShareCreateSchema(BaseSchema):
+    class Meta:
+        unknown = RAISE  # a mistyped "max_download" must not make a link without a limit
+
+    expires_in = fields.Integer(
+        strict=True,
+        load_default=DEFAULT_EXPIRES_IN,
+        validate=validate.Range(min=1, max=MAX_EXPIRES_IN),
+        metadata={"description": "Seconds the link works: default 7 days, at most 30 days."},
+    )
+    max_downloads = fields.Integer(
+        strict=True,
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=1, max=2**31 - 1),
+        metadata={"description": "Downloads the link allows; null: no limit."},
+    )
+    password = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=1024),
+        metadata={"description": "A password visitors must give (POST /s/<token>); null: none."},
+    )
+
+
+class ShareSchema(BaseSchema):
+    id = fields.String(required=True)
+    file_id = fields.String(required=True)
+    url = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "The public link `<base>/s/<token>`: only in the answer that makes the link (the server "
+            "keeps only a hash of its token); null afterwards."
+        },
+    )
+    expires_at = Timestamp(required=True)
+    max_downloads = fields.Integer(allow_none=True, required=True)
+    downloads = fields.Integer(required=True, metadata={"description": "URLs issued so far"})
+    has_password = fields.Boolean(required=True)
+    revoked = fields.Boolean(required=True)
+    created_at = Timestamp(required=True)
+
+
+class ShareListQuerySchema(PageQuerySchema):
+    file_id = fields.String(
+        load_default=None, validate=validate.Length(min=1, max=64), metadata={"description": "Only this file's links."}
+    )
+
+
+class ShareListSchema(PageSchema):
+    items = fields.List(fields.Nested(ShareSchema), required=True)
+
+
+class SharePasswordSchema(BaseSchema):
+    password = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=1024))
+
+
+class SharedFileSchema(BaseSchema):
+    file_name = fields.String(required=True)
+    size = fields.Integer(required=True)
+    content_type = fields.String(required=True)
+    thumbnail_url = fields.String(allow_none=True, required=True, metadata={"description": "a WebP preview, or null"})
+    url = fields.String(required=True, metadata={"description": "a short-lived presigned GET of the file"})
+    expires_at = Timestamp(required=True, metadata={"description": "when `url` stops working"})
 
 
 # -- administration -----------------------------------------------------------------------
@@ -660,6 +742,9 @@ class SweepResultSchema(BaseSchema):
         metadata={"description": "keys of rejected/expired records deleted from S3"}, required=True
     )
     revoked_tokens_deleted = fields.Integer(required=True)
+    shares_deleted = fields.Integer(
+        metadata={"description": "share links expired or revoked more than 30 days ago"}, required=True
+    )
     deletes_finished = fields.Integer(
         metadata={"description": "deletes a dead process or an S3 failure left half done"}, required=True
     )

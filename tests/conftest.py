@@ -39,7 +39,7 @@ from s3drive.extensions import db  # noqa: E402
 from s3drive.services.users import create_user  # noqa: E402
 
 BUCKET = "s3drive-test"
-TABLES = ("files", "revoked_tokens", "users")
+TABLES = ("shares", "files", "revoked_tokens", "users")
 
 
 @pytest.fixture(scope="session")

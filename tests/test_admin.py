@@ -284,6 +284,7 @@ def test_sweep_route_runs_the_sweeper(app, client, auth, admin_auth, s3):
         "inspections_queued": 0,
         "keys_purged": 1,
         "revoked_tokens_deleted": 0,
+        "shares_deleted": 0,
         "errors": 0,
         "more": False,
     }

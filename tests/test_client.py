@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -936,6 +936,96 @@ def test_inspection_words_cover_every_reason_code():
     script = (REPO_ROOT / "frontend_example" / "lib" / "inspection.js").read_text()
     table = script.split("export const REASON_WORDS", 1)[1].split("});", 1)[0]
     assert dict(re.findall(r'(\w+): "([^"]+)"', table)) == REASON_WORDS
+
+
+# -- share links --------------------------------------------------------------------------
+# The links lead through MiniStack (AUTH=true): the signed download URL a link issues is checked
+# as AWS would check it.
+
+
+def test_share_prints_a_link_that_downloads_the_file_without_an_account(live, run, user, tmp_path):
+    ids = _upload_tree(run, tmp_path)
+    alpha, beta = ids["alpha.txt"], ids["beta.txt"]
+    data = (tmp_path / "up" / "alpha.txt").read_bytes()
+    set_inspection(live, alpha, "pending")
+    waiting = run("share", alpha)
+    assert (waiting.code, waiting.last_error.split(":")[1].strip()) == (1, "not_ready")
+
+    set_inspection(live, alpha, "passed")
+    made = run("share", alpha, "--expires", "2h", "--max-downloads", "2")
+    assert made.code == 0, made.err
+    url = made.out.strip()
+    assert re.fullmatch(re.escape(live.base_url) + r"/s/[A-Za-z0-9_-]{43}", url)
+    share_id = made.err.split()[1].rstrip(":")
+    assert made.err.strip().endswith("0 of 2 downloads")
+
+    got = requests.get(url, timeout=30)  # follows the redirect to the presigned GET: no token of ours
+    assert got.status_code == 200 and got.content == data
+    assert got.headers["Content-Disposition"].startswith('attachment; filename="alpha.txt"')
+
+    [listed] = run("shares", "--json").json()["items"]
+    assert (listed["id"], listed["file_id"], listed["downloads"], listed["max_downloads"]) == (share_id, alpha, 1, 2)
+    assert listed["url"] is None  # shown once, when made
+    expires = datetime.fromisoformat(listed["expires_at"]) - datetime.now(UTC)
+    assert timedelta(hours=2) - timedelta(minutes=1) < expires <= timedelta(hours=2)
+    table = run("shares")
+    assert table.out.splitlines()[0].split() == ["ID", "FILE", "DOWNLOADS", "EXPIRES", "PASSWORD", "STATE"]
+    assert row_of(table.out, share_id).split()[2:] == ["1/2", listed["expires_at"], "active"]
+    assert table.err.strip() == "1 links"
+
+    set_inspection(live, beta, "passed")
+    assert run("share", beta).code == 0
+    assert [i["file_id"] for i in run("shares", "--json", "--file", beta).json()["items"]] == [beta]
+    assert len(run("shares", "--json", "--limit", "1", "--all").json()["items"]) == 2
+
+    revoked = run("unshare", share_id, "no-such-share")
+    assert revoked.code == 1 and revoked.out.strip() == f"revoked {share_id}"
+    assert revoked.last_error.startswith("error: not_found: ") and "(no-such-share)" in revoked.last_error
+    assert requests.get(url, timeout=30).status_code == 404
+    assert row_of(run("shares").out, share_id).split()[-1] == "revoked"
+
+
+def test_share_with_a_password_never_takes_it_from_argv(live, run, user, tmp_path, monkeypatch):
+    ids = _upload_tree(run, tmp_path)
+    gamma = ids["gamma.csv"]
+    set_inspection(live, gamma, "passed")
+    made = run("share", gamma, "--password-stdin", stdin="open sesame\n")
+    assert made.code == 0, made.err
+    url = made.out.strip()
+    assert made.err.strip().endswith("0 downloads, password")
+    assert requests.get(url, timeout=30).status_code == 401
+    assert requests.post(url, json={"password": "open barley"}, timeout=30).status_code == 401
+    opened = requests.post(url, json={"password": "open sesame"}, timeout=30)
+    assert opened.status_code == 200, opened.text
+    assert requests.get(opened.json()["url"], timeout=30).content == (tmp_path / "up" / "gamma.csv").read_bytes()
+
+    typed = iter(["first", "second"])
+    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt: next(typed))
+    differ = run("share", gamma, "--password")
+    assert (differ.code, differ.last_error) == (2, "error: usage: the two passwords differ")
+    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt: "same")
+    as_json = run("share", gamma, "--password", "--json", "--expires", "90m")
+    assert as_json.code == 0, as_json.err
+    assert as_json.json()["has_password"] is True and as_json.json()["url"].startswith(live.base_url + "/s/")
+    # --password takes no value: a password on the command line is a usage error, not a password.
+    assert run("share", gamma, "--password", "hunter22").code == 2
+
+    for argv in (("--expires", "0"), ("--expires", "5x"), ("--max-downloads", "0")):
+        assert run("share", gamma, *argv).code == 2, argv
+    too_long = run("share", gamma, "--expires", "31d")
+    assert (too_long.code, too_long.last_error.split(":")[1].strip()) == (1, "validation_error")
+
+
+def test_parse_duration():
+    assert [cli.parse_duration(t) for t in ("3600", "90s", "30m", "12h", "7d", "2w", " 1D ")] == [
+        3600,
+        90,
+        1800,
+        43200,
+        604800,
+        1209600,
+        86400,
+    ]
 
 
 # -- errors -------------------------------------------------------------------------------

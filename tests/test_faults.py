@@ -580,7 +580,7 @@ def test_api_killed_mid_multipart_complete_while_s3_hangs(tmp_path, database_url
             done = send("POST", stack.url + complete, json={"parts": parts}, headers=auth)
             assert done.status_code == 200, done.text
             assert done.json()["status"] == "complete" and done.json()["size"] == len(data)
-        [(used,)] = stack.query("SELECT used_bytes FROM users")
+        [(used,)] = stack.query("SELECT u.used_bytes FROM users u JOIN files f ON f.user_id = u.id")
         assert head_or_none(stack.s3(), stack.bucket, key)["ContentLength"] == len(data) == used
         assert_invariants(stack)
 

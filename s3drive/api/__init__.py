@@ -9,7 +9,7 @@ from flask import Flask, g, request
 from flask_smorest import Api
 
 from ..schemas import BatchUploadSchema, CompanionErrorSchema, ErrorSchema, FileSpecSchema
-from . import admin, admission, auth, docs, files, folders, listing, manage, multipart, ops, uppy
+from . import admin, admission, auth, docs, files, folders, listing, manage, multipart, ops, shares, uppy
 from .base import refuse_unstorable
 from .errors import http_error_response
 
@@ -38,9 +38,10 @@ def init_app(app: Flask) -> None:
         },
     )
     # multipart before files: its routes must win over /api/files/<file_id>.
-    for module in (auth, multipart, listing, files, manage, folders, admin, uppy, ops):
+    for module in (auth, multipart, listing, files, manage, folders, shares, admin, uppy, ops):
         api.register_blueprint(module.blp)
     api.register_blueprint(uppy.session_blp)
+    api.register_blueprint(shares.public_blp)
     # The upload route reads one of two bodies by hand; publish both shapes.
     api.spec.components.schema("FileSpec", schema=FileSpecSchema)
     api.spec.components.schema("BatchUpload", schema=BatchUploadSchema)

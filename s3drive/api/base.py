@@ -109,6 +109,7 @@ ERROR_STATUSES = {
     403: "`forbidden`, `registration_closed`",
     404: "`not_found`: no such id or key (also another user's)",
     409: "`conflict`, `object_missing`, `username_taken`, `invalid_state`",
+    410: "`gone`: a share link that expired, was used up, or whose file is gone",
     413: "`file_too_large`, `batch_too_large`; `request_too_large`: a body over what the server reads",
     415: "`content_type_not_allowed`",
     422: "`validation_error` (details: field -> messages), `integrity_mismatch`",

@@ -280,3 +280,15 @@ class Api:
     def usage(self) -> dict:
         """Return the caller's usage and quota."""
         return self.request("GET", "/api/files/usage")
+
+    def create_share(self, file_id: str, body: dict) -> dict:
+        """Make a public link to a file; return the Share (its `url` is shown only now)."""
+        return self.request("POST", f"/api/files/{_segment(file_id)}/shares", json=body)
+
+    def list_shares(self, params: dict) -> dict:
+        """Return one page of the caller's links."""
+        return self.request("GET", "/api/shares", params={k: v for k, v in params.items() if v is not None})
+
+    def revoke_share(self, share_id: str) -> dict:
+        """Revoke a link; return the Share."""
+        return self.request("DELETE", f"/api/shares/{_segment(share_id)}")

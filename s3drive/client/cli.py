@@ -1,4 +1,4 @@
-"""The s3drive-client command line: login, upload, ls, info, download, rm, usage, logout.
+"""The s3drive-client command line: login, upload, ls, info, download, rm, share, shares, unshare, usage, logout.
 
 Exit codes: 0 success, 1 an error (API, network, local file; one line `error: <code>: <message>`),
 2 a usage error, 130 interrupted (Ctrl-C; an interrupted multipart upload resumes on rerun).
@@ -11,6 +11,7 @@ import getpass
 import json
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -21,7 +22,7 @@ from ..sizes import human_size
 from . import config
 from .api import Api, RetryPolicy, batch_size
 from .download import Downloader
-from .errors import ClientError
+from .errors import ApiError, ClientError
 from .inspection import inspection_state, inspection_text, not_ready_text
 from .local_files import collect_files
 from .progress import TransferProgress
@@ -30,6 +31,7 @@ from .upload import FileOutcome, Uploader, UploadOptions
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 TIERS = ("standard", "standard_ia", "intelligent_tiering", "glacier_ir", "glacier", "deep_archive")
 SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Piped output is not cut to 80 columns: ids and names stay whole for scripts.
 PIPE_WIDTH = 200
 
@@ -59,6 +61,14 @@ def parse_size(text: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 byte: {text!r}")
     return int(number)
+
+
+def parse_duration(text: str) -> int:
+    """Parse "7d", "12h", "30m", "2w" or "3600" (seconds) into seconds."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", text.lower())
+    if not match or int(match.group(1)) < 1:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 3600, 90m, 12h, 7d)")
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
 
 
 def positive_int(text: str) -> int:
@@ -213,20 +223,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
         "limit": args.limit,
         "cursor": args.cursor,
     }
-    items: list[dict] = []
-    while True:
-        page = api.list_files(params)
-        items.extend(page.get("items", []))
-        cursor = page.get("next_cursor")
-        if not (args.all and cursor):
-            break
-        params["cursor"] = cursor
-    if args.json:
-        print_json({"items": items, "next_cursor": cursor})
-        return EXIT_OK
-    console = stdout_console()
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for name, options in (
+    return print_listing(args, api.list_files, params, files_table, "files")
+
+
+def files_table(items: list[dict]) -> Table:
+    """Return the table `ls` prints: one row per File."""
+    table = new_table(
         ("ID", {"no_wrap": True}),
         ("NAME", {"overflow": "fold"}),
         ("FOLDER", {"overflow": "fold"}),
@@ -235,8 +237,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         ("STATUS", {"no_wrap": True}),
         ("CREATED", {"no_wrap": True}),
         ("CHECK", {"overflow": "fold"}),
-    ):
-        table.add_column(name, **options)
+    )
     for item in items:
         table.add_row(
             str(item.get("id")),
@@ -248,12 +249,42 @@ def cmd_ls(args: argparse.Namespace) -> int:
             str(item.get("created_at") or ""),
             inspection_text(item),
         )
-    console.print(table, highlight=False, markup=False)
-    summary = f"{len(items)} files"
+    return table
+
+
+def print_listing(args: argparse.Namespace, fetch, params: dict, table_of, noun: str) -> int:
+    """Print a listing (every page with --all) as JSON (--json) or as table_of(items) with a summary."""
+    items, cursor = collect_pages(fetch, params, args.all)
+    if args.json:
+        print_json({"items": items, "next_cursor": cursor})
+        return EXIT_OK
+    table = table_of(items)
+    stdout_console().print(table, highlight=False, markup=False)
+    summary = f"{len(items)} {noun}"
     if cursor:
         summary += f"; more with --all or --cursor {cursor}"
     Console(stderr=True).print(summary, highlight=False, markup=False)
     return EXIT_OK
+
+
+def collect_pages(fetch, params: dict, follow: bool) -> tuple[list[dict], str | None]:
+    """Return the items of one page of a listing (every page with follow) and the cursor after them."""
+    items: list[dict] = []
+    while True:
+        page = fetch(params)
+        items.extend(page.get("items", []))
+        cursor = page.get("next_cursor")
+        if not (follow and cursor):
+            return items, cursor
+        params["cursor"] = cursor
+
+
+def new_table(*columns: tuple[str, dict]) -> Table:
+    """Return an empty table with these (heading, rich column options) columns."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name, options in columns:
+        table.add_column(name, **options)
+    return table
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -380,6 +411,110 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_share(args: argparse.Namespace) -> int:
+    """Make a public link to a file and print it (the only time the server shows it)."""
+    body: dict = {"expires_in": args.expires, "max_downloads": args.max_downloads}
+    if args.password or args.password_stdin:
+        body["password"] = read_link_password(args.password_stdin)
+    link = logged_in_api(args).create_share(args.id, {k: v for k, v in body.items() if v is not None})
+    if args.json:
+        print_json(link)
+        return EXIT_OK
+    print(link.get("url"))
+    print(f"share {link.get('id')}: {share_terms(link)}", file=sys.stderr)
+    return EXIT_OK
+
+
+def read_link_password(from_stdin: bool) -> str:
+    """Return the password a new link asks for: one line of stdin, or typed twice at a prompt (never argv)."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        try:
+            password = getpass.getpass("Password for the link: ")
+            if password and getpass.getpass("Again: ") != password:
+                raise UsageError("the two passwords differ")
+        except EOFError:
+            password = ""
+    if not password:
+        raise UsageError("no password given (type it at the prompt, or pipe it with --password-stdin)")
+    return password
+
+
+def share_terms(link: dict) -> str:
+    """Return what a link allows, in words: "expires 2026-12-08T10:00:00Z, 2 of 5 downloads, password"."""
+    downloads = link.get("downloads") or 0
+    limit = link.get("max_downloads")
+    parts = [
+        f"expires {link.get('expires_at')}",
+        f"{downloads} of {limit} downloads" if limit else f"{downloads} downloads",
+    ]
+    if link.get("has_password"):
+        parts.append("password")
+    return ", ".join(parts)
+
+
+def share_state(link: dict) -> str:
+    """Return whether a link still works: active, revoked, expired or used up."""
+    if link.get("revoked"):
+        return "revoked"
+    if str(link.get("expires_at") or "") <= datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"):
+        return "expired"
+    limit = link.get("max_downloads")
+    return "used up" if limit and (link.get("downloads") or 0) >= limit else "active"
+
+
+def cmd_shares(args: argparse.Namespace) -> int:
+    """List one's links as a table (or JSON), following next_cursor with --all."""
+    api = logged_in_api(args)
+    params = {"file_id": args.file, "limit": args.limit, "cursor": args.cursor}
+    return print_listing(args, api.list_shares, params, shares_table, "links")
+
+
+def shares_table(items: list[dict]) -> Table:
+    """Return the table `shares` prints: one row per Share."""
+    table = new_table(
+        ("ID", {"no_wrap": True}),
+        ("FILE", {"no_wrap": True}),
+        ("DOWNLOADS", {"justify": "right", "no_wrap": True}),
+        ("EXPIRES", {"no_wrap": True}),
+        ("PASSWORD", {"no_wrap": True}),
+        ("STATE", {"no_wrap": True}),
+    )
+    for link in items:
+        limit = link.get("max_downloads")
+        downloads = f"{link.get('downloads') or 0}" + (f"/{limit}" if limit else "")
+        password = "yes" if link.get("has_password") else ""
+        table.add_row(
+            str(link.get("id")),
+            str(link.get("file_id")),
+            downloads,
+            str(link.get("expires_at")),
+            password,
+            share_state(link),
+        )
+    return table
+
+
+def cmd_unshare(args: argparse.Namespace) -> int:
+    """Revoke links by id: they stop at once."""
+    api = logged_in_api(args)
+    failures: list[ClientError] = []
+    for share_id in dict.fromkeys(args.ids):
+        try:
+            api.revoke_share(share_id)
+        except ApiError as error:
+            if error.code != "not_found":
+                raise
+            failures.append(ClientError(error.code, f"{error.message} ({share_id})", status=error.status))
+            continue
+        print(f"revoked {share_id}")
+    report_skipped(failures[:-1])
+    if failures:
+        raise failures[-1]
+    return EXIT_OK
+
+
 def cmd_usage(args: argparse.Namespace) -> int:
     """Show used, reserved and quota bytes."""
     usage = logged_in_api(args).usage()
@@ -434,10 +569,7 @@ def build_parser() -> Parser:
     ls.add_argument(
         "--sort", help="created_at, file_name or size; - first for descending: --sort=-size (default -created_at)"
     )
-    ls.add_argument("--limit", type=positive_int, help="files per page (default 50, max 1000)")
-    ls.add_argument("--cursor", help="continue from a next_cursor")
-    ls.add_argument("--all", action="store_true", help="follow next_cursor to the end")
-    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_paging_options(ls, "files")
     ls.set_defaults(handler=cmd_ls)
 
     info = commands.add_parser("info", help="show files by id, with what the server's content check found")
@@ -454,10 +586,41 @@ def build_parser() -> Parser:
     rm.add_argument("ids", nargs="+", metavar="ID")
     rm.set_defaults(handler=cmd_rm)
 
+    add_share_commands(commands)
+
     usage = commands.add_parser("usage", help="show used bytes and quota")
     usage.add_argument("--json", action="store_true", help="print JSON")
     usage.set_defaults(handler=cmd_usage)
     return parser
+
+
+def add_paging_options(command: argparse.ArgumentParser, noun: str) -> None:
+    """Add the options of a listing command: --limit, --cursor, --all, --json."""
+    command.add_argument("--limit", type=positive_int, help=f"{noun} per page (default 50, max 1000)")
+    command.add_argument("--cursor", help="continue from a next_cursor")
+    command.add_argument("--all", action="store_true", help="follow next_cursor to the end")
+    command.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def add_share_commands(commands) -> None:
+    """Add the commands of share links: share, shares, unshare."""
+    share = commands.add_parser("share", help="make a public link to a file and print it")
+    share.add_argument("id", metavar="ID", help="the file's id")
+    share.add_argument("--expires", type=parse_duration, help="how long the link works: 3600, 12h, 7d (default 7d)")
+    share.add_argument("--max-downloads", type=positive_int, metavar="N", help="downloads the link allows")
+    share.add_argument("--password", action="store_true", help="ask visitors for a password (typed at a prompt)")
+    share.add_argument("--password-stdin", action="store_true", help="read the link's password from standard input")
+    share.add_argument("--json", action="store_true", help="print the Share as JSON")
+    share.set_defaults(handler=cmd_share)
+
+    shares = commands.add_parser("shares", help="list your links")
+    shares.add_argument("--file", metavar="ID", help="only this file's links")
+    add_paging_options(shares, "links")
+    shares.set_defaults(handler=cmd_shares)
+
+    unshare = commands.add_parser("unshare", help="revoke links by id")
+    unshare.add_argument("ids", nargs="+", metavar="SHARE_ID")
+    unshare.set_defaults(handler=cmd_unshare)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -231,11 +231,16 @@ class DownloadLink:
 
 def download_link(user_id: str, file_id: str, disposition: str = "attachment") -> DownloadLink:
     """Return a presigned GET URL whose response names the file (Content-Disposition)."""
-    record = get_owned_file(user_id, file_id)
+    return signed_download(get_owned_file(user_id, file_id), disposition)
+
+
+def signed_download(record: File, disposition: str = "attachment", expires_in: int | None = None) -> DownloadLink:
+    """Return a presigned GET URL of a readable, inspected file that names it; S3DRIVE_URL_EXPIRES_IN unless
+    `expires_in` (seconds) is shorter. Raise invalid_state or not_ready otherwise."""
     require_readable(record, "be downloaded")
     if blocks_download(record):
         raise NotReady("The file's content is still being inspected; it can be downloaded once that passes.")
-    expires_in = current_app.config["URL_EXPIRES_IN"]
+    expires_in = min(expires_in or current_app.config["URL_EXPIRES_IN"], current_app.config["URL_EXPIRES_IN"])
     query = {"response-content-disposition": content_disposition(record.file_name, disposition)}
     if disposition == "inline" and record.content_type in ACTIVE_CONTENT_TYPES:
         # Shown inline, these would run scripts in the bucket's origin: show their source instead.

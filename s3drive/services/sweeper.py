@@ -1,5 +1,5 @@
 """The sweeper: settle uploads whose URLs expired, abort stale multipart uploads, purge dead objects,
-finish deletes left half done.
+finish deletes left half done, drop long-dead rows (revocations, share links).
 
 Every step works on a bounded batch and changes a row only under a condition on
 its current status (UPDATE ... WHERE status = 'pending'), so two sweepers, or a
@@ -26,13 +26,14 @@ from sqlalchemy import delete, select
 
 from ..errors import MultipartRefused, QuotaExceeded, StorageUnavailable
 from ..extensions import db
-from ..models import File, FileStatus, RevokedToken
+from ..models import File, FileStatus, RevokedToken, Share
 from ..storage import get_storage
 from ..timeutil import utcnow
 from .confirm import arrived_size, inspect_objects, judge
 from .files import finish_deletes
 from .inspection import owned_keys, requeue_stale
 from .quota import open_ledger, reread, transition
+from .shares import KEEP_DEAD_FOR
 
 BATCH = 1000
 # An upload that started just before its URL expired may still be running: S3
@@ -55,6 +56,7 @@ class SweepCounts:
     multipart_aborted: int = 0
     keys_purged: int = 0
     revoked_tokens_deleted: int = 0
+    shares_deleted: int = 0
     deletes_finished: int = 0
     inspections_queued: int = 0
     errors: int = 0
@@ -78,6 +80,7 @@ COUNTED = (
     "multipart_aborted",
     "keys_purged",
     "revoked_tokens_deleted",
+    "shares_deleted",
     "deletes_finished",
     "inspections_queued",
     "errors",
@@ -101,6 +104,7 @@ def sweep(now: datetime | None = None, limit: int = BATCH, grace: timedelta | No
         purge_dead_objects,
         finish_interrupted_deletes,
         delete_expired_revocations,
+        delete_dead_shares,
         requeue_stale_inspections,
     )
     for step in steps:
@@ -331,6 +335,18 @@ def delete_expired_revocations(counts: SweepCounts, *, now: datetime, cutoff: da
     )
     db.session.commit()
     counts.revoked_tokens_deleted += result.rowcount
+    return result.rowcount
+
+
+def delete_dead_shares(counts: SweepCounts, *, now: datetime, cutoff: datetime, limit: int) -> int:
+    """Delete share links expired or revoked more than KEEP_DEAD_FOR ago (until then they answer 410 or 404,
+    and their owner still sees them listed)."""
+    before = now - KEEP_DEAD_FOR
+    dead = (Share.expires_at < before) | (Share.revoked_at < before)
+    doomed = select(Share.id).where(dead).limit(limit).scalar_subquery()
+    result = db.session.execute(delete(Share).where(Share.id.in_(doomed)).execution_options(synchronize_session=False))
+    db.session.commit()
+    counts.shares_deleted += result.rowcount
     return result.rowcount
 
 
