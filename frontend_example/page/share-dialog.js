@@ -4,7 +4,7 @@ import { describeError } from "../lib/errors.js";
 import { SHARE_EXPIRY_PRESETS, shareRequest, shareSummary } from "../lib/shares.js";
 import { $, button, dateFormat, element, openDialog } from "./ui.js";
 
-let current = null; // {file, api}: what the open dialog is about
+let current = null; // {file, api, made}: what the open dialog is about, and the link it shows (made)
 
 /** Draw the expiry presets as radio buttons once; the default one is chosen. */
 function drawPresets() {
@@ -56,6 +56,7 @@ async function createLink(event) {
   }
   try {
     const share = await api.createShare(file.id, body);
+    current.made = share.id; // the server shows a link once: listings carry no url (it keeps only a hash)
     $("share-url").value = share.url;
     $("share-copied").textContent = "";
     $("share-result").hidden = false;
@@ -109,8 +110,9 @@ function linkRow(share) {
     element("span", { text: words.downloads }),
     element("span", { text: words.password }),
   );
+  const made = dateFormat.format(new Date(share.created_at));
   const revoke = button("Revoke", {
-    label: `Revoke the link that ${words.expires.toLowerCase()}`,
+    label: `Revoke the link made ${made}, which ${words.expires.toLowerCase()}`,
     className: "danger",
     onClick: () => revokeLink(share, revoke),
   });
@@ -124,7 +126,7 @@ async function revokeLink(share, control) {
   try {
     await api.revokeShare(share.id);
     $("share-copied").textContent = "Link revoked: it no longer opens.";
-    if ($("share-url").value === share.url) $("share-result").hidden = true;
+    if (current.made === share.id) $("share-result").hidden = true;
     await drawLinks();
     $("share-links").querySelector("button")?.focus() ?? $("share-dialog-close").focus();
   } catch (error) {
