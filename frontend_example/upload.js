@@ -11,6 +11,7 @@ export * from "./lib/api.js";
 export * from "./lib/concurrency.js";
 export * from "./lib/drop.js";
 export * from "./lib/errors.js";
+export * from "./lib/folders.js";
 export * from "./lib/format.js";
 export * from "./lib/hash.js";
 export * from "./lib/icons.js";

@@ -5,6 +5,7 @@
 //   const results = await new Uploader(client, { onState, onProgress }).upload(fileList);
 import { Limiter, anySignal, chunks, runLimited } from "./concurrency.js";
 import { ApiError, abortError, describeError, toApiError } from "./errors.js";
+import { joinPath, parentOf } from "./folders.js";
 import { HASH_CONCURRENCY, createHasher } from "./hash.js";
 import { precheck } from "./limits.js";
 import { DEFAULT_PART_CONCURRENCY, SIGN_BATCH, uploadMultipart } from "./multipart.js";
@@ -17,13 +18,7 @@ const PAUSED = Symbol("paused"); // what one try of a paused file returns
 
 /** Return the folder of a relative path ("photos/2026/a.jpg" → "photos/2026"), under base. */
 export function folderOf(relativePath, base = "") {
-  const parts = String(relativePath || "")
-    .split("/")
-    .slice(0, -1);
-  return [...String(base || "").split("/"), ...parts]
-    .map((p) => p.trim())
-    .filter(Boolean)
-    .join("/");
+  return joinPath(base, parentOf(relativePath));
 }
 
 /** Return how many results are complete, failed and cancelled, and the bytes resumed uploads carried over. */

@@ -1,26 +1,8 @@
 // The two folder dialogs: a name (a new folder, a rename) and a folder picker (where selected
 // files or a folder go). Each returns a promise of the answer, or null when cancelled.
 import { describeError } from "../lib/errors.js";
+import { folderName, joinPath, parentOf } from "../lib/folders.js";
 import { $, button, element, openDialog, svgIcon } from "./ui.js";
-
-/** Join folder paths, skipping empty ones ("" is the top): joinPath("a", "b") → "a/b". */
-export function joinPath(...parts) {
-  return parts
-    .flatMap((part) => String(part || "").split("/"))
-    .map((part) => part.trim())
-    .filter(Boolean)
-    .join("/");
-}
-
-/** Return the folder that holds path ("a/b" → "a", "a" → ""). */
-export function parentOf(path) {
-  return path.split("/").slice(0, -1).join("/");
-}
-
-/** Return a folder's last segment, or the top's name. */
-export function folderName(path) {
-  return path ? path.split("/").at(-1) : "All files";
-}
 
 /**
  * Ask for a name in #name-dialog: {title, label, hint, value, submit (the button's text), opener}.
