@@ -1,60 +1,28 @@
-// The example page's DOM wiring. Upload logic and wording live in lib/ (no DOM there),
-// shared with <S3Uploader>.
+// The example page's DOM wiring: signing in, the upload list, and the drive (folders, the file
+// list or grid, selection, previews, share links). Upload logic and wording live in lib/ (no DOM
+// there), shared with <S3Uploader>; the dialogs and DOM helpers are in page/.
 import { S3DriveClient, saveFromUrl } from "./lib/api.js";
 import { droppedItems, pickedItems } from "./lib/drop.js";
 import { ApiError, describeError } from "./lib/errors.js";
 import { TransferMeter, formatBytes, plural, rateText, stateText } from "./lib/format.js";
+import { folderName, joinPath, parentOf } from "./lib/folders.js";
 import { downloadErrorText, fileEntry, inspectionText } from "./lib/inspection.js";
 import { acceptFor, limitsText } from "./lib/limits.js";
 import { partLength } from "./lib/multipart.js";
+import { previewKind } from "./lib/preview.js";
 import { ResumeStore, mayResume } from "./lib/resume-store.js";
+import { canShare } from "./lib/shares.js";
 import { Uploader, countResults, folderOf } from "./lib/uploader.js";
+import { askName, pickFolder } from "./page/folder-dialogs.js";
+import { showPreview } from "./page/preview-dialog.js";
+import { showShare } from "./page/share-dialog.js";
+import { $, button, clearError, dateFormat, element, say, sayError, svgIcon, titled } from "./page/ui.js";
 
 const api = new S3DriveClient();
 const resumeStore = new ResumeStore();
-const $ = (id) => document.getElementById(id);
 const PAGE_SIZE = 25;
 const RECHECK_MS = 5000; // how often the list looks again while a file's content is being checked
-
-
-// -- messages ------------------------------------------------------------------------------
-
-/** Show a status line; screen readers announce it politely (role=status). */
-function say(text) {
-  $("status").textContent = text;
-}
-
-/** Show an error until the next action; role=alert makes screen readers read it at once. */
-function sayError(error) {
-  $("alert").textContent = typeof error === "string" ? error : describeError(error);
-}
-
-function clearError() {
-  $("alert").textContent = "";
-}
-
-function button(text, { label = null, className = "", onClick = null } = {}) {
-  const node = document.createElement("button");
-  node.type = "button";
-  node.textContent = text;
-  if (label) node.setAttribute("aria-label", label);
-  if (className) node.className = className;
-  if (onClick) node.addEventListener("click", onClick);
-  return node;
-}
-
-function element(tag, { className = "", text = "" } = {}) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text) node.textContent = text;
-  return node;
-}
-
-/** Give node a tooltip with the full text: long names are cut short with "…" on one line. */
-function titled(node, text) {
-  node.title = text;
-  return node;
-}
+const VIEW_KEY = "s3drive.view"; // "list" or "grid", remembered across visits
 
 // -- signing in ------------------------------------------------------------------------------
 
@@ -171,8 +139,10 @@ function showLimits() {
 
 // -- choosing files --------------------------------------------------------------------------
 
-let queue = []; // [{file, relativePath, row, meter}]
+let queue = []; // [{file, relativePath, row, meter, status, uploadIndex}]
 let controller = null;
+let uploader = null; // the Uploader while uploads run: it pauses and resumes them
+const FINAL_STATES = ["complete", "failed", "cancelled"];
 
 function setQueue(items) {
   queue = items.map((item) => ({ ...item, meter: new TransferMeter() }));
@@ -186,6 +156,9 @@ function updateButtons() {
   for (const item of queue) item.row?.querySelector(".queue-remove")?.toggleAttribute("hidden", busy);
   $("upload-button").disabled = busy || !queue.some((item) => item.status !== "complete");
   $("cancel-button").disabled = !busy;
+  const running = busy ? queue.filter((item) => item.uploadIndex != null && !FINAL_STATES.includes(item.status)) : [];
+  $("pause-all-button").disabled = !running.some((item) => item.status !== "paused");
+  $("resume-all-button").disabled = !running.some((item) => item.status === "paused");
   $("clear-button").disabled = busy || queue.length === 0;
   $("file-input").disabled = busy;
   $("folder-input").disabled = busy;
@@ -203,6 +176,16 @@ function queueRow(item, index) {
   head.append(
     titled(element("span", { className: "queue-name", text: name }), name),
     element("span", { className: "queue-size", text: formatBytes(item.file.size) }),
+    button("Pause", {
+      label: `Pause upload of ${name}`,
+      className: "queue-pause small",
+      onClick: () => uploader?.pause(item.uploadIndex),
+    }),
+    button("Resume", {
+      label: `Resume upload of ${name}`,
+      className: "queue-resume small",
+      onClick: () => uploader?.resume(item.uploadIndex),
+    }),
     button("Cancel", {
       label: `Cancel upload of ${name}`,
       className: "queue-cancel small",
@@ -225,7 +208,7 @@ function queueRow(item, index) {
     element("span", { className: "queue-state", text: stateText("ready", null, { resumable }) }),
     element("span", { className: "rate" }),
   );
-  head.querySelector(".queue-cancel").hidden = true;
+  for (const control of head.querySelectorAll(".queue-cancel, .queue-pause, .queue-resume")) control.hidden = true;
   row.append(head, progress, status);
   item.row = row;
   return row;
@@ -253,14 +236,28 @@ function setRowState(index, state, detail) {
   row.className = `queue-item state-${state}`;
   const text = stateText(state, detail);
   row.querySelector(".queue-state").textContent = text;
-  const active = !["complete", "failed", "cancelled"].includes(state);
+  const active = !FINAL_STATES.includes(state);
+  const paused = state === "paused";
   row.querySelector(".queue-cancel").hidden = !active || !controller;
+  moveFocusOff(row, paused ? ".queue-pause" : ".queue-resume", paused ? ".queue-resume" : ".queue-pause");
+  row.querySelector(".queue-pause").hidden = !active || paused || !controller;
+  row.querySelector(".queue-resume").hidden = !paused || !controller;
   if (!active) row.querySelector(".rate").textContent = "";
   if (state === "complete") {
     const progress = row.querySelector("progress");
     progress.value = progress.max;
   }
   if (state === "failed") say(`${displayName(item)}: ${text}`);
+  if (paused) say(`Paused ${displayName(item)}.`);
+  updateButtons();
+}
+
+/** Keep the keyboard on a row when the button it is on hides (Pause becomes Resume, and back). */
+function moveFocusOff(row, hiding, showing) {
+  if (document.activeElement !== row.querySelector(hiding)) return;
+  const target = row.querySelector(showing);
+  target.hidden = false;
+  target.focus();
 }
 
 // Progress events come faster than the screen refreshes: draw once per frame.
@@ -298,7 +295,7 @@ function drawRow(item) {
   const progress = item.row.querySelector("progress");
   progress.max = item.progress.total || 1;
   progress.value = item.progress.loaded;
-  if (!["complete", "failed", "cancelled"].includes(item.status)) {
+  if (!FINAL_STATES.includes(item.status)) {
     item.row.querySelector(".rate").textContent = rateText(item.progress);
   }
 }
@@ -365,11 +362,14 @@ $("upload-form").addEventListener("submit", async (event) => {
   controller = new AbortController();
   overallMeter = new TransferMeter();
   const base = $("target-folder").value.trim();
-  for (const { item } of todo) item.controller = new AbortController();
+  todo.forEach(({ item }, i) => {
+    item.controller = new AbortController();
+    item.uploadIndex = i; // the file's position in this run, for pause and resume
+  });
   updateButtons();
   say(`Uploading ${plural(todo.length, "file")}…`);
   try {
-    const uploader = new Uploader(api, {
+    uploader = new Uploader(api, {
       signal: controller.signal,
       fileConcurrency: boundedNumber("file-concurrency", 3),
       partConcurrency: boundedNumber("part-concurrency", 4),
@@ -389,9 +389,13 @@ $("upload-form").addEventListener("submit", async (event) => {
     sayError(error);
   } finally {
     controller = null;
+    uploader = null;
     for (const item of queue) {
       item.controller = null;
-      item.row?.querySelector(".queue-cancel")?.setAttribute("hidden", "");
+      item.uploadIndex = null;
+      for (const control of item.row?.querySelectorAll(".queue-cancel, .queue-pause, .queue-resume") ?? []) {
+        control.hidden = true;
+      }
     }
     $("file-input").value = "";
     $("folder-input").value = "";
@@ -414,6 +418,18 @@ function announceResults(results) {
 $("cancel-button").addEventListener("click", () => {
   controller?.abort();
   say("Cancelling…");
+});
+
+$("pause-all-button").addEventListener("click", () => {
+  const count = uploader?.pauseAll() ?? 0;
+  if (count) say(`Paused ${plural(count, "upload")}. Parts already stored stay; Resume all goes on from there.`);
+  $("resume-all-button").focus();
+});
+
+$("resume-all-button").addEventListener("click", () => {
+  const count = uploader?.resumeAll() ?? 0;
+  if (count) say(`Resuming ${plural(count, "upload")}…`);
+  $("pause-all-button").focus();
 });
 
 $("clear-button").addEventListener("click", () => {
@@ -581,26 +597,46 @@ function drawFolders(folders) {
   $("folder-list").replaceChildren(
     ...folders.map((name) => {
       const item = element("li");
-      const path = browse.folder ? `${browse.folder}/${name}` : name;
-      item.append(
-        button(`📁 ${name}`, {
-          label: `Open folder ${name}`,
-          className: "folder",
-          onClick: async () => {
-            await go({ folder: path, q: "" });
-            $("files-heading").focus();
-          },
-        }),
-      );
+      const path = joinPath(browse.folder, name);
+      const open = button("", {
+        label: `Open folder ${name}`,
+        className: "folder",
+        onClick: async () => {
+          await go({ folder: path, q: "" });
+          $("files-heading").focus();
+        },
+      });
+      open.append(svgIcon("folder"), titled(element("span", { className: "folder-name", text: name }), name));
+      item.append(open);
       return item;
     }),
   );
+  drawFolderActions();
 }
 
+/** Show the actions on the open folder (none at the top, nor in a search). */
+function drawFolderActions() {
+  const inFolder = Boolean(browse.folder) && !browse.q;
+  for (const id of ["rename-folder-button", "move-folder-button", "delete-folder-button"]) $(id).hidden = !inFolder;
+  $("new-folder-button").hidden = Boolean(browse.q);
+  if (inFolder) {
+    const name = folderName(browse.folder);
+    $("rename-folder-button").setAttribute("aria-label", `Rename folder ${name}`);
+    $("move-folder-button").setAttribute("aria-label", `Move folder ${name}`);
+    $("delete-folder-button").setAttribute("aria-label", `Delete folder ${name}`);
+  }
+}
+
+let listed = []; // the files on this page of the list, as last drawn
+
 function drawFiles(items) {
+  listed = items;
+  const ids = new Set(items.map((file) => file.id));
+  for (const id of selected) if (!ids.has(id)) selected.delete(id); // only what is on screen stays selected
   $("files-body").replaceChildren(...items.map(fileRow));
   $("files-empty").hidden = items.length > 0;
   $("files-table").hidden = items.length === 0;
+  $("selection-bar").hidden = items.length === 0;
   $("files-empty").textContent = browse.q
     ? "No files match this search."
     : browse.status === "rejected"
@@ -609,52 +645,76 @@ function drawFiles(items) {
   $("files-caption").textContent = browse.q
     ? `Files matching ${browse.q}`
     : `Files in ${browse.folder || "the top folder"}`;
+  drawSelection();
 }
-
-const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
 function fileRow(file) {
   const entry = fileEntry(file);
   const row = element("tr");
   row.dataset.id = file.id;
+  row.classList.toggle("selected", selected.has(file.id));
   const thumbCell = element("td", { className: "thumb" });
-  if (entry.thumbnail) thumbCell.append(thumbnail(entry.thumbnail));
-  else thumbCell.append(icon(entry.icon));
-  const nameCell = element("td", { className: "name" });
-  nameCell.append(titled(element("span", { className: "file-name", text: file.file_name }), file.file_name));
-  if (browse.q && file.folder)
-    nameCell.append(element("span", { className: "file-folder", text: ` in ${file.folder}` }));
-  if (file.title) nameCell.append(element("span", { className: "file-title", text: file.title }));
-  if (entry.text) {
-    nameCell.append(element("span", { className: `file-check check-${entry.state}`, text: entry.text }));
-  }
-  const actions = element("td", { className: "actions" });
-  if (entry.canDownload) {
-    actions.append(
-      button("Download", { label: `Download ${file.file_name}`, onClick: () => download(file) }),
-      button("Rename", { label: `Rename ${file.file_name}`, onClick: () => startRename(row, file) }),
-    );
-  }
-  actions.append(
-    button("Delete", { label: `Delete ${file.file_name}`, className: "danger", onClick: () => remove(file) }),
-  );
+  thumbCell.append(entry.thumbnail ? thumbnail(entry.thumbnail) : svgIcon(entry.icon.kind, entry.icon.label));
+  row.append(selectCell(file, row), thumbCell, nameCell(file, entry));
   row.append(
-    thumbCell,
-    nameCell,
     element("td", { className: "num", text: formatBytes(file.size) }),
     element("td", { className: "date", text: file.created_at ? dateFormat.format(new Date(file.created_at)) : "" }),
-    actions,
+    actionsCell(file, entry, row),
   );
   return row;
 }
 
-/** Return the symbol of a file's type, read out as its words ("PDF document"). */
-function icon({ symbol, label }) {
-  const node = element("span", { className: "file-icon", text: symbol });
-  node.setAttribute("role", "img");
-  node.setAttribute("aria-label", label);
-  node.title = label;
-  return node;
+function selectCell(file, row) {
+  const cell = element("td", { className: "select" });
+  const box = element("input");
+  box.type = "checkbox";
+  box.checked = selected.has(file.id);
+  box.setAttribute("aria-label", `Select ${file.file_name}`);
+  box.addEventListener("change", () => {
+    if (box.checked) selected.add(file.id);
+    else selected.delete(file.id);
+    row.classList.toggle("selected", box.checked);
+    drawSelection();
+  });
+  cell.append(box);
+  return cell;
+}
+
+/** The name opens the preview (or the details, for a type without one). */
+function nameCell(file, entry) {
+  const cell = element("td", { className: "name" });
+  const open = button("", {
+    label: `${previewKind(file) ? "Preview" : "Details of"} ${file.file_name}`,
+    className: "name-button",
+    onClick: (event) => showPreview(file, event.currentTarget, { api, download }),
+  });
+  open.append(titled(element("span", { className: "file-name", text: file.file_name }), file.file_name));
+  cell.append(open);
+  if (browse.q && file.folder) cell.append(element("span", { className: "file-folder", text: ` in ${file.folder}` }));
+  if (file.title) cell.append(element("span", { className: "file-title", text: file.title }));
+  if (entry.text) cell.append(element("span", { className: `file-check check-${entry.state}`, text: entry.text }));
+  return cell;
+}
+
+function actionsCell(file, entry, row) {
+  const cell = element("td", { className: "actions" });
+  const name = file.file_name;
+  if (canShare(file)) {
+    cell.append(
+      button("Share", {
+        label: `Share ${name}`,
+        onClick: (event) => showShare(file, event.currentTarget, { api }),
+      }),
+    );
+  }
+  if (entry.canDownload) {
+    cell.append(
+      button("Download", { label: `Download ${name}`, onClick: () => download(file) }),
+      button("Rename", { label: `Rename ${name}`, onClick: () => startRename(row, file) }),
+    );
+  }
+  cell.append(button("Delete", { label: `Delete ${name}`, className: "danger", onClick: () => remove(file) }));
+  return cell;
 }
 
 function thumbnail({ src, alt, width, height, loading, decoding }) {
@@ -663,6 +723,172 @@ function thumbnail({ src, alt, width, height, loading, decoding }) {
   image.src = src;
   return image;
 }
+
+// -- selecting many files -------------------------------------------------------------------------
+
+const selected = new Set(); // ids of the selected files on this page
+
+function drawSelection() {
+  const count = selected.size;
+  const all = $("select-all");
+  all.checked = count > 0 && count === listed.length;
+  all.indeterminate = count > 0 && count < listed.length;
+  $("selection-count").textContent = count ? `${plural(count, "file")} selected` : "No files selected";
+  $("move-selected").disabled = count === 0;
+  $("delete-selected").disabled = count === 0;
+}
+
+$("select-all").addEventListener("change", (event) => {
+  selected.clear();
+  if (event.target.checked) for (const file of listed) selected.add(file.id);
+  for (const row of $("files-body").children) {
+    row.classList.toggle("selected", event.target.checked);
+    row.querySelector("td.select input").checked = event.target.checked;
+  }
+  drawSelection();
+});
+
+$("delete-selected").addEventListener("click", async () => {
+  const ids = [...selected];
+  if (!ids.length || !window.confirm(`Delete ${plural(ids.length, "file")}? This cannot be undone.`)) return;
+  clearError();
+  try {
+    const { deleted, failed } = await api.deleteFiles(ids);
+    selected.clear();
+    await Promise.all([refreshFiles(), refreshUsage()]);
+    reportBulk(`Deleted ${plural(deleted.length, "file")}.`, failed);
+    $("files-heading").focus();
+  } catch (error) {
+    sayError(error);
+  }
+});
+
+$("move-selected").addEventListener("click", async (event) => {
+  const ids = [...selected];
+  const opener = event.currentTarget;
+  const title = `Move ${plural(ids.length, "file")} to…`;
+  const folder = await pickFolder({ title, api, start: browse.q ? "" : browse.folder, opener });
+  if (folder == null) return;
+  clearError();
+  try {
+    const { moved, failed } = await api.moveFiles(ids, folder);
+    selected.clear();
+    await refreshFiles();
+    reportBulk(`Moved ${plural(moved.length, "file")} to ${folder || "the top folder"}.`, failed);
+  } catch (error) {
+    sayError(error);
+  }
+});
+
+/** Say what a bulk action did, and name each file it could not do with its reason. */
+function reportBulk(text, failed = []) {
+  say(text);
+  if (!failed.length) return;
+  const names = new Map(listed.map((file) => [file.id, file.file_name]));
+  const reasons = failed.map(({ id, error }) => `${names.get(id) || id}: ${describeError(error)}`);
+  sayError(`${plural(failed.length, "file")} could not be changed. ${reasons.join(" ")}`);
+}
+
+// -- folders ------------------------------------------------------------------------------------
+
+$("new-folder-button").addEventListener("click", async (event) => {
+  const where = browse.folder || "the top folder";
+  const name = await askName({
+    title: "New folder",
+    label: "Folder name",
+    hint: `Made in ${where}; a slash makes folders inside folders (trips/2026).`,
+    submit: "Create folder",
+    opener: event.currentTarget,
+  });
+  if (!name) return;
+  const path = joinPath(browse.folder, name);
+  clearError();
+  try {
+    await api.createFolder(path);
+    await refreshFiles();
+    say(`Made the folder ${path}.`);
+  } catch (error) {
+    sayError(error);
+  }
+});
+
+$("rename-folder-button").addEventListener("click", async (event) => {
+  const old = browse.folder;
+  const name = await askName({
+    title: `Rename folder ${folderName(old)}`,
+    label: "New name",
+    hint: "Its files and folders go with it.",
+    value: folderName(old),
+    submit: "Rename",
+    opener: event.currentTarget,
+  });
+  if (!name || name === folderName(old)) return;
+  await moveFolder(old, joinPath(parentOf(old), name), `Renamed ${old} to`);
+});
+
+$("move-folder-button").addEventListener("click", async (event) => {
+  const old = browse.folder;
+  const title = `Move folder ${folderName(old)} into…`;
+  const target = await pickFolder({ title, api, start: parentOf(old), exclude: old, opener: event.currentTarget });
+  if (target == null || target === parentOf(old)) return;
+  await moveFolder(old, joinPath(target, folderName(old)), `Moved ${old} to`);
+});
+
+/** Rename or move the open folder to path, then open it there. */
+async function moveFolder(old, path, done) {
+  clearError();
+  try {
+    const answer = await api.moveFolder(old, path);
+    await go({ folder: answer.path ?? path, q: "" });
+    say(`${done} ${answer.path ?? path}.`);
+    $("files-heading").focus();
+  } catch (error) {
+    sayError(error);
+  }
+}
+
+$("delete-folder-button").addEventListener("click", async () => {
+  const path = browse.folder;
+  if (!window.confirm(`Delete the folder ${path}? Only an empty folder can be deleted.`)) return;
+  clearError();
+  try {
+    await api.deleteFolder(path);
+    await go({ folder: parentOf(path), q: "" });
+    say(`Deleted the folder ${path}.`);
+    $("files-heading").focus();
+  } catch (error) {
+    const count = error instanceof ApiError ? error.details?.file_count : null;
+    sayError(count ? `${path} still holds ${plural(count, "file")}: move or delete them first.` : error);
+  }
+});
+
+// -- list or grid -------------------------------------------------------------------------------
+
+/** Show the files as a list (a table) or a grid of cards; remember the choice when it is the person's. */
+function setView(view, { remember = true } = {}) {
+  const grid = view === "grid";
+  $("files-section").classList.toggle("grid-view", grid);
+  $("view-list").setAttribute("aria-pressed", String(!grid));
+  $("view-grid").setAttribute("aria-pressed", String(grid));
+  if (!remember) return;
+  try {
+    localStorage.setItem(VIEW_KEY, grid ? "grid" : "list");
+  } catch {
+    // Storage disabled: the choice lasts until the page is left.
+  }
+}
+
+/** Return the view chosen on an earlier visit ("list" when none, or when storage is disabled). */
+function savedView() {
+  try {
+    return localStorage.getItem(VIEW_KEY) || "list";
+  } catch {
+    return "list";
+  }
+}
+
+$("view-list").addEventListener("click", () => setView("list"));
+$("view-grid").addEventListener("click", () => setView("grid"));
 
 function drawPager(count) {
   $("prev-page").disabled = browse.page === 0;
@@ -776,6 +1002,7 @@ async function remove(file) {
 // -- start -------------------------------------------------------------------------------------
 
 $("files-heading").tabIndex = -1; // a focus target after actions that remove the focused row
+setView(savedView(), { remember: false });
 loadLimits();
 
 if (api.signedIn) {

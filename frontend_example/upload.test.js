@@ -13,6 +13,7 @@ describe("upload.js", () => {
       sendToStorage sha256Base64 sleep toApiError uploadMultipart withRetries
       INSPECTION_LABELS REASON_WORDS downloadErrorText fileEntry inspectionText thumbnailOf
       acceptFor browserPartSize distinctSizes precheck typeAllowed
+      ICON_PATHS fileIcon fileDetails previewKind SHARE_EXPIRY_PRESETS canShare shareRequest shareSummary pausedError
     `
       .trim()
       .split(/\s+/);

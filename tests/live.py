@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -501,3 +502,210 @@ class DevStack:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+# -- the example page in the browser, on the dev stack ------------------------------------------
+# Shared by the browser modules (test_frontend_*.py, test_drive_browser.py): a Tab per user, and
+# what a person does on the page (register, pick and upload files) or sees there. The fixtures
+# `chromium` and `page` are test_frontend_browser.py's.
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"  # screenshots, git-ignored
+MIB = 1024**2
+PART_SIZE = 5 * MIB  # what the page asks for as part size
+TIMEOUT_MS = 60_000
+PART_PUTS = "**/*partNumber=*"
+
+PAGE_STACK_SETTINGS = {
+    "S3DRIVE_MULTIPART_THRESHOLD": str(PART_SIZE),
+    # S3DRIVE_DEFAULT_PART_SIZE stays 16 MiB: PART_SIZE is what the page asks for.
+    # Each test signs in through the page; the default 10 a minute is for real clients.
+    "S3DRIVE_LOGIN_RATE_LIMIT": "1000 per minute",
+    # These uploads are random bytes under media names, which inspection rightly refuses: the page's
+    # inspection display has its own test, with real files (test_frontend_inspection.py).
+    "S3DRIVE_INSPECT": "false",
+}
+
+
+class Tab:
+    """A fresh browser context with one page on the app; it keeps console errors and page errors."""
+
+    def __init__(self, chromium, stack: DevStack, viewport: Mapping[str, int] | None = None, **options):
+        viewport = dict(viewport or {"width": 1100, "height": 900})
+        self.context = chromium.new_context(accept_downloads=True, viewport=viewport, **options)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.problems: list[str] = []
+        self.page.on("pageerror", lambda error: self.problems.append(f"pageerror: {error}"))
+        self.page.on("console", self._on_console)
+        self.page.goto(stack.url + "/")
+
+    def _on_console(self, message) -> None:
+        # Refused requests (a wrong password, a refused upload) log "Failed to load resource": expected.
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            self.problems.append(f"console: {message.text}")
+
+    def assert_no_problems(self) -> None:
+        assert self.problems == [], self.problems
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def write_file(directory: Path, name: str, size: int) -> Path:
+    """Write size random bytes to directory/name (subfolders created)."""
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def register(page, username: str) -> None:
+    """Create an account on the page; it signs in and shows the app."""
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    page.wait_for_selector("#app:not([hidden])")
+    assert page.inner_text("#current-user") == username
+
+
+def page_auth(page) -> dict:
+    """Return Authorization headers with the page's own access token (kept in sessionStorage)."""
+    token = page.evaluate("() => JSON.parse(sessionStorage.getItem('s3drive.tokens')).access_token")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def part_number(url: str) -> int:
+    return int(parse_qs(urlsplit(url).query)["partNumber"][0])
+
+
+def queue_states(page) -> dict[str, str]:
+    """Return {name in the upload list: its state class}."""
+    return page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('.queue-item')].map(
+            (row) => [row.querySelector('.queue-name').textContent,
+                      [...row.classList].find((c) => c.startsWith('state-')).slice(6)]))"""
+    )
+
+
+def wait_for_states(page, count: int, states: tuple[str, ...] = ("complete",)) -> None:
+    """Wait until `count` rows of the upload list are in one of `states`."""
+    page.wait_for_function(
+        "([count, states]) => [...document.querySelectorAll('.queue-item')].filter("
+        "(row) => states.some((s) => row.classList.contains('state-' + s))).length >= count",
+        arg=[count, list(states)],
+    )
+
+
+def listed_names(page) -> list[str]:
+    return page.locator("#files-body .file-name").all_inner_texts()
+
+
+def api_files(stack: DevStack, headers: dict, **params) -> list[dict]:
+    response = requests.get(stack.url + "/api/files/", params=params, headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+def download_from_page(page, name: str):
+    """Click a file's Download button; return (bytes, suggested name, the presigned URL)."""
+    urls: list[str] = []
+
+    def remember(request):
+        if request.method == "GET" and "X-Amz-Signature=" in request.url:
+            urls.append(request.url)
+
+    page.on("request", remember)
+    try:
+        with page.expect_download() as info:
+            page.get_by_role("button", name=f"Download {name}", exact=True).click()
+        download = info.value
+        data = Path(download.path()).read_bytes()
+    finally:
+        page.remove_listener("request", remember)
+    return data, download.suggested_filename, urls[-1]
+
+
+def unnamed_controls(page) -> list[str]:
+    """Return the visible controls that have no name a screen reader can say."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('button, input, progress, select, textarea')]
+            .filter((el) => !el.closest('[hidden]'))
+            .filter((el) => !(el.labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
+                              || (el.tagName === 'BUTTON' && el.textContent.trim())))
+            .map((el) => el.outerHTML.slice(0, 80))"""
+    )
+
+
+def record_presigned(page) -> list[str]:
+    """Return a list that fills with the names of the files the page asks the server to presign."""
+    names: list[str] = []
+
+    def remember(request) -> None:
+        if request.url.endswith("/api/files/upload/"):
+            names.extend(spec["file_name"] for spec in request.post_data_json["files"])
+
+    page.on("request", remember)
+    return names
+
+
+def upload_files(page, paths: list[Path]) -> None:
+    """Pick files, press Upload, and wait until all of them are complete."""
+    page.get_by_label("Choose files").set_input_files(paths)
+    page.get_by_role("button", name="Upload", exact=True).click()
+    wait_for_states(page, len(paths))
+
+
+def upload_by_script(stack: DevStack, headers: dict, contents: dict[str, bytes], folder: str = "") -> None:
+    """Presign, PUT and confirm text files (name -> bytes) through the API, as a script would."""
+    specs = [
+        {"file_name": name, "content_type": "text/plain", "file_size": len(data), "folder": folder}
+        for name, data in contents.items()
+    ]
+    batch = requests.post(f"{stack.url}/api/files/upload/", json={"files": specs}, headers=headers, timeout=30).json()
+    for ticket, data in zip(batch["successful"], contents.values(), strict=True):
+        assert requests.put(ticket["presigned_url"], data=data, headers=ticket["headers"], timeout=10).ok
+    ids = [ticket["id"] for ticket in batch["successful"]]
+    confirmed = requests.post(f"{stack.url}/api/files/confirm_uploads/", json={"ids": ids}, headers=headers, timeout=30)
+    assert confirmed.json()["total_successful"] == len(contents)
+
+
+# Visible elements that stick out of the viewport, and whether the page itself scrolls sideways.
+OVERFLOW = """() => {
+    const width = document.documentElement.clientWidth;
+    const out = [...document.querySelectorAll('body *')].filter((el) => {
+        const box = el.getBoundingClientRect();
+        return el.getClientRects().length && !el.closest('.visually-hidden, .skip-link')
+            && (box.width > width || box.right > width + 0.5);
+    }).map((el) => `${el.tagName}.${el.className}: ${el.getBoundingClientRect().right}`);
+    const scrolled = document.documentElement.scrollWidth;
+    if (scrolled > width) out.push(`page scrolls to ${scrolled}`);
+    return out;
+}"""
+
+
+def screenshot(page, name: str, **options) -> Path:
+    """Save a screenshot of the page as test-artifacts/<name>.png (full page unless told)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=options.pop("full_page", True), **options)
+    return path
+
+
+# axe-core's impacts that fail a check; "moderate" and "minor" ones are reported, not failed.
+AXE_FAILING = ("serious", "critical")
+
+
+def axe_violations(page, context: str | None = None) -> list[str]:
+    """Run axe-core (axe-playwright-python's bundled copy) on the page, or on the part that the CSS
+    selector context names; return its serious and critical violations as one line each."""
+    try:
+        from axe_playwright_python.sync_playwright import Axe  # a dev requirement
+    except ImportError:
+        unavailable("axe-playwright-python is not installed")
+    results = Axe().run(page, context=context)
+    return [
+        f"{violation['impact']}: {violation['id']} ({violation['help']}) at "
+        + ", ".join(str(node["target"]) for node in violation["nodes"][:5])
+        for violation in results.response["violations"]
+        if violation["impact"] in AXE_FAILING
+    ]

@@ -23,41 +23,49 @@ frontend-list-1280.png (long names on a phone and on a wide screen).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
 from helpers import sha256_b64
-from live import PASSWORD, REPO_ROOT, DevStack, chromium_browser, unavailable
+from live import (
+    MIB,
+    OVERFLOW,
+    PAGE_STACK_SETTINGS,
+    PART_PUTS,
+    PART_SIZE,
+    PASSWORD,
+    DevStack,
+    Tab,
+    api_files,
+    chromium_browser,
+    download_from_page,
+    listed_names,
+    page_auth,
+    part_number,
+    queue_states,
+    record_presigned,
+    register,
+    screenshot,
+    unavailable,
+    unnamed_controls,
+    upload_by_script,
+    upload_files,
+    wait_for_states,
+    write_file,
+)
 from s3servers import S3ServerError, install_ministack
 
 from s3drive.sizes import human_size
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-ARTIFACTS = REPO_ROOT / "test-artifacts"
-MIB = 1024**2
-PART_SIZE = 5 * MIB
-TIMEOUT_MS = 60_000
-PART_PUTS = "**/*partNumber=*"
-
 
 # -- the dev stack and the browser ----------------------------------------------------------
-
-STACK_SETTINGS = {
-    "S3DRIVE_MULTIPART_THRESHOLD": str(PART_SIZE),
-    # S3DRIVE_DEFAULT_PART_SIZE stays 16 MiB: PART_SIZE is what the page asks for.
-    # Each test signs in through the page; the default 10 a minute is for real clients.
-    "S3DRIVE_LOGIN_RATE_LIMIT": "1000 per minute",
-    # These uploads are random bytes under media names, which inspection rightly refuses: the page's
-    # inspection display has its own test, with real files (test_frontend_inspection.py).
-    "S3DRIVE_INSPECT": "false",
-}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +75,7 @@ def stack(tmp_path_factory):
         install_ministack()  # DevStack.start would too: here a missing MiniStack skips, as for Chromium.
     except S3ServerError as error:
         unavailable(str(error))
-    with DevStack(tmp_path_factory.mktemp("frontend") / "data", env=STACK_SETTINGS) as server:
+    with DevStack(tmp_path_factory.mktemp("frontend") / "data", env=PAGE_STACK_SETTINGS) as server:
         yield server
 
 
@@ -78,30 +86,6 @@ def chromium():
         yield browser
 
 
-class Tab:
-    """A fresh browser context with one page on the app; it keeps console errors and page errors."""
-
-    def __init__(self, chromium, stack: DevStack):
-        self.context = chromium.new_context(accept_downloads=True, viewport={"width": 1100, "height": 900})
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(TIMEOUT_MS)
-        self.problems: list[str] = []
-        self.page.on("pageerror", lambda error: self.problems.append(f"pageerror: {error}"))
-        self.page.on("console", self._on_console)
-        self.page.goto(stack.url + "/")
-
-    def _on_console(self, message) -> None:
-        # Refused requests (a wrong password, a refused upload) log "Failed to load resource": expected.
-        if message.type == "error" and "Failed to load resource" not in message.text:
-            self.problems.append(f"console: {message.text}")
-
-    def assert_no_problems(self) -> None:
-        assert self.problems == [], self.problems
-
-    def close(self) -> None:
-        self.context.close()
-
-
 @pytest.fixture
 def page(chromium, stack):
     """A fresh browser context on the page; console errors and page errors fail the test."""
@@ -109,113 +93,6 @@ def page(chromium, stack):
     yield tab.page
     tab.close()
     tab.assert_no_problems()
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def write_file(directory: Path, name: str, size: int) -> Path:
-    """Write size random bytes to directory/name (subfolders created)."""
-    path = directory / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(os.urandom(size))
-    return path
-
-
-def register(page, username: str) -> None:
-    """Create an account on the page; it signs in and shows the app."""
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Create account").click()
-    page.wait_for_selector("#app:not([hidden])")
-    assert page.inner_text("#current-user") == username
-
-
-def page_auth(page) -> dict:
-    """Return Authorization headers with the page's own access token (kept in sessionStorage)."""
-    token = page.evaluate("() => JSON.parse(sessionStorage.getItem('s3drive.tokens')).access_token")
-    return {"Authorization": f"Bearer {token}"}
-
-
-def part_number(url: str) -> int:
-    return int(parse_qs(urlsplit(url).query)["partNumber"][0])
-
-
-def queue_states(page) -> dict[str, str]:
-    """Return {name in the upload list: its state class}."""
-    return page.evaluate(
-        """() => Object.fromEntries([...document.querySelectorAll('.queue-item')].map(
-            (row) => [row.querySelector('.queue-name').textContent,
-                      [...row.classList].find((c) => c.startsWith('state-')).slice(6)]))"""
-    )
-
-
-def wait_for_states(page, count: int, states: tuple[str, ...] = ("complete",)) -> None:
-    """Wait until `count` rows of the upload list are in one of `states`."""
-    page.wait_for_function(
-        "([count, states]) => [...document.querySelectorAll('.queue-item')].filter("
-        "(row) => states.some((s) => row.classList.contains('state-' + s))).length >= count",
-        arg=[count, list(states)],
-    )
-
-
-def listed_names(page) -> list[str]:
-    return page.locator("#files-body .file-name").all_inner_texts()
-
-
-def api_files(stack: DevStack, headers: dict, **params) -> list[dict]:
-    response = requests.get(stack.url + "/api/files/", params=params, headers=headers, timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()["items"]
-
-
-def download_from_page(page, name: str):
-    """Click a file's Download button; return (bytes, suggested name, the presigned URL)."""
-    urls: list[str] = []
-
-    def remember(request):
-        if request.method == "GET" and "X-Amz-Signature=" in request.url:
-            urls.append(request.url)
-
-    page.on("request", remember)
-    try:
-        with page.expect_download() as info:
-            page.get_by_role("button", name=f"Download {name}", exact=True).click()
-        download = info.value
-        data = Path(download.path()).read_bytes()
-    finally:
-        page.remove_listener("request", remember)
-    return data, download.suggested_filename, urls[-1]
-
-
-def unnamed_controls(page) -> list[str]:
-    """Return the visible controls that have no name a screen reader can say."""
-    return page.evaluate(
-        """() => [...document.querySelectorAll('button, input, progress, select, textarea')]
-            .filter((el) => !el.closest('[hidden]'))
-            .filter((el) => !(el.labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
-                              || (el.tagName === 'BUTTON' && el.textContent.trim())))
-            .map((el) => el.outerHTML.slice(0, 80))"""
-    )
-
-
-def record_presigned(page) -> list[str]:
-    """Return a list that fills with the names of the files the page asks the server to presign."""
-    names: list[str] = []
-
-    def remember(request) -> None:
-        if request.url.endswith("/api/files/upload/"):
-            names.extend(spec["file_name"] for spec in request.post_data_json["files"])
-
-    page.on("request", remember)
-    return names
-
-
-def upload_files(page, paths: list[Path]) -> None:
-    """Pick files, press Upload, and wait until all of them are complete."""
-    page.get_by_label("Choose files").set_input_files(paths)
-    page.get_by_role("button", name="Upload", exact=True).click()
-    wait_for_states(page, len(paths))
 
 
 # -- five files, a reload half-way through the big one, and the resume -------------------------
@@ -449,8 +326,7 @@ def test_all_five_are_listed_complete_with_their_bytes_and_checksums(resumed, st
     usage_text = page.inner_text("#usage-text")
     assert "5 files" in usage_text, usage_text
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "frontend-files.png"), full_page=True)
+    screenshot(page, "frontend-files")
 
 
 # -- download, rename, delete ------------------------------------------------------------------
@@ -609,20 +485,6 @@ def test_cancelling_a_multipart_upload_aborts_it(page, stack, tmp_path):
     assert unnamed_controls(page) == []
 
 
-def upload_by_script(stack: DevStack, headers: dict, contents: dict[str, bytes], folder: str = "") -> None:
-    """Presign, PUT and confirm text files (name -> bytes) through the API, as a script would."""
-    specs = [
-        {"file_name": name, "content_type": "text/plain", "file_size": len(data), "folder": folder}
-        for name, data in contents.items()
-    ]
-    batch = requests.post(f"{stack.url}/api/files/upload/", json={"files": specs}, headers=headers, timeout=30).json()
-    for ticket, data in zip(batch["successful"], contents.values(), strict=True):
-        assert requests.put(ticket["presigned_url"], data=data, headers=ticket["headers"], timeout=10).ok
-    ids = [ticket["id"] for ticket in batch["successful"]]
-    confirmed = requests.post(f"{stack.url}/api/files/confirm_uploads/", json={"ids": ids}, headers=headers, timeout=30)
-    assert confirmed.json()["total_successful"] == len(contents)
-
-
 def test_pages_of_25(page, stack):
     # 26 files in one folder give a second page with one file.
     register(page, "pagingtester")
@@ -646,23 +508,23 @@ def test_pages_of_25(page, stack):
 
 
 def test_sign_in_errors_and_keyboard_only_sign_up(page, stack):
-    page.get_by_label("Username").fill("nobody")
-    page.get_by_label("Password").fill("wrong password")
+    page.get_by_label("Username", exact=True).fill("nobody")
+    page.get_by_label("Password", exact=True).fill("wrong password")
     page.get_by_role("button", name="Sign in").click()
     alert = page.locator("#alert")
     alert.wait_for(state="visible")
     assert alert.get_attribute("role") == "alert"
     assert "password" in alert.inner_text().lower(), alert.inner_text()
 
-    page.get_by_label("Username").fill("demo")
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Username", exact=True).fill("demo")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
     page.wait_for_function("() => document.querySelector('#alert').textContent.includes('taken')")
     assert "Choose another one" in alert.inner_text()
 
     # Keyboard only: type, Tab to "Create account", Enter; focus lands on the file picker.
-    page.get_by_label("Username").fill("")
-    page.get_by_label("Username").focus()
+    page.get_by_label("Username", exact=True).fill("")
+    page.get_by_label("Username", exact=True).focus()
     page.keyboard.type("keyboarder")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
@@ -686,19 +548,6 @@ LONG_NAMES = [
     "a.txt",
 ]
 
-# Visible elements that stick out of the viewport, and whether the page itself scrolls sideways.
-OVERFLOW = """() => {
-    const width = document.documentElement.clientWidth;
-    const out = [...document.querySelectorAll('body *')].filter((el) => {
-        const box = el.getBoundingClientRect();
-        return el.getClientRects().length && !el.closest('.visually-hidden, .skip-link')
-            && (box.width > width || box.right > width + 0.5);
-    }).map((el) => `${el.tagName}.${el.className}: ${el.getBoundingClientRect().right}`);
-    const scrolled = document.documentElement.scrollWidth;
-    if (scrolled > width) out.push(`page scrolls to ${scrolled}`);
-    return out;
-}"""
-
 # What a row of the file list looks like: the name's cell, the name on it, the buttons, the cells' tops.
 ROW_LAYOUT = """(row) => {
     const cell = row.querySelector('td.name'), name = row.querySelector('.file-name');
@@ -713,7 +562,7 @@ ROW_LAYOUT = """(row) => {
         nameCell: cell.getBoundingClientRect().width, twentyChars,
         nameLines: name.getBoundingClientRect().height / parseFloat(getComputedStyle(name).lineHeight),
         cut: name.scrollWidth > name.clientWidth, title: name.title,
-        buttons: [...row.querySelectorAll('button')].map((b) => [b.getBoundingClientRect().left,
+        buttons: [...row.querySelectorAll('td.actions button')].map((b) => [b.getBoundingClientRect().left,
                                                                   b.getBoundingClientRect().right]),
         tops: [...row.cells].map((td) => Math.round(td.getBoundingClientRect().top)),
         viewport: document.documentElement.clientWidth,
@@ -743,8 +592,7 @@ def test_the_list_fits_a_phone_and_stays_a_table_on_a_wide_screen(page, stack, t
     # No preview (inspection is off here): each row shows its type's symbol, named in words.
     icons = page.locator("#files-body td.thumb [role=img]")
     assert [icons.nth(i).get_attribute("aria-label") for i in range(3)] == ["Text file"] * 3
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "frontend-list-390.png"), full_page=True)
+    screenshot(page, "frontend-list-390")
 
     page.set_viewport_size({"width": 1280, "height": 800})
     assert page.evaluate(OVERFLOW) == []
@@ -753,7 +601,7 @@ def test_the_list_fits_a_phone_and_stays_a_table_on_a_wide_screen(page, stack, t
     assert page.locator("#files-table thead").is_visible()
     assert len(set(wide["tops"])) == 1, wide
     assert wide["nameCell"] >= 1.5 * wide["twentyChars"], wide  # 30 characters and more
-    page.screenshot(path=str(ARTIFACTS / "frontend-list-1280.png"), full_page=True)
+    screenshot(page, "frontend-list-1280")
 
 
 # -- the upload list ---------------------------------------------------------------------------

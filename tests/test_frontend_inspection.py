@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from live import DevStack
+from live import PAGE_STACK_SETTINGS, DevStack, Tab, register
 from samples import image_bytes
-from test_frontend_browser import STACK_SETTINGS, Tab, chromium, register  # noqa: F401 (chromium: a fixture)
+from test_frontend_browser import chromium  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -18,7 +18,7 @@ TIMEOUT_MS = 90_000
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """The dev stack with inspection on (its default): the dev server starts the worker."""
-    settings = {name: value for name, value in STACK_SETTINGS.items() if name != "S3DRIVE_INSPECT"}
+    settings = {name: value for name, value in PAGE_STACK_SETTINGS.items() if name != "S3DRIVE_INSPECT"}
     with DevStack(tmp_path_factory.mktemp("inspection") / "data", env=settings) as server:
         yield server
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 import pytest
 import requests
 from helpers import sha256_b64
-from live import DevStack
-from test_frontend_browser import (  # noqa: F401 (chromium, page: fixtures)
-    STACK_SETTINGS,
+from live import (
+    PAGE_STACK_SETTINGS,
+    DevStack,
     api_files,
-    chromium,
-    page,
     page_auth,
     queue_states,
     record_presigned,
@@ -23,13 +21,14 @@ from test_frontend_browser import (  # noqa: F401 (chromium, page: fixtures)
     wait_for_states,
     write_file,
 )
+from test_frontend_browser import chromium, page  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 MIB = 1024**2
 ALLOWED = "image/*,text/plain,video/mp4"
 LIMITED = {
-    "S3DRIVE_LOGIN_RATE_LIMIT": STACK_SETTINGS["S3DRIVE_LOGIN_RATE_LIMIT"],
+    "S3DRIVE_LOGIN_RATE_LIMIT": PAGE_STACK_SETTINGS["S3DRIVE_LOGIN_RATE_LIMIT"],
     "S3DRIVE_INSPECT": "false",
     # The default multipart threshold (100 MiB): every file here would be hashed before it is presigned.
     "S3DRIVE_MAX_FILE_SIZE": str(50 * MIB),

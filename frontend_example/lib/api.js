@@ -254,14 +254,68 @@ export class S3DriveClient {
     return this.request("DELETE", filePath(id));
   }
 
-  /** Return {url, expires_at}: a presigned GET whose Content-Disposition names the file. */
+  /** Return {url, expires_at}: a presigned GET whose Content-Disposition names the file ("inline" to show it). */
   downloadUrl(id, { disposition = "attachment" } = {}) {
     return this.request("GET", `${filePath(id)}/download?disposition=${disposition}`);
+  }
+
+  /** Delete many files: {deleted: [ids], failed: [{id, error}]}; repeating it deletes nothing twice. */
+  deleteFiles(ids) {
+    return this.request("POST", "/api/files/delete", { ids }, { idempotent: true });
+  }
+
+  /** Move many files into folder ("" is the top): {folder, moved, failed: [{id, error}]}. */
+  moveFiles(ids, folder) {
+    return this.request("POST", "/api/files/move", { ids, folder }, { idempotent: true });
+  }
+
+  // -- folders ------------------------------------------------------------------------------
+
+  /** Make a folder (kept while empty); returns {path}. An existing one is fine (200). */
+  createFolder(path) {
+    return this.request("POST", "/api/folders", { path }, { idempotent: true });
+  }
+
+  /** Rename or move a folder with all it holds to newPath (into an existing one, the two merge). */
+  moveFolder(path, newPath) {
+    return this.request("PATCH", folderPath(path), { new_path: newPath });
+  }
+
+  /** Delete an empty folder; a folder with files answers 409 conflict (details.file_count). */
+  deleteFolder(path) {
+    return this.request("DELETE", folderPath(path));
+  }
+
+  // -- share links --------------------------------------------------------------------------
+
+  /** Make a public link to a file: body {expires_in?, max_downloads?, password?}; returns the Share. */
+  createShare(fileId, body) {
+    return this.request("POST", `${filePath(fileId)}/shares`, body);
+  }
+
+  /** Return {items: [Share], next_cursor}: the caller's links, those of one file with fileId. */
+  listShares({ fileId = null, cursor = null, limit = null } = {}) {
+    const query = new URLSearchParams();
+    if (fileId) query.set("file_id", fileId);
+    if (cursor) query.set("cursor", cursor);
+    if (limit) query.set("limit", limit);
+    const text = query.toString();
+    return this.request("GET", `/api/shares${text ? `?${text}` : ""}`);
+  }
+
+  /** Revoke a link: it stops at once; returns the Share with revoked: true. */
+  revokeShare(id) {
+    return this.request("DELETE", `/api/shares/${encodeURIComponent(id)}`);
   }
 }
 
 function filePath(id) {
   return `/api/files/${encodeURIComponent(id)}`;
+}
+
+/** Return the route of a folder, each segment escaped ("a b/c" → "/api/folders/a%20b/c"). */
+function folderPath(path) {
+  return `/api/folders/${String(path).split("/").map(encodeURIComponent).join("/")}`;
 }
 
 function multipartPath(id, tail = "") {

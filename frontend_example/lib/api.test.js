@@ -55,4 +55,39 @@ describe("API client", () => {
     expect(ended).toHaveBeenCalled();
   });
 
+
+  it("sends the drive's calls to their routes: folders escaped per segment, shares, bulk moves and deletes", async () => {
+    const client = await signedInClient();
+    for (const call of [
+      () => client.createFolder("trips/2026"),
+      () => client.moveFolder("trips/summer 26", "archive/trips"),
+      () => client.deleteFolder("a/ü"),
+      () => client.moveFiles(["f1", "f2"], "trips"),
+      () => client.deleteFiles(["f1"]),
+      () => client.createShare("f1", { expires_in: 3600 }),
+      () => client.listShares({ fileId: "f1" }),
+      () => client.revokeShare("s1"),
+    ]) {
+      await call().catch(() => {}); // the fake API knows none of these: what matters is what was sent
+    }
+    expect(drive.calls).toEqual([
+      "POST /api/auth/login",
+      "POST /api/folders",
+      "PATCH /api/folders/trips/summer%2026",
+      "DELETE /api/folders/a/%C3%BC",
+      "POST /api/files/move",
+      "POST /api/files/delete",
+      "POST /api/files/f1/shares",
+      "GET /api/shares",
+      "DELETE /api/shares/s1",
+    ]);
+    expect(drive.bodies.map(([, body]) => body).slice(1, 7)).toEqual([
+      { path: "trips/2026" },
+      { new_path: "archive/trips" },
+      undefined,
+      { ids: ["f1", "f2"], folder: "trips" },
+      { ids: ["f1"] },
+      { expires_in: 3600 },
+    ]);
+  });
 });

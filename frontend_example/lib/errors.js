@@ -20,6 +20,11 @@ export function abortError() {
   return new ApiError(0, "aborted", "The upload was cancelled.", {}, { source: "client" });
 }
 
+/** Return the error a paused upload stops with (what it has sent stays, for the resume). */
+export function pausedError() {
+  return new ApiError(0, "paused", "The upload was paused.", {}, { source: "client" });
+}
+
 // What each code means for the person in front of the page, and what they can do:
 // [title, hint]. Server messages are specific sentences ("The file is 6 GiB; the limit
 // is 5 GiB."), so they are shown when present; the hint says what to do next.
@@ -57,6 +62,7 @@ const HELP = {
   // Client-side and storage conditions
   network_error: ["Cannot reach the server.", "Check your connection and try again."],
   aborted: ["Cancelled.", ""],
+  paused: ["Paused.", "Resume it to go on."],
   read_error: ["The file could not be read.", "Pick it again; it may have moved or changed."],
   storage_error: ["Storage refused the upload.", "Try again."],
   AccessDenied: ["Storage refused the upload link (it may have expired).", "Try again."],

@@ -71,6 +71,7 @@ export const STATE_LABELS = Object.freeze({
   uploading: "Uploading…",
   resuming: "Resuming…",
   retrying: "Connection trouble, retrying…",
+  paused: "Paused",
   confirming: "Confirming…",
   completing: "Finishing…",
   complete: "Uploaded",

@@ -1,7 +1,8 @@
 // What the server's content check says about a file, in words: each state and each reason
 // code as a sentence, a file's thumbnail, and why a download has to wait. Shared by the page
-// (app.js) and <FileList>, so both say the same things. No DOM here.
+// (app.js) and <FileList>, so both say the same things. No DOM here; the symbols are in icons.js.
 import { describeError, toApiError } from "./errors.js";
+import { fileIcon } from "./icons.js";
 
 /** The side of the square a thumbnail is shown in, in CSS pixels (the preview keeps its shape inside). */
 export const THUMBNAIL_SIZE = 48;
@@ -62,27 +63,6 @@ export function thumbnailOf(file) {
     loading: "lazy",
     decoding: "async",
   };
-}
-
-// [test on the content type, symbol, words], first match wins: what a file without a preview shows.
-const FILE_ICONS = [
-  [(t) => t.startsWith("image/"), "🖼️", "Image"],
-  [(t) => t.startsWith("video/"), "🎬", "Video"],
-  [(t) => t.startsWith("audio/"), "🎵", "Audio"],
-  [(t) => t === "application/pdf", "📕", "PDF document"],
-  [(t) => /zip|tar|rar|7z|bzip|xz/.test(t), "🗜️", "Archive"],
-  [(t) => /spreadsheet|excel|csv/.test(t), "📊", "Spreadsheet"],
-  [(t) => /presentation|powerpoint/.test(t), "📽️", "Presentation"],
-  [(t) => /msword|wordprocessing|opendocument\.text|rtf/.test(t), "📝", "Document"],
-  [(t) => t.startsWith("text/") || t === "application/json" || t === "application/xml", "📄", "Text file"],
-  [(t) => t.startsWith("font/"), "🔤", "Font"],
-];
-
-/** Return {symbol, label} of a file's type, for a list row without a preview ("📄", "Text file"). */
-export function fileIcon(file) {
-  const type = String(file?.content_type || "").toLowerCase();
-  const found = FILE_ICONS.find(([matches]) => matches(type));
-  return found ? { symbol: found[1], label: found[2] } : { symbol: "📦", label: "File" };
 }
 
 /**

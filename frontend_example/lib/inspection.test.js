@@ -7,7 +7,6 @@ import {
   THUMBNAIL_SIZE,
   downloadErrorText,
   fileEntry,
-  fileIcon,
   inspectionText,
   reasonText,
   thumbnailOf,
@@ -77,40 +76,6 @@ describe("inspectionText", () => {
   });
 });
 
-describe("fileIcon", () => {
-  it("names each kind of file in words, with a symbol", () => {
-    const types = [
-      "image/png",
-      "video/mp4",
-      "audio/mpeg",
-      "application/pdf",
-      "application/zip",
-      "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-      "application/vnd.ms-powerpoint",
-      "application/msword",
-      "TEXT/PLAIN",
-      "font/woff2",
-      "application/octet-stream",
-      undefined,
-    ];
-    expect(types.map((content_type) => fileIcon({ content_type }).label)).toEqual([
-      "Image",
-      "Video",
-      "Audio",
-      "PDF document",
-      "Archive",
-      "Spreadsheet",
-      "Presentation",
-      "Document",
-      "Text file",
-      "Font",
-      "File",
-      "File",
-    ]);
-    expect(fileIcon({ content_type: "application/pdf" }).symbol).toBe("📕");
-  });
-});
-
 describe("thumbnailOf and fileEntry", () => {
   it("gives a lazily loaded, fixed-size image named after the file when there is a preview", () => {
     const url = "https://bucket.example/previews/f1.webp?X-Amz-Signature=abc";
@@ -132,7 +97,7 @@ describe("thumbnailOf and fileEntry", () => {
       state: null,
       text: "",
       thumbnail: null,
-      icon: { symbol: "📦", label: "File" }, // no content_type here
+      icon: { kind: "file", label: "File" }, // no content_type here
       canDownload: true,
     });
     const refused = file(inspected("rejected", { reason: { code: "archive_bomb", message: "" } }), {

@@ -2,7 +2,7 @@
 // ahead of use, retried, and resumable after a page reload (the upload id waits in the
 // ResumeStore; the parts S3 already holds are read back from the API).
 import { anySignal, runLimited } from "./concurrency.js";
-import { ApiError, abortError } from "./errors.js";
+import { ApiError, abortError, pausedError } from "./errors.js";
 import { ResumeStore, mayResume } from "./resume-store.js";
 import { DEFAULT_RETRY, sleep } from "./retry.js";
 import { sendWithRetries } from "./storage.js";
@@ -122,10 +122,11 @@ class PartProgress {
  *
  * Options: spec (FileSpec for a new upload), created (a multipart ticket the server
  * already made), defaultPartSize (the server's, from its limits: a new upload asks for
- * browserPartSize() parts), store (ResumeStore), partConcurrency, signal, retry, wait, signBatch,
+ * browserPartSize() parts), store (ResumeStore), partConcurrency, signal, pause (a signal that
+ * stops sending parts but keeps the upload: the next run resumes it), retry, wait, signBatch,
  * onState(state, detail), onProgress(loaded, total), onRetry(error, attempt, delay).
  * Resolves with {id, status: "complete", file, resumedBytes}; rejects with ApiError
- * (code "aborted" after a cancel, which also aborts the upload on the server).
+ * (code "aborted" after a cancel, which also aborts the upload on the server; "paused" after a pause).
  */
 export function uploadMultipart(client, file, options = {}) {
   return new MultipartUpload(client, file, options).run();
@@ -143,6 +144,7 @@ class MultipartUpload {
       store = new ResumeStore(),
       partConcurrency = DEFAULT_PART_CONCURRENCY,
       signal = null,
+      pause = null,
       retry = DEFAULT_RETRY,
       wait = sleep,
       signBatch = SIGN_BATCH,
@@ -152,7 +154,7 @@ class MultipartUpload {
     } = {},
   ) {
     Object.assign(this, { client, file, spec, store, partConcurrency, signal, retry, wait, signBatch });
-    Object.assign(this, { defaultPartSize, onState, onProgress, onRetry });
+    Object.assign(this, { defaultPartSize, pause, onState, onProgress, onRetry });
     this.upload = created;
     this.done = new Map(); // part number -> ETag (or null when S3 did not expose it)
   }
@@ -240,7 +242,7 @@ class MultipartUpload {
   async _sendParts(pending, progress) {
     // When one part fails for good, the others stop too: the upload is reported failed at once.
     const halt = new AbortController();
-    const signal = anySignal([this.signal, halt.signal]);
+    const signal = anySignal([this.signal, this.pause, halt.signal]);
     const signer = new PartSigner(this.client, this.upload.id, pending, { batch: this.signBatch, signal });
     try {
       await runLimited(pending, this.partConcurrency, async (n) => {
@@ -297,6 +299,8 @@ class MultipartUpload {
       await this.client.abortMultipart(this.upload.id).catch(() => {});
       return abortError();
     }
+    // A pause, like a reload: the parts S3 holds and the saved upload stay, for the next run.
+    if (this.pause?.aborted) return pausedError();
     if (DEAD_UPLOAD_CODES.includes(error?.code)) this.store.delete(this.file);
     return error;
   }

@@ -5,6 +5,7 @@
 //   const results = await new Uploader(client, { onState, onProgress }).upload(fileList);
 import { Limiter, anySignal, chunks, runLimited } from "./concurrency.js";
 import { ApiError, abortError, describeError, toApiError } from "./errors.js";
+import { joinPath, parentOf } from "./folders.js";
 import { HASH_CONCURRENCY, createHasher } from "./hash.js";
 import { precheck } from "./limits.js";
 import { DEFAULT_PART_CONCURRENCY, SIGN_BATCH, uploadMultipart } from "./multipart.js";
@@ -13,16 +14,11 @@ import { DEFAULT_RETRY, sleep } from "./retry.js";
 import { sendWithRetries } from "./storage.js";
 
 export const DEFAULT_FILE_CONCURRENCY = 3;
+const PAUSED = Symbol("paused"); // what one try of a paused file returns
 
 /** Return the folder of a relative path ("photos/2026/a.jpg" → "photos/2026"), under base. */
 export function folderOf(relativePath, base = "") {
-  const parts = String(relativePath || "")
-    .split("/")
-    .slice(0, -1);
-  return [...String(base || "").split("/"), ...parts]
-    .map((p) => p.trim())
-    .filter(Boolean)
-    .join("/");
+  return joinPath(base, parentOf(relativePath));
 }
 
 /** Return how many results are complete, failed and cancelled, and the bytes resumed uploads carried over. */
@@ -48,8 +44,12 @@ function normalizeItem(item) {
  *   limits (GET /api/files/limits, asked when not given), usage (GET /api/files/usage, asked
  *   when not given; null: unknown) — files they refuse fail before any hashing,
  *   onState(index, state, detail): queued | hashing | signing | checking | uploading |
- *     resuming | retrying | confirming | completing | complete | failed | cancelled
+ *     resuming | retrying | paused | confirming | completing | complete | failed | cancelled
  *   onProgress(index, loaded, total), onTotalProgress(loaded, total).
+ *
+ * pause(index) and resume(index) (or pauseAll(), resumeAll()) while upload() runs: a paused
+ * multipart upload stops sending parts and keeps those S3 holds; a paused PUT is aborted and
+ * sent again from the start on resume. upload() resolves once every file is settled.
  */
 export class Uploader {
   constructor(client, options = {}) {
@@ -110,6 +110,81 @@ export class Uploader {
     this.loaded = this.entries.map(() => 0);
     this.totalBytes = this.entries.reduce((sum, { file }) => sum + file.size, 0);
     this.fileSlots = new Limiter(this.fileConcurrency);
+    // Per file: the signal a pause aborts (one per try), and a promise while paused.
+    this.pauses = this.entries.map(() => ({ controller: new AbortController(), waiting: null }));
+  }
+
+  // -- pause and resume ---------------------------------------------------------------------
+
+  /** Pause file index (still uploading); return whether it was paused now. */
+  pause(index) {
+    const pause = this.pauses?.[index];
+    if (!pause || pause.waiting || this.results[index].status !== "pending") return false;
+    let resume;
+    pause.waiting = { promise: new Promise((resolve) => (resume = resolve)), resume };
+    pause.controller.abort();
+    this.onState(index, "paused");
+    return true;
+  }
+
+  /** Resume paused file index; return whether it was paused. */
+  resume(index) {
+    const pause = this.pauses?.[index];
+    if (!pause?.waiting) return false;
+    const { resume } = pause.waiting;
+    pause.controller = new AbortController();
+    pause.waiting = null;
+    resume();
+    return true;
+  }
+
+  /** Pause every file still uploading; return how many were paused. */
+  pauseAll() {
+    return (this.pauses || []).filter((_, index) => this.pause(index)).length;
+  }
+
+  /** Resume every paused file; return how many. */
+  resumeAll() {
+    return (this.pauses || []).filter((_, index) => this.resume(index)).length;
+  }
+
+  /** Tell whether file index is paused. */
+  isPaused(index) {
+    return Boolean(this.pauses?.[index]?.waiting);
+  }
+
+  /**
+   * Run attempt(pauseSignal) for file index in a file slot, and again once resumed each time it
+   * returns PAUSED; a paused file waits outside the slots. Resolve true once an attempt ran to
+   * its end, false when the file was cancelled while paused.
+   */
+  async _pausable(index, attempt) {
+    for (;;) {
+      if (!(await this._whilePaused(index))) return false;
+      const outcome = await this.fileSlots.run(() =>
+        this.isPaused(index) ? PAUSED : attempt(this.pauses[index].controller.signal),
+      );
+      if (outcome !== PAUSED) return true;
+    }
+  }
+
+  /** Wait while file index is paused; resolve false if it is cancelled meanwhile. */
+  _whilePaused(index) {
+    const { waiting } = this.pauses[index];
+    if (!waiting) return Promise.resolve(true);
+    this.onState(index, "paused");
+    const signal = this.signals[index];
+    if (signal?.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      waiting.promise.then(() => resolve(true));
+      signal?.addEventListener("abort", () => resolve(false), { once: true });
+    });
+  }
+
+  /** Tell whether error stopped file index because of pause (its try's pause signal), not a cancel or a failure. */
+  _pausedBy(index, error, pause) {
+    // The try's own signal: a quick resume may already have unpaused the file.
+    return pause.aborted && !this.signals[index]?.aborted && ["paused", "aborted"].includes(error?.code);
   }
 
   /** Return the user's usage, or null when it cannot be read (the server checks the quota anyway). */
@@ -148,6 +223,7 @@ export class Uploader {
 
   _settle(index, status, fields = {}) {
     this.results[index] = { ...this.results[index], ...fields, status };
+    if (this.pauses?.[index]) this.pauses[index].waiting = null; // settled: nothing left to resume
     this.onState(index, status, fields.error);
   }
 
@@ -181,30 +257,52 @@ export class Uploader {
   // -- big files ----------------------------------------------------------------------------
 
   /** Upload file index as a multipart upload (created: the ticket, when the server made one). */
-  _sendBig(index, created = null) {
-    return this.fileSlots.run(async () => {
-      const { file } = this.entries[index];
-      if (this.signals[index]?.aborted) return this._fail(index, abortError());
-      try {
-        const outcome = await uploadMultipart(this.client, file, {
-          spec: this._specOf(this.entries[index]),
-          created,
-          defaultPartSize: this.serverLimits?.default_part_size,
-          store: this.store,
-          partConcurrency: this.partConcurrency,
-          signal: this.signals[index],
-          retry: this.retry,
-          wait: this.wait,
-          signBatch: this.signBatch,
-          onState: (state, detail) => this.onState(index, state, detail),
-          onProgress: (bytes) => this._progress(index, bytes),
-          onRetry: this._retrying(index),
-        });
-        this._settle(index, "complete", { id: outcome.id, multipart: true, resumedBytes: outcome.resumedBytes });
-      } catch (error) {
-        this._fail(index, error);
-      }
+  async _sendBig(index, created = null) {
+    let ticket = created;
+    const went = await this._pausable(index, async (pause) => {
+      const outcome = await this._sendBigOnce(index, ticket, pause);
+      ticket = null; // saved in the store: after a pause, the next try resumes it from S3's parts
+      return outcome;
     });
+    if (!went) await this._dropPaused(index);
+  }
+
+  /** Abort the multipart upload of a file cancelled while paused: S3 drops its parts. */
+  async _dropPaused(index) {
+    const { file } = this.entries[index];
+    const saved = this.store.get(file);
+    if (saved) {
+      this.store.delete(file);
+      await this.client.abortMultipart(saved.id).catch(() => {});
+    }
+    this._fail(index, abortError());
+  }
+
+  /** One try of file index's multipart upload; return PAUSED if a pause stopped it. */
+  async _sendBigOnce(index, created, pause) {
+    const { file } = this.entries[index];
+    if (this.signals[index]?.aborted) return this._fail(index, abortError());
+    try {
+      const outcome = await uploadMultipart(this.client, file, {
+        spec: this._specOf(this.entries[index]),
+        created,
+        pause,
+        defaultPartSize: this.serverLimits?.default_part_size,
+        store: this.store,
+        partConcurrency: this.partConcurrency,
+        signal: this.signals[index],
+        retry: this.retry,
+        wait: this.wait,
+        signBatch: this.signBatch,
+        onState: (state, detail) => this.onState(index, state, detail),
+        onProgress: (bytes) => this._progress(index, bytes),
+        onRetry: this._retrying(index),
+      });
+      this._settle(index, "complete", { id: outcome.id, multipart: true, resumedBytes: outcome.resumedBytes });
+    } catch (error) {
+      if (this._pausedBy(index, error, pause)) return PAUSED;
+      this._fail(index, error);
+    }
   }
 
   // -- small files --------------------------------------------------------------------------
@@ -259,25 +357,27 @@ export class Uploader {
     const uploaded = [];
     const sends = tickets.map(({ index, spec, ticket }) => {
       if (ticket.multipart) return this._sendBig(index, ticket); // The server's threshold is lower.
-      return this.fileSlots.run(async () => {
-        this.results[index] = { ...this.results[index], id: ticket.id };
+      this.results[index] = { ...this.results[index], id: ticket.id };
+      let current = ticket;
+      return this._pausable(index, async (pause) => {
         try {
-          const sent = await this._sendSmallFile(index, spec, ticket);
-          this.results[index] = { ...this.results[index], id: sent.id };
+          current = await this._sendSmallFile(index, spec, current, pause);
+          this.results[index] = { ...this.results[index], id: current.id };
           uploaded.push(index);
         } catch (error) {
+          if (this._pausedBy(index, error, pause)) return PAUSED; // sent again from the start on resume
           this._fail(index, error);
         }
-      });
+      }).then((went) => went || this._fail(index, abortError()));
     });
     await Promise.all(sends);
     return uploaded;
   }
 
-  /** PUT one small file, with retries; after a 403 (expired URL) presign it again. */
-  async _sendSmallFile(index, spec, ticket) {
+  /** PUT one small file, with retries (pause stops it); after a 403 (expired URL) presign it again. */
+  async _sendSmallFile(index, spec, ticket, pause = null) {
     let current = ticket;
-    const signal = this.signals[index];
+    const signal = anySignal([this.signals[index], pause]);
     this.onState(index, "uploading");
     await sendWithRetries(this.entries[index].file, {
       target: () => current,

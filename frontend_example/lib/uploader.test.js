@@ -184,6 +184,74 @@ describe("many files", () => {
   });
 });
 
+describe("pause and resume", () => {
+  const partPuts = () => drive.s3Puts.filter((put) => put.url.includes("/part/")).map((put) => put.url.match(/\/(\d+)\?/)[1]);
+
+  it("stops a multipart upload's parts, keeps those S3 holds, and sends only the rest on resume", async () => {
+    const client = await signedInClient();
+    const file = makeFile("big.bin", 40); // five parts of 8 B
+    const hang = { when: (m, url) => /\/part\/[^/]+\/[34]\?/.test(url), kind: "hang", times: 2 };
+    drive.s3Faults.push(hang);
+    const states = [];
+    const store = options().store;
+    const uploader = new Uploader(client, options({ store, partConcurrency: 2, onState: (i, s) => states.push(s) }));
+    const run = uploader.upload([file]);
+    await vi.waitUntil(() => hang.times === 0 && partPuts().length === 2);
+    expect(uploader.pause(0)).toBe(true);
+    expect(uploader.pause(0)).toBe(false); // already paused
+    await vi.waitUntil(() => states.filter((s) => s === "paused").length >= 2); // said at once, and once stopped
+    const [record] = [...drive.records.values()];
+    expect([...drive.uploads.get(record.upload_id).keys()].sort()).toEqual([1, 2]); // what landed stays
+    expect(drive.count(/^DELETE/)).toBe(0);
+    expect(store.get(file).parts.map(([n]) => n).sort()).toEqual([1, 2]);
+    expect(uploader.isPaused(0)).toBe(true);
+    expect(uploader.resume(0)).toBe(true);
+    const [result] = await run;
+    expect(result.status).toBe("complete");
+    expect(partPuts().sort()).toEqual(["1", "2", "3", "4", "5"]); // 3 and 4 hung, then each part went once
+    expect(drive.objects.get(record.s3_key)).toEqual(await bytesOf(file));
+    expect(states).toContain("resuming");
+  });
+
+  it("aborts a paused PUT and sends the whole file again on resume, with pauseAll and resumeAll", async () => {
+    const client = await signedInClient();
+    const file = makeFile("a.txt", 10, { type: "text/plain" });
+    const hang = { when: (m, url) => url.includes("/obj/"), kind: "hang", times: 1 };
+    drive.s3Faults.push(hang);
+    const uploader = new Uploader(client, options());
+    const run = uploader.upload([file]);
+    await vi.waitUntil(() => hang.times === 0);
+    expect(uploader.pauseAll()).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(drive.s3Puts).toHaveLength(0); // nothing sent while paused
+    expect(uploader.resumeAll()).toBe(1);
+    const [result] = await run;
+    expect(result.status).toBe("complete");
+    expect(drive.s3Puts).toHaveLength(1);
+    expect(drive.objects.get(drive.records.get(result.id).s3_key)).toEqual(await bytesOf(file));
+  });
+
+  it("cancels a paused multipart upload: S3 drops its parts and the store forgets it", async () => {
+    const client = await signedInClient();
+    const file = makeFile("big.bin", 40);
+    const hang = { when: (m, url) => /\/part\/[^/]+\/[2-5]\?/.test(url), kind: "hang", times: 4 };
+    drive.s3Faults.push(hang);
+    const cancel = new AbortController();
+    const store = options().store;
+    const uploader = new Uploader(client, options({ store, partConcurrency: 4 }));
+    const run = uploader.upload([{ file, signal: cancel.signal }]);
+    await vi.waitUntil(() => hang.times === 0 && partPuts().length === 1);
+    uploader.pause(0);
+    await vi.waitUntil(() => store.get(file) && !drive.s3Puts.some((put) => put.url.endsWith("/5")));
+    cancel.abort();
+    const [result] = await run;
+    expect(result.status).toBe("cancelled");
+    expect(drive.count(/^DELETE \/api\/files\/multipart\//)).toBe(1);
+    expect(store.get(file)).toBe(null);
+    expect(uploader.resume(0)).toBe(false);
+  });
+});
+
 describe("Uploader", () => {
   it("runs one batch at a time", async () => {
     const client = await signedInClient();
