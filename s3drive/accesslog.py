@@ -7,7 +7,8 @@ writes the same line (gunicorn's default format, Apache's "combined") from the f
 holds; a custom `access_log_format` still gets gunicorn's own formatting.
 
 Both leave out the token of an Uppy session (`/uppy/<token>/s3/...`): it authenticates uploads
-for as long as it lives, and logs are read by more people than the users who hold them.
+for as long as it lives, and logs are read by more people than the users who hold them. And the
+token of a share link (`/s/<token>`), which opens its file for anyone.
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ from gunicorn.glogging import Logger
 COMBINED = AccessLogFormat.default
 SESSION_PREFIX = "/uppy/"
 HIDDEN = "[session]"
+# A share link's token opens its file for anyone who has it; the database keeps only its hash.
+SHARE_PREFIX = "/s/"
+HIDDEN_SHARE = "[token]"
 
 
 def redact(uri: str) -> str:
-    """Return the request target without an Uppy session token."""
+    """Return the request target without an Uppy session token or a share link's token."""
+    if uri.startswith(SHARE_PREFIX):
+        token, query_mark, query = uri[len(SHARE_PREFIX) :].partition("?")
+        return f"{SHARE_PREFIX}{HIDDEN_SHARE}{query_mark}{query}" if token else uri
     if not uri.startswith(SESSION_PREFIX) or uri.startswith("/uppy/s3/"):
         return uri
     token, slash, rest = uri[len(SESSION_PREFIX) :].partition("/")

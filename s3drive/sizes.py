@@ -7,10 +7,14 @@ byte counts go into the error's details for programs.
 from __future__ import annotations
 
 UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+BEYOND_ANY_OBJECT = 2**63  # 8 EiB
 
 
 def human_size(count: int | float) -> str:
     """Return a byte count in binary units, one decimal at most: 512 B, 1.5 KiB, 6 GiB."""
+    if count >= BEYOND_ANY_OBJECT:
+        # A request may declare any integer (10**400 does not even fit a float); no S3 object is this big.
+        return "more than 8 EiB"
     value = float(count)
     for unit in UNITS:
         # Compared as it will print: 1023.99 KiB reads "1 MiB", not "1024 KiB".

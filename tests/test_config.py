@@ -181,16 +181,20 @@ def test_several_workers_with_in_memory_rate_limits_are_reported(tmp_path):
     assert "counts the rate limits on its own" not in shared
 
 
-def test_the_access_log_is_gunicorns_combined_format_without_uppy_session_tokens(tmp_path):
+def test_the_access_log_is_gunicorns_combined_format_without_session_or_share_tokens(tmp_path):
     """gunicorn.conf.py's AccessLogger writes gunicorn's default line (Apache's combined format),
-    quotes escaped as gunicorn escapes them, and never the token of an Uppy session."""
+    quotes escaped as gunicorn escapes them, and never the token of an Uppy session or a share link."""
     session = "SECRET-uppy-session-token"
+    share = "SECRET-share-link-token-0123456789abcdefghijk"
 
     def calls(base: str) -> None:
         headers = {"User-Agent": 'probe "quoted"', "Referer": "https://app.example/"}
         assert requests.get(f"{base}/healthz", headers=headers, timeout=10).status_code == 200
         answer = requests.get(f"{base}/uppy/{session}/s3/params?filename=a.jpg&type=image/jpeg", timeout=10)
         assert answer.status_code == 401
+        # (This database is never migrated: the share's lookup fails; only the log line matters here.)
+        requests.get(f"{base}/s/{share}?download=1", timeout=10)
+        requests.head(f"{base}/s/{share}", timeout=10)
 
     log = start_gunicorn(tmp_path, {}, calls)
     stamp = r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
@@ -202,7 +206,9 @@ def test_the_access_log_is_gunicorns_combined_format_without_uppy_session_tokens
         rf'^127\.0\.0\.1 - - {stamp} "GET /uppy/\[session\]/s3/params\?filename=a\.jpg&type=image/jpeg HTTP/1\.1" 401 '
     )
     assert re.search(uppy, log, re.MULTILINE), log
-    assert session not in log
+    assert re.search(rf'^127\.0\.0\.1 - - {stamp} "GET /s/\[token\]\?download=1 HTTP/1\.1" \d+ ', log, re.M), log
+    assert re.search(r'"HEAD /s/\[token\] HTTP/1\.1" \d+ ', log), log
+    assert session not in log and share not in log
 
 
 @pytest.mark.parametrize(

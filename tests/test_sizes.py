@@ -19,6 +19,9 @@ from s3drive.sizes import distinct_sizes, human_size
         (6442450944, "6 GiB"),
         (int(5.5 * 1024**3), "5.5 GiB"),
         (3 * 1024**5, "3 PiB"),
+        (2**63 - 1, "8192 PiB"),
+        (2**63, "more than 8 EiB"),
+        (10**400, "more than 8 EiB"),  # no float holds it: float() would raise OverflowError
     ],
 )
 def test_human_size(count, text):
