@@ -125,9 +125,15 @@ def normalize_folder(raw: str | None) -> str:
             raise ValidationFailed("Folder names are limited to 255 bytes each.", field="folder")
         parts.append(part)
     folder = "/".join(parts)
-    if len(folder) > MAX_FOLDER_LENGTH:
-        raise ValidationFailed(f"Folder is limited to {MAX_FOLDER_LENGTH} characters.", field="folder")
+    if folder_too_long(folder):
+        raise ValidationFailed(f"Folder is limited to {MAX_FOLDER_LENGTH} bytes (UTF-8).", field="folder")
     return folder
+
+
+def folder_too_long(folder: str) -> bool:
+    """Tell whether a folder path is over the limit: counted in UTF-8 bytes, as indexes store it
+    (1,024 characters of emoji would be 4 KiB, over PostgreSQL's 2,704-byte limit of a btree entry)."""
+    return len(folder) > MAX_FOLDER_LENGTH or len(folder.encode("utf-8")) > MAX_FOLDER_LENGTH
 
 
 def normalize_tags(raw: list[str] | str | None) -> list[str]:

@@ -193,3 +193,24 @@ def test_concurrent_moves_and_deletes_never_move_a_deleted_file(client, auth, ap
             assert file_id in ids[::2]
         else:
             assert row.status == "complete" and row.folder == "moved" and file_id in moved["moved"]
+
+
+def test_folder_paths_are_limited_in_bytes_not_characters(client, auth):
+    """1,024 characters of emoji are 4 KiB: over PostgreSQL's limit of an index entry. The limit is bytes."""
+    emoji = "/".join(["\U0001f600" * 60] * 5)  # 304 characters, 1,204 bytes
+    assert len(emoji) < 1024 < len(emoji.encode())
+    made = make(client, auth, emoji)
+    assert made.status_code == 422 and made.get_json()["error"]["details"] == {
+        "folder": ["Folder is limited to 1024 bytes (UTF-8)."]
+    }
+    spec = {"file_name": "a.txt", "content_type": "text/plain", "file_size": 1, "folder": emoji}
+    presigned = client.post("/api/files/upload/", json=spec, headers=auth)
+    assert presigned.status_code == 422 and presigned.get_json()["error"]["code"] == "validation_error"
+    fits = "/".join(["\U0001f600" * 60] * 4)  # 964 bytes
+    upload(client, auth, "deep.txt", b"deep", folder=fits + "/x")
+    assert make(client, auth, "top").status_code == 201
+    moved = client.patch(
+        "/api/folders/" + fits.split("/")[0], json={"new_path": "a" * 200 + "/" + "b" * 200}, headers=auth
+    )
+    assert moved.status_code == 422 and moved.get_json()["error"]["details"]["new_path"]
+    assert client.patch("/api/folders/" + fits.split("/")[0], json={"new_path": "ok"}, headers=auth).status_code == 200

@@ -224,6 +224,10 @@ def test_the_page_of_a_password_link_asks_for_it_and_shows_nothing_else(app, cli
     link = share(client, auth, file["id"], password="open sesame")
     page = page_of(app, link)
     html = page.get_data(as_text=True)
+    # Its one script runs by a nonce of this answer only: injected markup could never run a script.
+    nonce = re.search(r"script-src 'nonce-([^']+)'", page.headers["Content-Security-Policy"]).group(1)
+    assert html.count("<script") == 1 and f'<script nonce="{nonce}">' in html
+    assert nonce not in page_of(app, link).headers["Content-Security-Policy"]
     assert page.status_code == 401 and 'id="share-password"' in html and 'type="password"' in html
     assert "secret-plans" not in html and "?download=1" not in html
     # The page's script posts the password as JSON to the link itself, as any client may.
@@ -398,6 +402,30 @@ def test_a_revoked_link_stops_at_once(app, client, auth, other_auth):
     again = client.delete(f"/api/shares/{link['id']}", headers=auth)  # idempotent
     assert again.status_code == 200 and again.get_json() == revoked.get_json()
     assert client.delete("/api/shares/no-such-share", headers=auth).status_code == 404
+
+
+def test_with_inspection_switched_off_complete_files_can_be_shared(make_app):
+    """S3DRIVE_INSPECT=false: files are never inspected (inspection null); sharing needs only `complete`."""
+    app = make_app(INSPECT=False)
+    client = app.test_client()
+    auth = register_and_login(client, "no-inspection")
+    file = upload(client, auth, "plain.txt")
+    assert file["inspection"] is None
+    link = share(client, auth, file["id"])
+    assert requests.get(visit(app, link).headers["Location"], timeout=30).content == DATA
+
+
+def test_a_disabled_accounts_links_stop_and_come_back_with_it(app, client, auth, admin_auth):
+    """An admin disables the owner (abuse, someone who left): the links stop at once, as the tokens do."""
+    file = inspected(app, client, auth)
+    link = share(client, auth, file["id"])
+    owner = client.get("/api/auth/me", headers=auth).get_json()["id"]
+    disabled = client.patch(f"/api/admin/users/{owner}", json={"is_active": False}, headers=admin_auth)
+    assert disabled.status_code == 200, disabled.get_json()
+    for method, headers in (("GET", {"Accept": "*/*"}), ("GET", {"Accept": BROWSER}), ("HEAD", {})):
+        assert visit(app, link, method, headers=headers).status_code == 404
+    assert client.patch(f"/api/admin/users/{owner}", json={"is_active": True}, headers=admin_auth).status_code == 200
+    assert requests.get(visit(app, link).headers["Location"], timeout=30).content == DATA
 
 
 @pytest.mark.parametrize("how", ["one", "batch"])

@@ -14,9 +14,13 @@ export const SHARE_EXPIRY_PRESETS = Object.freeze([
   { label: "30 days", seconds: 30 * DAY },
 ]);
 
-/** Tell whether a file can be shared: the server shares only complete files whose check passed. */
+/**
+ * Tell whether a file can be shared: the server shares only complete files whose check passed, or
+ * (no inspection at all: a server that does not check content) complete files.
+ */
 export function canShare(file) {
-  return file?.status === "complete" && inspectionState(file) === "passed";
+  if (file?.status !== "complete") return false;
+  return file.inspection == null || inspectionState(file) === "passed";
 }
 
 /**

@@ -54,8 +54,10 @@ async function createLink(event) {
     $("share-limit").focus();
     return;
   }
+  const asked = current; // the dialog may be closed (or opened on another file) while the link is made
   try {
     const share = await api.createShare(file.id, body);
+    if (current !== asked) return; // nothing shows it now; it is listed (and revocable) when reopened
     current.made = share.id; // the server shows a link once: listings carry no url (it keeps only a hash)
     $("share-url").value = share.url;
     $("share-copied").textContent = "";
@@ -125,6 +127,7 @@ async function revokeLink(share, control) {
   control.disabled = true;
   try {
     await api.revokeShare(share.id);
+    if (!current) return; // revoked; the dialog was closed meanwhile
     $("share-copied").textContent = "Link revoked: it no longer opens.";
     if (current.made === share.id) $("share-result").hidden = true;
     await drawLinks();

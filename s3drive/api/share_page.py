@@ -8,6 +8,7 @@ one download is not used up by looking at it.
 
 from __future__ import annotations
 
+import secrets
 from urllib.parse import urlsplit
 
 from flask import make_response, render_template
@@ -17,9 +18,10 @@ from ..services import shares
 from ..sizes import human_size
 
 HEADINGS = {401: "Password needed", 404: "No such link", 410: "This link no longer works"}
-# Only this page's own script and style, images from the bucket (the preview), and its POST to itself.
+# Only this page's own script (by a nonce of each answer: injected markup could never run a script) and
+# style, images from the bucket (the preview), and its POST to itself.
 PAGE_POLICY = (
-    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; "
+    "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; connect-src 'self'; "
     "img-src {images}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 
@@ -42,7 +44,9 @@ def _render(status: int, **context):
     file = context.get("file")
     thumbnail = file.thumbnail_url if file is not None else None
     images = "'none'" if not thumbnail else "{0.scheme}://{0.netloc}".format(urlsplit(thumbnail))
-    headers = {"Content-Security-Policy": PAGE_POLICY.format(images=images), "Vary": "Accept"}
+    nonce = secrets.token_urlsafe(16)
+    headers = {"Content-Security-Policy": PAGE_POLICY.format(images=images, nonce=nonce), "Vary": "Accept"}
     context.setdefault("heading", None)
+    context["nonce"] = nonce
     # A Response, not a tuple: flask-smorest would dump a tuple's body through the view's JSON schema.
     return make_response(render_template("share.html", **context), status, headers)

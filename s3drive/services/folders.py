@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import AppError, Conflict, InvalidState, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import File, Folder
-from ..policy import MAX_FOLDER_LENGTH, normalize_folder
+from ..policy import MAX_FOLDER_LENGTH, folder_too_long, normalize_folder
 from .files import EDITABLE_STATUSES
 from .quota import chunked
 
@@ -71,8 +71,12 @@ def move_folder(user_id: str, raw_path: str, raw_new_path: str) -> FolderChange:
         .values(folder=renamed)
         .execution_options(synchronize_session=False)
     ).rowcount
-    _move_folder_rows(user_id, path, new_path)
-    db.session.commit()
+    try:
+        _move_folder_rows(user_id, path, new_path)
+        db.session.commit()
+    except IntegrityError:  # a folder made meanwhile where one moves to: nothing moved, say so
+        db.session.rollback()
+        raise Conflict("The folders changed while this one was moving; try again.") from None
     return FolderChange(new_path, files_moved=moved)
 
 
@@ -160,18 +164,14 @@ def _live_files_under(user_id: str, path: str) -> list:
 
 
 def _check_moved_lengths(user_id: str, path: str, new_path: str) -> None:
-    """Refuse a move that would make some folder path longer than the limit."""
-    longest = max(
-        db.session.scalar(select(func.max(func.length(File.folder))).where(*_live_files_under(user_id, path))) or 0,
-        db.session.scalar(
-            select(func.max(func.length(Folder.path))).where(Folder.user_id == user_id, _under(Folder.path, path))
-        )
-        or 0,
-    )
-    if longest - len(path) + len(new_path) > MAX_FOLDER_LENGTH:
-        raise ValidationFailed(
-            f"Folder paths inside would be longer than {MAX_FOLDER_LENGTH} characters.", field="new_path"
-        )
+    """Refuse a move that would make some folder path longer than the limit (policy.folder_too_long)."""
+    made = select(Folder.path).where(Folder.user_id == user_id, _under(Folder.path, path))
+    held = select(File.folder).where(*_live_files_under(user_id, path)).distinct()
+    for old in {*db.session.scalars(made), *db.session.scalars(held)}:
+        if folder_too_long(new_path + old[len(path) :]):
+            raise ValidationFailed(
+                f"Folder paths inside would be longer than {MAX_FOLDER_LENGTH} bytes (UTF-8).", field="new_path"
+            )
 
 
 def _move_folder_rows(user_id: str, path: str, new_path: str) -> None:

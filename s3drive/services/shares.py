@@ -19,13 +19,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import or_, select, tuple_, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..cursors import checked_text, checked_time, decode_cursor, encode_cursor
 from ..errors import Gone, InvalidState, NotFound, NotReady, Unauthorized
 from ..extensions import db
-from ..models import File, FileStatus, InspectionState, Share
+from ..models import File, FileStatus, InspectionState, Share, User
 from ..timeutil import utcnow
 from .files import get_owned_file, require_readable, signed_download
 from .inspection import inspection_of
@@ -36,7 +37,7 @@ DEFAULT_EXPIRES_IN = 7 * 24 * 3600
 MAX_EXPIRES_IN = 30 * 24 * 3600
 # A URL a link issues is a bearer credential the download count no longer sees: short-lived. S3 checks
 # its signature when a download starts, so a long download still finishes.
-URL_SECONDS = 300
+URL_SECONDS = 60
 DEFAULT_LIMIT = 50
 # How long a link that expired or was revoked is kept (answering 410, or 404, and listed) before the sweeper
 # deletes it; from then on its token is unknown (404).
@@ -118,7 +119,9 @@ def require_shareable(record: File) -> None:
     if record.status == FileStatus.COMPLETE and record.inspection_state == InspectionState.PENDING:
         raise NotReady("The file's content is still being inspected; it can be shared once that passes.")
     require_readable(record, "be shared")
-    if record.inspection_state != InspectionState.PASSED:
+    # With inspection switched off (S3DRIVE_INSPECT=false) files are never inspected: the operator chose so.
+    uninspected_by_choice = record.inspection_state is None and not current_app.config["INSPECT"]
+    if record.inspection_state != InspectionState.PASSED and not uninspected_by_choice:
         raise InvalidState("Only files whose content inspection passed can be shared.")
 
 
@@ -222,8 +225,11 @@ def find_share(token: str) -> Share:
 
 
 def require_live(share: Share, record: File, now: datetime) -> None:
-    """Raise not_found for a revoked link, gone for one expired, used up, or whose file is no longer there."""
-    if share.revoked_at is not None:
+    """Raise not_found for a revoked link or one whose owner's account is disabled, gone for one expired,
+    used up, or whose file is no longer there."""
+    owner = db.session.get(User, share.user_id)
+    # An account disabled by an admin (abuse, a leaving employee) stops its links too, as it stops its tokens.
+    if share.revoked_at is not None or owner is None or not owner.is_active:
         raise NotFound("No such link.")
     if share.expires_at <= now:
         raise Gone("This link has expired.")
@@ -242,6 +248,7 @@ def count_download(share_id: str, now: datetime) -> bool:
     file_complete = (
         select(File.id).where(File.id == Share.file_id, File.status == FileStatus.COMPLETE).exists().correlate(Share)
     )
+    owner_active = select(User.id).where(User.id == Share.user_id, User.is_active.is_(True)).exists().correlate(Share)
     statement = (
         update(Share)
         .where(
@@ -250,6 +257,7 @@ def count_download(share_id: str, now: datetime) -> bool:
             Share.expires_at > now,
             or_(Share.max_downloads.is_(None), Share.downloads < Share.max_downloads),
             file_complete,
+            owner_active,
         )
         .values(downloads=Share.downloads + 1)
         .execution_options(synchronize_session=False)
