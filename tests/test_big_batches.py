@@ -33,16 +33,18 @@ def batch_specs() -> list[dict]:
     return specs
 
 
-def warm_up(client, auth) -> None:
-    """One small presign: the caller is known afterwards (auth cache), so no session transaction is open."""
+def signed_in(make_app, **settings):
+    """Return (app, client, auth) of alice on an app with these settings, after one small presign: the
+    caller is known afterwards (auth cache), so no session transaction is open."""
+    app = make_app(**KNOWN_CALLER, **settings)
+    client = app.test_client()
+    auth = register_and_login(client, "alice")
     presign(client, auth, spec("warm-up.bin", b"x"))
+    return app, client, auth
 
 
 def test_a_big_batch_answers_in_request_order_with_exact_reservations(make_app):
-    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=10**9, MULTIPART_THRESHOLD=5 * MIB)
-    client = app.test_client()
-    auth = register_and_login(client, "alice")
-    warm_up(client, auth)
+    app, client, auth = signed_in(make_app, DEFAULT_QUOTA_BYTES=10**9, MULTIPART_THRESHOLD=5 * MIB)
     answer = presign(client, auth, *batch_specs())
     assert (answer["total_successful"], answer["total_failed"]) == (COUNT - len(INVALID), len(INVALID))
     assert [failure["index"] for failure in answer["failed"]] == sorted(INVALID)
@@ -68,10 +70,7 @@ def test_a_big_batch_is_in_the_database_before_its_last_files_are_validated(make
     reservation comes last, once all are."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite takes a batch in one piece")
-    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=10**9)
-    client = app.test_client()
-    auth = register_and_login(client, "alice")
-    warm_up(client, auth)
+    app, client, auth = signed_in(make_app, DEFAULT_QUOTA_BYTES=10**9)
     events: list[str] = []
     load = schemas.load_upload_spec
     execute = psycopg.Cursor.execute
@@ -98,10 +97,7 @@ def test_a_big_batch_is_in_the_database_before_its_last_files_are_validated(make
 def test_a_big_batch_over_the_quota_keeps_only_what_the_ledger_lets_in(make_app):
     """The guard finds no room for the whole batch: every chunk already inserted is rolled back and
     the batch is decided file by file."""
-    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=1 + 10 * 300)
-    client = app.test_client()
-    auth = register_and_login(client, "alice")
-    warm_up(client, auth)
+    app, client, auth = signed_in(make_app, DEFAULT_QUOTA_BYTES=1 + 10 * 300)
     answer = presign(client, auth, *[spec(f"{i}.bin", b"x" * 10) for i in range(COUNT)])
     assert (answer["total_successful"], answer["total_failed"]) == (300, COUNT - 300)
     assert {failure["error"]["code"] for failure in answer["failed"]} == {"quota_exceeded"}
@@ -123,10 +119,7 @@ def test_a_batch_whose_connection_dies_before_it_commits_is_a_503_and_keeps_noth
     working connection."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite has no server to end a connection")
-    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=10**9)
-    client = app.test_client()
-    auth = register_and_login(client, "alice")
-    warm_up(client, auth)
+    app, client, auth = signed_in(make_app, DEFAULT_QUOTA_BYTES=10**9)
     sign, ended = uploads.sign_tickets, []
 
     def end_the_transaction_then_sign(rows):
@@ -161,10 +154,7 @@ def test_a_batch_whose_signing_fails_keeps_no_record_and_no_reservation(make_app
     fails, the transaction is rolled back, so no record or reservation outlives the error."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite signs after the commit (its records wait for the sweeper, as a lost answer's would)")
-    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=10**9)
-    client = app.test_client()
-    auth = register_and_login(client, "alice")
-    warm_up(client, auth)
+    app, client, auth = signed_in(make_app, DEFAULT_QUOTA_BYTES=10**9)
 
     def fail(rows):
         raise RuntimeError("the signer broke")
@@ -183,10 +173,7 @@ def test_a_batch_whose_signing_fails_keeps_no_record_and_no_reservation(make_app
 def test_a_big_batch_from_a_user_deleted_meanwhile_is_a_401(make_app, database_url):
     """The account is deleted while this process still knows the caller (the auth cache): the
     chunks' foreign key fails, and the answer is the 401 a deleted user gets, not a 500."""
-    app = make_app(**KNOWN_CALLER, DEFAULT_QUOTA_BYTES=10**9)
-    client = app.test_client()
-    auth = register_and_login(client, "alice")
-    warm_up(client, auth)
+    app, client, auth = signed_in(make_app, DEFAULT_QUOTA_BYTES=10**9)
     with app.app_context():
         db.session.execute(delete(User).where(User.username == "alice"))
         db.session.commit()
