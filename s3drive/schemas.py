@@ -164,7 +164,7 @@ def load_file_spec_fast(raw: dict) -> dict | None:
             return None
         spec[field_name] = value
     tier, method, tags = raw.get("tier"), raw.get("method", "PUT"), raw.get("tags")
-    if (tier is not None and tier not in _TIER_NAMES) or method not in ("PUT", "POST"):
+    if (tier is not None and (type(tier) is not str or tier not in _TIER_NAMES)) or method not in ("PUT", "POST"):
         return None
     if tags is not None and type(tags) is not str and not (type(tags) is list and all(type(t) is str for t in tags)):
         return None

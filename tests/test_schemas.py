@@ -13,13 +13,13 @@ CANDIDATES = {
     "content_type": ["image/jpeg", "", "t" * 256, 3, None],
     "file_size": [0, 10, -1, 1.5, "10", True, False, None, 2**62],
     "checksum_sha256": [None, "abc", "a" * 129, 5],
-    "tier": ["standard", "glacier", "platinum", None, 1],
+    "tier": ["standard", "glacier", "platinum", None, 1, {}, ["standard"]],
     "title": [None, "t", "t" * 201, 1],
     "description": [None, "d" * 2000, "d" * 2001, []],
     "tags": [None, "a,b", ["a", "b"], ["a", 1], 5, {"a": 1}, []],
     "folder": [None, "a/b", "f" * 4097, 1],
     "method": ["PUT", "POST", "put", None, 1],
-    "profile": [None, "avatar", "", "p" * 65, 7],
+    "profile": [None, "avatar", "", "p" * 65, 7, {}],
     "extra": ["ignored"],
 }
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, send_from_directory
 
+from ..config import as_bool
 from . import ministack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -267,9 +268,13 @@ def app_config(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         "BROKER_URL": "sqla+sqlite:///" + str(args.data_dir / "broker.sqlite3"),
         # MiniStack with AUTH=true enforces signed headers, so a listing confirms a batch.
         "S3_CONFIRM": "list",
-        # The example profiles (avatar, document, video): the page offers them.
-        "UPLOAD_PROFILES_FILE": str(EXAMPLE_PROFILES),
     }
+    # The example profiles (avatar, document, video), which the page offers: they check images and
+    # media on the bytes, so a stack without content inspection runs without them.
+    if as_bool("INSPECT", os.environ.get("S3DRIVE_INSPECT", "true")):
+        defaults["UPLOAD_PROFILES_FILE"] = str(EXAMPLE_PROFILES)
+    elif "S3DRIVE_UPLOAD_PROFILES_FILE" not in os.environ:
+        notes.append("upload profiles: the example's are not loaded (S3DRIVE_INSPECT=false)")
     for name, value in defaults.items():
         if f"S3DRIVE_{name}" not in os.environ:
             config[name] = value
