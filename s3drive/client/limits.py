@@ -1,0 +1,70 @@
+"""What the server's limits (GET /api/files/limits) say of local files before any is hashed or sent.
+
+A file over the per-file limit or of a type the server refuses fails at once, in the server's
+words, instead of after its checksum and a presign call. The server stays the authority: this
+only fails early what it would refuse anyway. One code path for the global policy and for an
+upload profile: both are a limits object with `max_file_size` and `allowed_content_types` (a
+profile's are its effective limits, already narrowed by the server).
+"""
+
+from __future__ import annotations
+
+from ..contenttypes import content_type_allowed
+from ..sizes import distinct_sizes
+from .errors import ClientError
+from .local_files import LocalFile
+
+DEFAULT_PROFILE = "default"
+# How many allowed types a refusal names before it says "…".
+NAMED_TYPES = 6
+
+
+class UnknownProfile(ValueError):
+    """The profile asked for is not one the server lists."""
+
+
+def profile_names(limits: dict) -> list[str]:
+    """Return the server's upload profiles in its order (`default` first); ["default"] for a server without any."""
+    profiles = limits.get("profiles")
+    return list(profiles) if isinstance(profiles, dict) and profiles else [DEFAULT_PROFILE]
+
+
+def profile_limits(limits: dict, profile: str | None) -> dict:
+    """Return the limits files uploaded with profile must meet: the profile's effective limits, or the
+    global ones (no profile, or `default` on a server that lists no profiles). Raise UnknownProfile."""
+    profiles = limits.get("profiles") if isinstance(limits.get("profiles"), dict) else {}
+    if profile is None:
+        return profiles.get(DEFAULT_PROFILE) or limits
+    if profile in profiles:
+        return profiles[profile]
+    if profile == DEFAULT_PROFILE:
+        return limits
+    raise UnknownProfile(f"unknown profile {profile!r} (this server has: {', '.join(profile_names(limits))})")
+
+
+def policy_problem(file: LocalFile, limits: dict, profile: str | None = None) -> ClientError | None:
+    """Return the error the server would answer for a file too big or of a refused type, or None.
+
+    limits is a limits object (profile_limits'); a named profile other than `default` is named in
+    the message, since its limits are narrower than the server's.
+    """
+    named = profile not in (None, DEFAULT_PROFILE)
+    where = f" of the {profile} profile" if named else ""
+    max_size = limits.get("max_file_size")
+    if max_size is not None and file.size > int(max_size):
+        size, limit = distinct_sizes(file.size, int(max_size))
+        return ClientError(
+            "file_too_large",
+            f"File is {size}; the limit{where} is {limit}.",
+            status=413,
+            details={"file_size": file.size, "max_file_size": int(max_size)},
+        )
+    allowed = limits.get("allowed_content_types")
+    content_type = file.content_type.strip().lower()
+    if allowed and not content_type_allowed(content_type, tuple(allowed)):
+        if not named:
+            return ClientError("content_type_not_allowed", f"Content type {content_type} is not allowed.", status=415)
+        listed = ", ".join(allowed[:NAMED_TYPES]) + (", …" if len(allowed) > NAMED_TYPES else "")
+        message = f"Content type {content_type} is not allowed in the {profile} profile (allowed: {listed})."
+        return ClientError("content_type_not_allowed", message, status=415)
+    return None
