@@ -112,6 +112,8 @@ DEFAULTS: dict[str, Any] = {
     # gunicorn.conf.py sets it to threads - 1, so a worker whose threads all wait on a slow S3 or
     # database still has a thread for /healthz. 0: no limit (the dev server, tests).
     "MAX_IN_FLIGHT": 0,
+    # A TOML file of named upload profiles (profiles.py); none: only the built-in `default`.
+    "UPLOAD_PROFILES_FILE": None,
     # Set by the dev stack (`s3drive dev`) and by tests: they may run without a
     # bucket or JWT secret of the operator's.
     "DEV_STACK": False,
@@ -209,6 +211,7 @@ def normalize(config: dict[str, Any]) -> None:
         "PUBLIC_URL",
         "METRICS_TOKEN",
         "BROKER_URL",
+        "UPLOAD_PROFILES_FILE",
     ):
         if config.get(name) is not None:
             config[name] = str(config[name]).strip() or None

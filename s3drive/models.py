@@ -157,6 +157,8 @@ class File(db.Model):
     description: Mapped[str | None] = mapped_column(Text)
     tags: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     folder: Mapped[str] = mapped_column(String(1024), nullable=False, default="")
+    # The upload profile whose limits it was checked against (policy.Profile); inspection reads it too.
+    profile: Mapped[str] = mapped_column(String(64), nullable=False, default="default", server_default="default")
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=FileStatus.PENDING)
     method: Mapped[str] = mapped_column(String(8), nullable=False, default="PUT")
     upload_id: Mapped[str | None] = mapped_column(String(1024))
@@ -208,6 +210,16 @@ class File(db.Model):
         Index("ix_files_listing_created", "user_id", "created_at", "id", **_COMPLETE_ONLY),
         Index("ix_files_listing_name", "user_id", "file_name", "id", **_COMPLETE_ONLY),
         Index("ix_files_listing_size", "user_id", "size", "id", **_COMPLETE_ONLY),
+        # Listing by profile (?profile=): only files of a named profile, most uploads having none.
+        Index(
+            "ix_files_listing_profile",
+            "user_id",
+            "profile",
+            "created_at",
+            "id",
+            postgresql_where=text("status = 'complete' AND profile <> 'default'"),
+            sqlite_where=text("status = 'complete' AND profile <> 'default'"),
+        ),
         # Folder pages and the subfolder tree; pattern ops (byte order) let PostgreSQL serve the
         # tree's byte-order ranges (~<~) from the index whatever the database's collation.
         Index(

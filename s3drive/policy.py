@@ -6,8 +6,10 @@ import base64
 import binascii
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from flask import Flask, current_app
 
@@ -20,6 +22,8 @@ MAX_NAME_BYTES = 255
 MAX_FOLDER_LENGTH = 1024
 MAX_TAGS = 50
 MAX_TAG_LENGTH = 64
+# The upload profile of a file that names none: the global policy (profiles.py reads the others).
+DEFAULT_PROFILE = "default"
 
 # Storage tiers clients may ask for, and the S3 storage class each maps to.
 TIERS = {
@@ -203,6 +207,7 @@ class UploadSpec:
     part_size: int | None = None
     size_declared: bool = True
     watch: bool = False
+    profile: str = DEFAULT_PROFILE
 
 
 @dataclass
@@ -215,51 +220,119 @@ class UploadFailure:
 
 
 @dataclass(frozen=True)
-class UploadPolicy:
-    """The limits one upload is checked against; built once from the app config."""
+class Profile:
+    """The effective limits of one purpose (API.md, Upload profiles): the global policy, narrowed."""
 
+    name: str
+    description: str | None
     max_file_size: int
     allowed_content_types: tuple[str, ...]
+    max_image_pixels: int
+    min_image_side: int | None
+    max_image_side: int | None
+    min_media_seconds: float | None
+    max_media_seconds: float
+    default_tier: str
+    folder: str
+
+    def describe(self) -> dict[str, Any]:
+        """Return the profile as GET /api/files/limits lists it (without its name)."""
+        described = asdict(self)
+        del described["name"]
+        described["allowed_content_types"] = list(self.allowed_content_types)
+        return described
+
+
+def default_profile(config: Mapping[str, Any]) -> Profile:
+    """Return the built-in profile: the global policy of the S3DRIVE_* settings."""
+    return Profile(
+        name=DEFAULT_PROFILE,
+        description=None,
+        max_file_size=config["MAX_FILE_SIZE"],
+        allowed_content_types=tuple(config["ALLOWED_CONTENT_TYPES"]),
+        max_image_pixels=config["MAX_IMAGE_PIXELS"],
+        min_image_side=None,
+        max_image_side=None,
+        min_media_seconds=None,
+        max_media_seconds=config["MAX_MEDIA_SECONDS"],
+        default_tier="standard",
+        folder="",
+    )
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    """The limits one upload is checked against; built once from the app config and its profiles."""
+
     multipart_threshold: int
     default_part_size: int
+    # By name, `default` first (the global policy), then the operator's in their file's order.
+    profiles: Mapping[str, Profile]
 
     @classmethod
-    def from_config(cls, config) -> UploadPolicy:
-        """Build the policy from app.config."""
+    def from_config(cls, config, profiles: Mapping[str, Profile] | None = None) -> UploadPolicy:
+        """Build the policy from app.config and the upload profiles (only `default` when None)."""
         return cls(
-            max_file_size=config["MAX_FILE_SIZE"],
-            allowed_content_types=tuple(config["ALLOWED_CONTENT_TYPES"]),
             multipart_threshold=config["MULTIPART_THRESHOLD"],
             default_part_size=config["DEFAULT_PART_SIZE"],
+            profiles=profiles or {DEFAULT_PROFILE: default_profile(config)},
         )
+
+    @property
+    def max_file_size(self) -> int:
+        """The global per-file limit (the default profile's)."""
+        return self.profiles[DEFAULT_PROFILE].max_file_size
+
+    @property
+    def allowed_content_types(self) -> tuple[str, ...]:
+        """The global allow-list of types (the default profile's)."""
+        return self.profiles[DEFAULT_PROFILE].allowed_content_types
+
+    def profile(self, name: str | None) -> Profile:
+        """Return the named profile (None: the default); an unknown name is a validation_error."""
+        found = self.profiles.get(name or DEFAULT_PROFILE)
+        if found is None:
+            known = ", ".join(self.profiles)
+            raise ValidationFailed(f"There is no upload profile {name!r}; this server has: {known}.", field="profile")
+        return found
+
+    def profile_of(self, name: str) -> Profile:
+        """Return the profile a stored file was uploaded under; one the operator has since removed is the default."""
+        return self.profiles.get(name) or self.profiles[DEFAULT_PROFILE]
 
     def upload_spec(self, index: int, fields: dict, *, multipart: bool = False) -> UploadSpec:
         """Apply policy to a FileSpec's loaded fields; return the upload, or raise its domain error.
 
-        Files above the multipart threshold (all of them with multipart=True) become multipart
-        uploads, with the requested `part_size` if S3 allows it.
+        The file's profile sets its limits, its tier unless one is asked for, and the folder its own
+        folder is under. Files above the multipart threshold (all of them with multipart=True) become
+        multipart uploads, with the requested `part_size` if S3 allows it.
         """
+        profile = self.profile(fields.get("profile"))
         name = sanitize_file_name(fields["file_name"])
-        self.check_size(fields["file_size"])
-        content_type = self.check_content_type(fields["content_type"], name)
+        self.check_size(fields["file_size"], profile)
+        content_type = self.check_content_type(fields["content_type"], name, profile)
         if fields["method"] == "POST" and fields["checksum_sha256"]:
             # S3-compatible stores neither check nor keep a checksum sent in a POST form.
             raise ValidationFailed(
                 "checksum_sha256 needs method PUT; POST forms cannot carry a verified checksum.",
                 field="checksum_sha256",
             )
+        folder = fields["folder"]
+        if profile.folder:
+            folder = f"{profile.folder}/{folder or ''}"
         spec = UploadSpec(
             index,
             name,
             content_type,
             fields["file_size"],
             normalize_checksum(fields["checksum_sha256"]),
-            fields["tier"],
+            fields["tier"] or profile.default_tier,
             fields["title"],
             fields["description"],
             normalize_tags(fields["tags"]),
-            normalize_folder(fields["folder"]),
+            normalize_folder(folder),
             fields["method"],
+            profile=profile.name,
         )
         if multipart or spec.size > self.multipart_threshold:
             self.make_multipart(spec, fields.get("part_size"))
@@ -276,29 +349,39 @@ class UploadPolicy:
         spec.method = "PUT"
         spec.part_size = choose_part_size(spec.size, requested_part_size, self.default_part_size)
 
-    def check_content_type(self, content_type: str, file_name: str) -> str:
-        """Return the normalized MIME type, or raise content_type_not_allowed."""
+    def check_content_type(self, content_type: str, file_name: str, profile: Profile | None = None) -> str:
+        """Return the normalized MIME type, or raise content_type_not_allowed (by the profile's types)."""
+        profile = profile or self.profiles[DEFAULT_PROFILE]
         ctype = content_type.strip().lower()
         if not _MIME_RE.match(ctype):
             raise ValidationFailed("content_type must be a MIME type like image/jpeg.", field="content_type")
         refuse_denied_extension(file_name)
-        if not content_type_allowed(ctype, self.allowed_content_types):
-            raise ContentTypeNotAllowed(f"Content type {ctype} is not allowed.")
+        if not content_type_allowed(ctype, profile.allowed_content_types):
+            if profile.name == DEFAULT_PROFILE:
+                raise ContentTypeNotAllowed(f"Content type {ctype} is not allowed.")
+            raise ContentTypeNotAllowed(
+                f"Content type {ctype} is not allowed for {profile.name} uploads"
+                f" (they take {', '.join(profile.allowed_content_types)}).",
+                details={"profile": profile.name, "allowed_content_types": list(profile.allowed_content_types)},
+            )
         return ctype
 
-    def check_size(self, size: int) -> None:
-        """Raise file_too_large when a file exceeds the per-file limit."""
-        if size > self.max_file_size:
-            size_text, limit_text = distinct_sizes(size, self.max_file_size)
-            raise FileTooLarge(
-                f"File is {size_text}; the limit is {limit_text}.",
-                details={"file_size": size, "max_file_size": self.max_file_size},
-            )
+    def check_size(self, size: int, profile: Profile | None = None) -> None:
+        """Raise file_too_large when a file exceeds the per-file limit (of its profile)."""
+        profile = profile or self.profiles[DEFAULT_PROFILE]
+        if size > profile.max_file_size:
+            size_text, limit_text = distinct_sizes(size, profile.max_file_size)
+            details: dict[str, Any] = {"file_size": size, "max_file_size": profile.max_file_size}
+            whose = ""
+            if profile.name != DEFAULT_PROFILE:
+                details["profile"] = profile.name
+                whose = f" for {profile.name} uploads"
+            raise FileTooLarge(f"File is {size_text}; the limit{whose} is {limit_text}.", details=details)
 
 
-def init_app(app: Flask) -> None:
-    """Build the app's upload policy from its config."""
-    app.extensions["s3drive.policy"] = UploadPolicy.from_config(app.config)
+def init_app(app: Flask, profiles: Mapping[str, Profile] | None = None) -> None:
+    """Build the app's upload policy from its config and its upload profiles."""
+    app.extensions["s3drive.policy"] = UploadPolicy.from_config(app.config, profiles)
 
 
 def get_policy() -> UploadPolicy:

@@ -115,17 +115,34 @@ class FileSpecSchema(BaseSchema):
     content_type = fields.String(required=True, validate=validate.Length(min=1, max=255))
     file_size = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
     checksum_sha256 = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
-    tier = fields.String(load_default="standard", validate=validate.OneOf(list(TIERS)))
+    tier = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(list(TIERS)),
+        metadata={"description": "Storage tier; when left out, the profile's `default_tier` (standard)."},
+    )
     title = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
     description = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
     tags = TagsField(load_default=None, allow_none=True, metadata={"type": "array", "items": {"type": "string"}})
     folder = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4096))
     method = fields.String(load_default="PUT", validate=validate.OneOf(["PUT", "POST"]))
+    profile = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=64),
+        metadata={"description": "Upload profile (GET /api/files/limits lists them); left out: `default`."},
+    )
 
 
 _TIER_NAMES = frozenset(TIERS)
 # (field, max length, default when missing or null) of the optional string fields.
-_OPTIONAL_STRINGS = (("checksum_sha256", 128), ("title", 200), ("description", 2000), ("folder", 4096))
+_OPTIONAL_STRINGS = (
+    ("checksum_sha256", 128),
+    ("title", 200),
+    ("description", 2000),
+    ("folder", 4096),
+    ("profile", 64),
+)
 
 
 def load_file_spec_fast(raw: dict) -> dict | None:
@@ -146,8 +163,8 @@ def load_file_spec_fast(raw: dict) -> dict | None:
         if value is not None and (type(value) is not str or len(value) > limit):
             return None
         spec[field_name] = value
-    tier, method, tags = raw.get("tier", "standard"), raw.get("method", "PUT"), raw.get("tags")
-    if type(tier) is not str or tier not in _TIER_NAMES or method not in ("PUT", "POST"):
+    tier, method, tags = raw.get("tier"), raw.get("method", "PUT"), raw.get("tags")
+    if (tier is not None and tier not in _TIER_NAMES) or method not in ("PUT", "POST"):
         return None
     if tags is not None and type(tags) is not str and not (type(tags) is list and all(type(t) is str for t in tags)):
         return None
@@ -298,6 +315,7 @@ class FileSchema(BaseSchema):
     description = fields.String(allow_none=True, required=True)
     tags = fields.List(fields.String(), required=True)
     folder = fields.String(required=True)
+    profile = fields.String(required=True, metadata={"description": "the upload profile it was uploaded under"})
     status = fields.String(required=True)
     created_at = Timestamp(required=True)
     confirmed_at = Timestamp(allow_none=True, required=True)
@@ -354,6 +372,25 @@ class LimitsSchema(BaseSchema):
     allowed_content_types = fields.List(fields.String(), required=True)
     tiers = fields.List(fields.String(), required=True)
     url_expires_in = fields.Integer(required=True)
+    profiles = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested("ProfileSchema"),
+        required=True,
+        metadata={"description": "Upload profiles by name, `default` (the limits above) first; effective limits."},
+    )
+
+
+class ProfileSchema(BaseSchema):
+    description = fields.String(allow_none=True, required=True)
+    max_file_size = fields.Integer(required=True)
+    allowed_content_types = fields.List(fields.String(), required=True)
+    max_image_pixels = fields.Integer(required=True)
+    min_image_side = fields.Integer(allow_none=True, required=True)
+    max_image_side = fields.Integer(allow_none=True, required=True)
+    min_media_seconds = fields.Raw(allow_none=True, required=True, metadata={"type": "number"})
+    max_media_seconds = fields.Raw(required=True, metadata={"type": "number"})
+    default_tier = fields.String(required=True)
+    folder = fields.String(required=True, metadata={"description": "the folder its files go under ('' the root)"})
 
 
 class HealthSchema(BaseSchema):
@@ -573,6 +610,11 @@ class FileListQuerySchema(PageQuerySchema):
         load_default=None,
         validate=validate.Length(max=256),
         metadata={"description": "Only files with exactly this tag (case-insensitive, as tags are stored lowercase)."},
+    )
+    profile = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "Only files uploaded under this upload profile (`default`: under none)."},
     )
     sort = fields.String(
         load_default=DEFAULT_SORT,
@@ -844,7 +886,9 @@ class CompletedUploadSchema(BaseSchema):
 # -- Companion metadata (Uppy sends name, type and a file's meta fields) --------------------
 
 # Meta fields Uppy may send that mean something here; Uppy sends all of a file's meta, the rest is ignored.
-METADATA_KEYS = frozenset({"name", "type", "size", "title", "description", "tags", "folder", "relativePath", "tier"})
+METADATA_KEYS = frozenset(
+    {"name", "type", "size", "title", "description", "tags", "folder", "relativePath", "tier", "profile"}
+)
 MAX_METADATA_VALUE = 4096
 # Uppy 6 sends String(value) for every meta field, so an unset one arrives as "null".
 _ABSENT = frozenset({"", "null", "undefined"})
@@ -915,7 +959,7 @@ def file_spec_fields(filename: Any, content_type: Any, metadata: dict[str, str])
         # A dropped folder: "holiday/day1/a.jpg" files a.jpg under <folder>/holiday/day1.
         folder = posixpath.join(folder, posixpath.dirname(relative.replace("\\", "/")))
     spec: dict[str, Any] = {"file_name": name, "content_type": ctype}
-    for field in ("title", "description", "tags", "tier"):
+    for field in ("title", "description", "tags", "tier", "profile"):
         if field in metadata:
             spec[field] = metadata[field]
     if folder:
@@ -929,7 +973,10 @@ def file_spec_fields(filename: Any, content_type: Any, metadata: dict[str, str])
 class FormatKindSchema(BaseSchema):
     types = fields.List(fields.String(), required=True, metadata={"description": "allowed types of this kind"})
     max_pixels = fields.Integer(metadata={"description": "images"})
-    max_seconds = fields.Integer(metadata={"description": "audio and video"})
+    min_side = fields.Integer(metadata={"description": "images: the shorter side at least (a profile's)"})
+    max_side = fields.Integer(metadata={"description": "images: the longer side at most (a profile's)"})
+    max_seconds = fields.Raw(metadata={"type": "number", "description": "audio and video"})
+    min_seconds = fields.Raw(metadata={"type": "number", "description": "audio and video (a profile's)"})
     max_entries = fields.Integer(metadata={"description": "archives"})
     max_uncompressed = fields.Integer(metadata={"description": "archives, bytes"})
     max_ratio = fields.Integer(metadata={"description": "archives, uncompressed / compressed"})
@@ -940,6 +987,16 @@ class FormatKindSchema(BaseSchema):
 class FormatsSchema(BaseSchema):
     inspect = fields.Boolean(required=True, metadata={"description": "uploads are inspected (S3DRIVE_INSPECT)"})
     thumbnail_size = fields.Integer(required=True)
+    kinds = fields.Dict(keys=fields.String(), values=fields.Nested(FormatKindSchema), required=True)
+    profiles = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested("ProfileFormatsSchema"),
+        required=True,
+        metadata={"description": "the same, under each upload profile (`default`: the kinds above)"},
+    )
+
+
+class ProfileFormatsSchema(BaseSchema):
     kinds = fields.Dict(keys=fields.String(), values=fields.Nested(FormatKindSchema), required=True)
 
 

@@ -6,8 +6,13 @@ byte counts go into the error's details for programs.
 
 from __future__ import annotations
 
+import re
+
 UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 BEYOND_ANY_OBJECT = 2**63  # 8 EiB
+# Sizes people write: "10 MiB", "16M", "1.5G", "512k", "1048576" (binary units whatever the spelling).
+_WRITTEN_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*", re.IGNORECASE)
+_UNIT_BYTES = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
 
 def human_size(count: int | float) -> str:
@@ -34,3 +39,11 @@ def distinct_sizes(first: int, second: int) -> tuple[str, str]:
         # "File is 5 GiB; the limit is 5 GiB" would read as no reason at all.
         return f"{words[0]} ({first:,} bytes)", f"{words[1]} ({second:,} bytes)"
     return words
+
+
+def parse_size(text: str) -> int:
+    """Return the bytes of a written size: "10 MiB", "16M", "1.5G", "512k" or "1048576" (binary units)."""
+    match = _WRITTEN_SIZE.fullmatch(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (write bytes, or a number with K, M, G or T, e.g. 10 MiB)")
+    return int(float(match.group(1)) * _UNIT_BYTES[match.group(2).lower()])

@@ -14,9 +14,11 @@ from PIL import Image
 from samples import Sample, samples
 from sqlalchemy import select
 
+from s3drive import policy
 from s3drive.extensions import db
 from s3drive.models import File
 from s3drive.policy import preview_key, quarantine_key
+from s3drive.profiles import load_profiles
 from s3drive.services.inspection import inspect_file, requeue_stale
 from s3drive.timeutil import utcnow
 
@@ -210,7 +212,8 @@ def test_reinspect_after_a_policy_change(make_app, s3, sample_files):
     admin = admin_login(app, client)
     file = upload(client, auth, next(s for s in sample_files if s.name == "plain.png"))
     assert run_inspection(app, file["id"]) == "passed"
-    app.config["MAX_IMAGE_PIXELS"] = 100  # the operator tightens the limit
+    app.config["MAX_IMAGE_PIXELS"] = 100  # the operator tightens the limit and restarts
+    policy.init_app(app, load_profiles(app.config))
     response = client.post("/api/admin/inspect", json={"ids": [file["id"]]}, headers=admin)
     assert response.status_code == 200 and response.get_json() == {"queued": 1, "ids": [file["id"]]}
     assert get_file(client, auth, file["id"])["inspection"]["state"] == "pending"

@@ -116,6 +116,7 @@ def test_lists_confirmed_uploads_with_the_file_shape(client, auth, s3):
         "description": None,
         "tags": ["x", "y"],
         "folder": "docs",
+        "profile": "default",
         "status": "complete",
         "created_at": None,
         "confirmed_at": None,

@@ -150,6 +150,7 @@ def limits():
         "allowed_content_types": config["ALLOWED_CONTENT_TYPES"],
         "tiers": list(TIERS),
         "url_expires_in": config["URL_EXPIRES_IN"],
+        "profiles": {name: profile.describe() for name, profile in get_policy().profiles.items()},
     }
 
 

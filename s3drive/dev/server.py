@@ -34,6 +34,8 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_S3_PORT = 4566
 DEFAULT_BUCKET = "s3drive-dev"
+# The example upload profiles file the README explains; the dev stack loads it unless told another.
+EXAMPLE_PROFILES = Path(__file__).resolve().parent / "upload-profiles.toml"
 DEMO_USERNAME = "demo"
 # An administrator of the dev stack (GET /api/admin/stats, quarantine, sweep), beside the demo user.
 ADMIN_USERNAME = "admin"
@@ -265,6 +267,8 @@ def app_config(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         "BROKER_URL": "sqla+sqlite:///" + str(args.data_dir / "broker.sqlite3"),
         # MiniStack with AUTH=true enforces signed headers, so a listing confirms a batch.
         "S3_CONFIRM": "list",
+        # The example profiles (avatar, document, video): the page offers them.
+        "UPLOAD_PROFILES_FILE": str(EXAMPLE_PROFILES),
     }
     for name, value in defaults.items():
         if f"S3DRIVE_{name}" not in os.environ:
@@ -389,6 +393,7 @@ WORKER_SETTINGS = (
     "S3_CONFIRM",
     "JWT_SECRET_KEY",
     "BROKER_URL",
+    "UPLOAD_PROFILES_FILE",
 )
 
 

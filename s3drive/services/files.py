@@ -406,6 +406,7 @@ def reserve_copy(user_id: str, source: File, name: str, folder: str) -> tuple[st
             description=source.description,
             tags=list(source.tags or []),
             folder=folder,
+            profile=source.profile,
             status=FileStatus.PENDING,
             method="COPY",
             created_at=ledger.now,

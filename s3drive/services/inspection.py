@@ -27,7 +27,7 @@ from ..extensions import db
 from ..inspect import Limits, Rejected, Report, inspect_object, kind_of
 from ..inspect.sniff import UNRECOGNISED
 from ..models import File, FileStatus, InspectionState
-from ..policy import get_policy, preview_key, quarantine_key
+from ..policy import DEFAULT_PROFILE, get_policy, preview_key, quarantine_key
 from ..storage import get_storage
 from ..timeutil import utcnow
 from . import inspection_queue
@@ -50,18 +50,22 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"  # settled already, claimed by a live worker, or no longer complete
 
 
-def limits() -> Limits:
-    """Return the inspection limits of the current settings."""
+def limits(profile_name: str = DEFAULT_PROFILE) -> Limits:
+    """Return the inspection limits of the current settings, narrowed by an upload profile."""
     config = current_app.config
+    profile = get_policy().profile_of(profile_name)
     return Limits(
-        max_image_pixels=config["MAX_IMAGE_PIXELS"],
-        max_media_seconds=config["MAX_MEDIA_SECONDS"],
+        max_image_pixels=profile.max_image_pixels,
+        max_media_seconds=profile.max_media_seconds,
         archive_max_ratio=config["ARCHIVE_MAX_RATIO"],
         archive_max_entries=config["ARCHIVE_MAX_ENTRIES"],
         archive_max_uncompressed=config["ARCHIVE_MAX_UNCOMPRESSED"],
         reject_active_pdf=config["REJECT_ACTIVE_PDF"],
-        allowed_content_types=tuple(get_policy().allowed_content_types),
+        allowed_content_types=profile.allowed_content_types,
         thumbnail_size=config["THUMBNAIL_SIZE"],
+        min_image_side=profile.min_image_side,
+        max_image_side=profile.max_image_side,
+        min_media_seconds=profile.min_media_seconds,
     )
 
 
@@ -94,11 +98,11 @@ def inspect_file(file_id: str) -> Outcome:
         return Outcome.SKIPPED
     [record] = reread([file_id])
     held = Held(file_id, record.user_id, record.s3_key, record.size, claim)
-    declared = record.content_type
+    declared, profile = record.content_type, record.profile
     db.session.commit()  # no transaction stays open across the reads from S3
     try:
         try:
-            report, preview = examine(held.key, held.size, declared)
+            report, preview = examine(held.key, held.size, declared, profile)
         except Rejected as rejected:
             return reject(held, rejected)
         return settle_passed(held, report, preview)
@@ -107,10 +111,10 @@ def inspect_file(file_id: str) -> Outcome:
         raise
 
 
-def examine(key: str, size: int, declared_type: str) -> tuple[Report, bytes | None]:
+def examine(key: str, size: int, declared_type: str, profile: str = DEFAULT_PROFILE) -> tuple[Report, bytes | None]:
     """Read the object as little as possible and return what it is and its preview; raise Rejected."""
     storage = get_storage()
-    checks = limits()
+    checks = limits(profile)
     reader = storage.reader(key, size)
     media_url = storage.presign_get(key, MEDIA_URL_SECONDS) if _maybe_media(declared_type) else None
     report = inspect_object(reader, declared_type, checks, media_url)
@@ -359,32 +363,44 @@ def counts() -> tuple[dict[str, int], dict[str, int], int]:
 
 
 def formats() -> dict[str, Any]:
-    """Return GET /api/files/formats: the allowed types of each kind and the limits inspection applies."""
-    checks = limits()
-    allowed = checks.allowed_content_types
+    """Return GET /api/files/formats: the allowed types of each kind and the limits inspection applies,
+    globally (`kinds`) and under each upload profile."""
     inspected = inspection_queue.enabled()
-
-    def of_kind(kind: str) -> list[str]:
-        return [t for t in allowed if _kind_of_pattern(t) == kind]
-
+    profiles = {name: {"kinds": _kinds(limits(name), inspected)} for name in get_policy().profiles}
     return {
         "inspect": inspected,
-        "thumbnail_size": checks.thumbnail_size,
-        "kinds": {
-            "image": {"types": of_kind("image"), "max_pixels": checks.max_image_pixels, "previews": inspected},
-            "video": {"types": of_kind("video"), "max_seconds": checks.max_media_seconds, "previews": inspected},
-            "audio": {"types": of_kind("audio"), "max_seconds": checks.max_media_seconds, "previews": False},
-            "pdf": {"types": of_kind("pdf"), "reject_active": checks.reject_active_pdf, "previews": inspected},
-            "archive": {
-                "types": of_kind("archive"),
-                "max_entries": checks.archive_max_entries,
-                "max_uncompressed": checks.archive_max_uncompressed,
-                "max_ratio": checks.archive_max_ratio,
-                "previews": False,
-            },
-            "text": {"types": of_kind("text"), "previews": False},
-            "other": {"types": of_kind("other"), "previews": False},
+        "thumbnail_size": current_app.config["THUMBNAIL_SIZE"],
+        "kinds": profiles[DEFAULT_PROFILE]["kinds"],
+        "profiles": profiles,
+    }
+
+
+def _kinds(checks: Limits, inspected: bool) -> dict[str, dict[str, Any]]:
+    """Return the allowed types of each kind and their limits under one set of checks."""
+
+    def of_kind(kind: str) -> list[str]:
+        return [t for t in checks.allowed_content_types if _kind_of_pattern(t) == kind]
+
+    image = {"types": of_kind("image"), "max_pixels": checks.max_image_pixels, "previews": inspected}
+    sides = {"min_side": checks.min_image_side, "max_side": checks.max_image_side}
+    image.update((name, value) for name, value in sides.items() if value is not None)
+    seconds = {"max_seconds": checks.max_media_seconds}
+    if checks.min_media_seconds is not None:
+        seconds["min_seconds"] = checks.min_media_seconds
+    return {
+        "image": image,
+        "video": {"types": of_kind("video"), **seconds, "previews": inspected},
+        "audio": {"types": of_kind("audio"), **seconds, "previews": False},
+        "pdf": {"types": of_kind("pdf"), "reject_active": checks.reject_active_pdf, "previews": inspected},
+        "archive": {
+            "types": of_kind("archive"),
+            "max_entries": checks.archive_max_entries,
+            "max_uncompressed": checks.archive_max_uncompressed,
+            "max_ratio": checks.archive_max_ratio,
+            "previews": False,
         },
+        "text": {"types": of_kind("text"), "previews": False},
+        "other": {"types": of_kind("other"), "previews": False},
     }
 
 

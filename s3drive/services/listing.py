@@ -42,6 +42,7 @@ LISTED_COLUMNS = (
     File.description,
     cast(File.tags, Text).label("tags"),
     File.folder,
+    File.profile,
     File.status,
     File.created_at,
     File.confirmed_at,
@@ -81,6 +82,7 @@ def list_files(
     folder: str | None = None,
     q: str | None = None,
     tag: str | None = None,
+    profile: str | None = None,
     sort: str = DEFAULT_SORT,
     limit: int = DEFAULT_LIMIT,
     cursor: str | None = None,
@@ -95,6 +97,8 @@ def list_files(
     key_column = SORT_COLUMNS[key_name]
 
     statement = select(*LISTED_COLUMNS).where(*file_filters(user_id, status, folder, q, tag, dialect))
+    if profile is not None:
+        statement = statement.where(File.profile == profile)
     if cursor:
         after = tuple_(key_column, File.id)
         position = decode_listing_cursor(cursor, sort, user_id)

@@ -200,6 +200,7 @@ def upload_row(
         "description": spec.description,
         "tags": spec.tags,
         "folder": spec.folder,
+        "profile": spec.profile,
         "status": FileStatus.PENDING if spec.part_size is None else FileStatus.UPLOADING,
         "method": spec.method,
         "upload_id": None,

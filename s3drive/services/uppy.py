@@ -133,7 +133,7 @@ def upload_params(user_id: str, upload: CompanionFile) -> dict[str, Any]:
             f"Files above {human_size(threshold)} are uploaded in parts: let Uppy use multipart for them.",
             details={"file_size": size, "multipart_threshold": threshold},
         )
-    bound = min(threshold, policy.max_file_size) if size is None else size
+    bound = min(threshold, policy.profile(upload.fields.get("profile")).max_file_size) if size is None else size
     spec = load_upload_spec({**upload.fields, "file_size": bound, "method": "POST"}, policy)
     spec.size_declared = size is not None
     spec.watch = True
@@ -177,7 +177,7 @@ def sign_part_urls(user_id: str, upload_id: Any, key: Any, part_numbers: list[in
     highest = max_part_number(record.size) if record.size else MAX_PARTS
     numbers = multipart.check_part_numbers(part_numbers, highest, "partNumbers")
     if not record.size:
-        _check_parts_fit(user_id, numbers)
+        _check_parts_fit(record, numbers)
     expires_in = current_app.config["URL_EXPIRES_IN"]
     now = utcnow()
     multipart.keep_reserved(record, now, now + timedelta(seconds=expires_in))
@@ -185,19 +185,19 @@ def sign_part_urls(user_id: str, upload_id: Any, key: Any, part_numbers: list[in
     return dict(zip(numbers, urls, strict=True))
 
 
-def _check_parts_fit(user_id: str, numbers: list[int]) -> None:
+def _check_parts_fit(record: File, numbers: list[int]) -> None:
     """Refuse part numbers an upload of undeclared size could only reach beyond the file limit or the quota.
 
     Part n follows n - 1 parts of at least 5 MiB: it needs more than (n - 1) x 5 MiB of room.
     """
-    beyond_limit = _beyond(numbers, get_policy().max_file_size)
+    max_file_size = get_policy().profile_of(record.profile).max_file_size
+    beyond_limit = _beyond(numbers, max_file_size)
     if beyond_limit:
         raise FileTooLarge(
-            f"Part {beyond_limit[0]} would take this upload beyond the file limit of "
-            f"{human_size(get_policy().max_file_size)}.",
-            details={"max_file_size": get_policy().max_file_size},
+            f"Part {beyond_limit[0]} would take this upload beyond the file limit of {human_size(max_file_size)}.",
+            details={"max_file_size": max_file_size},
         )
-    user = db.session.get(User, user_id)
+    user = db.session.get(User, record.user_id)
     # What the quota's bound leaves is never more than what is left: if the parts fit in it, they
     # fit, without summing the user's reservations (quota.py); else count exactly.
     left = max(user.quota_bytes - user.used_bytes - user.reserved_bound, 0)
@@ -327,7 +327,7 @@ def _record_part_plan(user_id: str, record: File, sizes: list[int]) -> None:
                 details={"size": total, "declared_size": record.size},
             )
         if not record.size:
-            get_policy().check_size(total)
+            get_policy().check_size(total, get_policy().profile_of(record.profile))
             ledger.reserve(total, consequence="; the upload was rejected")
     except (IntegrityMismatch, FileTooLarge, QuotaExceeded):
         db.session.commit()
