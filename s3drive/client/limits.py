@@ -15,8 +15,6 @@ from .errors import ClientError
 from .local_files import LocalFile
 
 DEFAULT_PROFILE = "default"
-# How many allowed types a refusal names before it says "…".
-NAMED_TYPES = 6
 
 
 class UnknownProfile(ValueError):
@@ -45,26 +43,24 @@ def profile_limits(limits: dict, profile: str | None) -> dict:
 def policy_problem(file: LocalFile, limits: dict, profile: str | None = None) -> ClientError | None:
     """Return the error the server would answer for a file too big or of a refused type, or None.
 
-    limits is a limits object (profile_limits'); a named profile other than `default` is named in
-    the message, since its limits are narrower than the server's.
+    limits is a limits object (profile_limits'); with a profile other than `default` the message
+    names it, in the server's words (s3drive/policy.py: "the limit for avatar uploads is 10 MiB").
     """
     named = profile not in (None, DEFAULT_PROFILE)
-    where = f" of the {profile} profile" if named else ""
     max_size = limits.get("max_file_size")
     if max_size is not None and file.size > int(max_size):
         size, limit = distinct_sizes(file.size, int(max_size))
+        details = {"file_size": file.size, "max_file_size": int(max_size), **({"profile": profile} if named else {})}
+        whose = f" for {profile} uploads" if named else ""
         return ClientError(
-            "file_too_large",
-            f"File is {size}; the limit{where} is {limit}.",
-            status=413,
-            details={"file_size": file.size, "max_file_size": int(max_size)},
+            "file_too_large", f"File is {size}; the limit{whose} is {limit}.", status=413, details=details
         )
     allowed = limits.get("allowed_content_types")
     content_type = file.content_type.strip().lower()
     if allowed and not content_type_allowed(content_type, tuple(allowed)):
         if not named:
             return ClientError("content_type_not_allowed", f"Content type {content_type} is not allowed.", status=415)
-        listed = ", ".join(allowed[:NAMED_TYPES]) + (", …" if len(allowed) > NAMED_TYPES else "")
-        message = f"Content type {content_type} is not allowed in the {profile} profile (allowed: {listed})."
-        return ClientError("content_type_not_allowed", message, status=415)
+        message = f"Content type {content_type} is not allowed for {profile} uploads (they take {', '.join(allowed)})."
+        details = {"profile": profile, "allowed_content_types": list(allowed)}
+        return ClientError("content_type_not_allowed", message, status=415, details=details)
     return None
