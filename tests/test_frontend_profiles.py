@@ -3,7 +3,8 @@
 The server's profiles (GET /api/files/limits, `profiles`) show as an "Upload as" selector; the
 chosen one is remembered, narrows the file picker's accept and hint, is checked before hashing
 (lib/limits.js: a file too big or of a type the profile refuses fails at once, the profile named)
-and is sent as `profile` in each FileSpec, so the record carries it. Without profiles the
+and is sent as `profile` in each FileSpec, so the record carries it; the server's content check
+passes the 120 px PNG (the avatar profile takes 100–4096 px a side). Without profiles the
 selector stays hidden.
 """
 
@@ -73,7 +74,9 @@ def stack(tmp_path_factory):
     directory = tmp_path_factory.mktemp("profiles")
     profiles = directory / "upload-profiles.toml"
     profiles.write_text(PROFILES_TOML)
-    env = {**PAGE_STACK_SETTINGS, "S3DRIVE_UPLOAD_PROFILES_FILE": str(profiles)}
+    # Content inspection on (the default): a profile's side limits are checked on the bytes.
+    settings = {name: value for name, value in PAGE_STACK_SETTINGS.items() if name != "S3DRIVE_INSPECT"}
+    env = {**settings, "S3DRIVE_UPLOAD_PROFILES_FILE": str(profiles)}
     with DevStack(directory / "data", env=env) as server:
         yield server
 
@@ -128,9 +131,9 @@ def test_avatar_profile_refuses_before_hashing_and_its_uploads_carry_it(page, st
     )
     assert queue_states(page) == {"huge.png": "failed", "cv.pdf": "failed", "me.png": "complete"}
     said = row_text(page)
-    assert said["huge.png"] == "Failed: File is 12 MiB; the limit of the avatar profile is 10 MiB."
+    assert said["huge.png"] == "Failed: File is 12 MiB; the limit for avatar uploads is 10 MiB."
     assert said["cv.pdf"] == (
-        f"Failed: Files of type application/pdf are not allowed in the avatar profile (allowed: {AVATAR_TYPES})."
+        f"Failed: Files of type application/pdf are not allowed for avatar uploads (allowed: {AVATAR_TYPES})."
     )
     assert page.evaluate("() => window.hashed") == ["me.png"]
     assert presigned == ["me.png"]
@@ -143,7 +146,7 @@ def test_avatar_profile_refuses_before_hashing_and_its_uploads_carry_it(page, st
     assert [f["file_name"] for f in api_files(stack, headers, profile="avatar")] == ["me.png"]
     assert api_files(stack, headers, profile="document") == []
 
-    # The preview's details name the profile.
+    # Once its content check has passed (the list looks again by itself), the preview's details name the profile.
     page.get_by_role("button", name="Preview me.png").click()
     page.locator("#preview-dialog").wait_for(state="visible")
     details = page.eval_on_selector_all("#preview-details > *", "(all) => all.map((e) => e.textContent)")

@@ -78,25 +78,28 @@ export function acceptFor(allowed) {
 
 /**
  * Return the ApiError the server would answer for a file over the per-file limit or of a refused type,
- * or null; with a profile's limits (profileLimits), the message names the profile.
+ * or null; with a profile's limits (profileLimits), the message names the profile as the server does
+ * ("the limit for avatar uploads is 10 MiB").
  */
 export function policyProblem(file, limits) {
   const profile = limits?.profile;
   if (limits?.max_file_size != null && file.size > limits.max_file_size) {
     const [size, limit] = distinctSizes(file.size, limits.max_file_size);
-    const whose = profile ? ` of the ${profile} profile` : "";
+    const whose = profile ? ` for ${profile} uploads` : "";
     return new ApiError(413, "file_too_large", `File is ${size}; the limit${whose} is ${limit}.`, {
       file_size: file.size,
       max_file_size: limits.max_file_size,
+      ...(profile ? { profile } : {}),
     });
   }
   const type = declaredType(file);
   if (!typeAllowed(type, limits?.allowed_content_types)) {
     const allowed = limits.allowed_content_types;
     const named = allowed.slice(0, NAMED_TYPES).join(", ") + (allowed.length > NAMED_TYPES ? ", …" : "");
-    const where = profile ? `in the ${profile} profile` : "here";
+    const where = profile ? `for ${profile} uploads` : "here";
     const message = `Files of type ${type} are not allowed ${where} (allowed: ${named}).`;
-    return new ApiError(415, "content_type_not_allowed", message);
+    const details = profile ? { profile, allowed_content_types: allowed } : {};
+    return new ApiError(415, "content_type_not_allowed", message, details);
   }
   return null;
 }

@@ -100,11 +100,11 @@ describe("limits", () => {
 
     const big = policyProblem(sized("me.jpg", 11 * MIB, "image/jpeg"), avatar);
     expect(big.code).toBe("file_too_large");
-    expect(big.message).toBe("File is 11 MiB; the limit of the avatar profile is 10 MiB.");
+    expect(big.message).toBe("File is 11 MiB; the limit for avatar uploads is 10 MiB.");
     const pdf = policyProblem(sized("cv.pdf", 1000, "application/pdf"), avatar);
     expect(pdf.code).toBe("content_type_not_allowed");
     expect(pdf.message).toBe(
-      "Files of type application/pdf are not allowed in the avatar profile (allowed: image/jpeg, image/png, image/webp).",
+      "Files of type application/pdf are not allowed for avatar uploads (allowed: image/jpeg, image/png, image/webp).",
     );
     expect(policyProblem(sized("me.png", 5 * MIB, "image/png"), avatar)).toBeNull();
     expect(policyProblem(sized("a.gif", 1000, "image/gif"), profileLimits(server, "default"))).toBeNull();

@@ -154,9 +154,9 @@ describe("before hashing", () => {
     ];
     const results = await new Uploader(client, options({ hasher, profile: "avatar" })).upload(files);
     expect(results.map((r) => r.status)).toEqual(["failed", "failed", "complete", "complete"]);
-    expect(results[0].error.message).toBe("File is 31 B; the limit of the avatar profile is 30 B.");
+    expect(results[0].error.message).toBe("File is 31 B; the limit for avatar uploads is 30 B.");
     expect(results[1].error.message).toBe(
-      "Files of type application/pdf are not allowed in the avatar profile (allowed: image/png, video/mp4).",
+      "Files of type application/pdf are not allowed for avatar uploads (allowed: image/png, video/mp4).",
     );
     expect(hashed).toEqual(["me.png"]);
     const [, presign] = drive.bodies.find(([call]) => call === "POST /api/files/upload/");
