@@ -1,10 +1,10 @@
 """Upload profiles on the example page, in a real browser (Chromium) against the dev stack.
 
-The server's profiles (GET /api/files/limits, `profiles`) show as an "Upload as" selector; the
+The dev stack's example profiles (GET /api/files/limits, `profiles`) show as an "Upload as" selector; the
 chosen one is remembered, narrows the file picker's accept and hint, is checked before hashing
 (lib/limits.js: a file too big or of a type the profile refuses fails at once, the profile named)
-and is sent as `profile` in each FileSpec, so the record carries it; the server's content check
-passes the 120 px PNG (the avatar profile takes 100–4096 px a side). Without profiles the
+and is sent as `profile` in each FileSpec, so the record carries it (in the profile's folder);
+the server's content check passes the 120 px PNG (the avatar profile takes 100–4096 px a side). Without profiles the
 selector stays hidden.
 """
 
@@ -18,6 +18,7 @@ from live import (
     PAGE_STACK_SETTINGS,
     DevStack,
     api_files,
+    axe_violations,
     page_auth,
     queue_states,
     record_presigned,
@@ -32,20 +33,8 @@ from test_inspect_image import image_bytes
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 MIB = 1024**2
-# The avatar profile of s3drive/dev/upload-profiles.toml, and a document one.
-PROFILES_TOML = """
-[avatar]
-description = "Profile pictures"
-max_file_size = "10 MiB"
-allowed_content_types = ["image/jpeg", "image/png", "image/webp"]
-min_image_side = 100
-max_image_side = 4096
-
-[document]
-description = "PDF and office documents"
-max_file_size = "100 MiB"
-allowed_content_types = ["application/pdf"]
-"""
+# The avatar profile of the dev stack's example file (s3drive/dev/upload-profiles.toml).
+AVATAR = "Profile picture: a JPEG, PNG or WebP image, 100 to 4096 pixels a side"
 AVATAR_TYPES = "image/jpeg, image/png, image/webp"
 
 # Drops files on the drop zone as a person would: a DataTransfer of Files made in the page, each
@@ -66,18 +55,15 @@ DROP = """
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """The dev stack with the profiles file."""
+    """The dev stack with its example profiles (avatar, document, video) and content inspection on."""
     try:
         install_ministack()
     except S3ServerError as error:
         unavailable(str(error))
-    directory = tmp_path_factory.mktemp("profiles")
-    profiles = directory / "upload-profiles.toml"
-    profiles.write_text(PROFILES_TOML)
-    # Content inspection on (the default): a profile's side limits are checked on the bytes.
-    settings = {name: value for name, value in PAGE_STACK_SETTINGS.items() if name != "S3DRIVE_INSPECT"}
-    env = {**settings, "S3DRIVE_UPLOAD_PROFILES_FILE": str(profiles)}
-    with DevStack(directory / "data", env=env) as server:
+    # Inspection on (the default): the avatar profile's side limits are checked on the bytes.
+    dropped = ("S3DRIVE_INSPECT", "S3DRIVE_UPLOAD_PROFILES_FILE")
+    env = {name: value for name, value in PAGE_STACK_SETTINGS.items() if name not in dropped}
+    with DevStack(tmp_path_factory.mktemp("profiles") / "data", env=env) as server:
         yield server
 
 
@@ -101,9 +87,15 @@ def test_avatar_profile_refuses_before_hashing_and_its_uploads_carry_it(page, st
     select = page.get_by_label("Upload as")
     select.wait_for(state="visible")
     options = page.eval_on_selector_all("#profile-select option", "(all) => all.map((o) => [o.value, o.text])")
-    assert options[:2] == [["default", "default"], ["avatar", "avatar — Profile pictures"]]
-    assert ["document", "document — PDF and office documents"] in options
+    assert [value for value, _ in options] == ["default", "avatar", "document", "video"]
+    assert options[:2] == [["default", "default"], ["avatar", f"avatar — {AVATAR}"]]
     assert page.input_value("#profile-select") == "default"
+
+    assert axe_violations(page, "#upload-form") == []
+    # On a phone the long descriptions do not widen the page.
+    page.set_viewport_size({"width": 360, "height": 740})
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 360
+    page.set_viewport_size({"width": 1100, "height": 900})
 
     select.select_option("avatar")
     assert page.get_attribute("#file-input", "accept") == "image/jpeg,image/png,image/webp"
@@ -138,15 +130,16 @@ def test_avatar_profile_refuses_before_hashing_and_its_uploads_carry_it(page, st
     assert page.evaluate("() => window.hashed") == ["me.png"]
     assert presigned == ["me.png"]
 
-    # The server has it under the profile, with its bytes.
+    # The server has it under the profile (in the profile's folder), with its bytes.
     headers = page_auth(page)
-    [record] = api_files(stack, headers)
+    [record] = api_files(stack, headers, folder="avatars")
     assert record["file_name"] == "me.png" and record["profile"] == "avatar"
     assert stack.s3().get_object(Bucket=stack.bucket, Key=record["s3_key"])["Body"].read() == png
     assert [f["file_name"] for f in api_files(stack, headers, profile="avatar")] == ["me.png"]
     assert api_files(stack, headers, profile="document") == []
 
     # Once its content check has passed (the list looks again by itself), the preview's details name the profile.
+    page.get_by_role("button", name="Open folder avatars").click()
     page.get_by_role("button", name="Preview me.png").click()
     page.locator("#preview-dialog").wait_for(state="visible")
     details = page.eval_on_selector_all("#preview-details > *", "(all) => all.map((e) => e.textContent)")
