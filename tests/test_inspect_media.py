@@ -49,7 +49,7 @@ def write_wav(path, seconds=2, rate=8000) -> str:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(b"\x00\x01" * rate * seconds)
+        out.writeframes(b"\x00\x01" * round(rate * seconds))
     return str(path)
 
 
@@ -79,6 +79,19 @@ def test_longer_than_the_limit_is_media_too_long(mp4):
 def test_shorter_than_a_profile_minimum_is_media_too_short(mp4):
     assert rejection(mp4, min_media_seconds=5).code == "media_too_short"
     assert inspect_media(mp4, Limits(min_media_seconds=1, max_media_seconds=180)).kind == "video"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "limits", "message"),
+    [
+        (1.5, {"min_media_seconds": 2}, "The media lasts 1.5 s, less than 2 s."),
+        (1.98, {"min_media_seconds": 2}, "The media lasts 1.980 s, less than 2 s."),  # not "2.0 s, less than 2 s"
+        (3.02, {"max_media_seconds": 3}, "The media lasts 3.020 s, more than 3 s."),
+    ],
+)
+def test_a_duration_near_the_limit_never_reads_as_the_limit(tmp_path, seconds, limits, message):
+    rejected = rejection(write_wav(tmp_path / "near.wav", seconds=seconds), **limits)
+    assert rejected.message == message
 
 
 def test_a_wav_is_audio_with_its_duration_and_no_poster(tmp_path):

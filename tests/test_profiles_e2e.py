@@ -5,6 +5,7 @@ duration with the right reason, and every limit accepts a file exactly at its ed
 from __future__ import annotations
 
 import io
+import tempfile
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import requests
 from live import HTTP_TIMEOUT, Env, LiveApp, served_apps, start_worker, stop_worker, worker_settings
 from PIL import Image
+from test_inspect_media import write_video
 from test_inspection_worker import broker_url, settled
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +33,7 @@ max_image_side = 200
 folder = "pictures"
 
 [clips]
-allowed_content_types = ["audio/wav", "audio/x-wav"]
+allowed_content_types = ["audio/wav", "audio/x-wav", "video/mp4"]
 min_media_seconds = 2
 max_media_seconds = 3
 default_tier = "standard_ia"
@@ -68,6 +70,11 @@ def wav(seconds: float, rate: int = 8000) -> bytes:
         audio.setframerate(rate)
         audio.writeframes(b"\0\0" * round(seconds * rate))
     return out.getvalue()
+
+
+def mp4(seconds: int) -> bytes:
+    with tempfile.TemporaryDirectory() as directory:
+        return Path(write_video(Path(directory) / "clip.mp4", seconds)).read_bytes()
 
 
 def put_and_confirm(env: Env, specs: list[dict], contents: list[bytes]) -> list[dict]:
@@ -144,6 +151,9 @@ EDGES = [
     ("below-min-length.wav", "clips", "audio/wav", lambda: wav(1.9), "media_too_short"),
     ("max-length.wav", "clips", "audio/wav", lambda: wav(3), None),
     ("over-max-length.wav", "clips", "audio/wav", lambda: wav(3.1), "media_too_long"),
+    # Video too: FFmpeg probes the MP4 through a presigned GET.
+    ("short.mp4", "clips", "video/mp4", lambda: mp4(1), "media_too_short"),
+    ("long.mp4", "clips", "video/mp4", lambda: mp4(5), "media_too_long"),
 ]
 
 
@@ -166,7 +176,7 @@ def test_a_worker_checks_pixels_sides_and_duration_by_the_files_profile(live, da
     outcomes = {file["file_name"]: (file["inspection"]["reason"] or {}).get("code") for file in files}
     assert outcomes == {name: reason for name, _, _, _, reason in EDGES}
     for file, data in zip(files, contents, strict=True):
-        assert file["profile"] == ("pictures" if file["file_name"].endswith(".png") else "clips")
+        assert file["profile"] == ("pictures" if file["file_name"].endswith(".png") else "clips"), file
         if file["inspection"]["reason"] is None:
             assert (file["status"], file["inspection"]["state"]) == ("complete", "passed")
             assert env.read(file["s3_key"]) == data

@@ -19,6 +19,7 @@ CANDIDATES = {
     "tags": [None, "a,b", ["a", "b"], ["a", 1], 5, {"a": 1}, []],
     "folder": [None, "a/b", "f" * 4097, 1],
     "method": ["PUT", "POST", "put", None, 1],
+    "profile": [None, "avatar", "", "p" * 65, 7],
     "extra": ["ignored"],
 }
 

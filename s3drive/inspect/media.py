@@ -97,13 +97,20 @@ def _duration(container: InputContainer) -> float | None:
 
 def _check_duration(seconds: float | None, limits: Limits) -> None:
     """Reject media longer than the limit or shorter than a profile's minimum."""
-    if seconds is not None and seconds > limits.max_media_seconds:
-        raise Rejected("media_too_long", f"The media lasts {seconds:.1f} s, more than {limits.max_media_seconds} s.")
+    maximum = limits.max_media_seconds
+    if seconds is not None and seconds > maximum:
+        raise Rejected("media_too_long", f"The media lasts {_seconds(seconds, maximum)}, more than {maximum} s.")
     minimum = limits.min_media_seconds
     # A profile with a minimum wants a duration it can check: an unknown one does not qualify.
     if minimum is not None and (seconds is None or seconds < minimum):
-        shown = "an unknown time" if seconds is None else f"{seconds:.1f} s"
+        shown = "an unknown time" if seconds is None else _seconds(seconds, minimum)
         raise Rejected("media_too_short", f"The media lasts {shown}, less than {minimum} s.")
+
+
+def _seconds(seconds: float, limit: float) -> str:
+    """Return a duration to one decimal, or to the millisecond when one decimal would read as the limit."""
+    shown = f"{seconds:.1f}"
+    return f"{seconds:.3f} s" if float(shown) == limit else f"{shown} s"
 
 
 def poster_frame(url: str, size: int) -> bytes | None:
