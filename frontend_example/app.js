@@ -7,7 +7,7 @@ import { ApiError, describeError } from "./lib/errors.js";
 import { TransferMeter, formatBytes, plural, rateText, stateText } from "./lib/format.js";
 import { folderName, joinPath, parentOf } from "./lib/folders.js";
 import { downloadErrorText, fileEntry, inspectionText } from "./lib/inspection.js";
-import { acceptFor, limitsText } from "./lib/limits.js";
+import { acceptFor, hasProfiles, limitsText, profileLabel, profileLimits, profileNames } from "./lib/limits.js";
 import { partLength } from "./lib/multipart.js";
 import { previewKind } from "./lib/preview.js";
 import { ResumeStore, mayResume } from "./lib/resume-store.js";
@@ -23,6 +23,7 @@ const resumeStore = new ResumeStore();
 const PAGE_SIZE = 25;
 const RECHECK_MS = 5000; // how often the list looks again while a file's content is being checked
 const VIEW_KEY = "s3drive.view"; // "list" or "grid", remembered across visits
+const PROFILE_KEY = "s3drive.profile"; // the upload profile chosen last, remembered across visits
 
 // -- signing in ------------------------------------------------------------------------------
 
@@ -120,22 +121,63 @@ async function refreshUsage() {
 let limits = null; // the server's limits once known; the Uploader asks for them itself otherwise
 let lastUsage = null; // the storage used, as last shown
 
-/** Read the server's limits: the file picker offers only allowed types, and its hint says the sizes. */
+/**
+ * Read the server's limits: the profile selector (when the server has profiles), the types the
+ * file picker offers and the sizes its hint says, both the chosen profile's.
+ */
 async function loadLimits() {
   try {
     limits = await api.limits();
   } catch {
     return; // no filter, no hint: the Uploader asks again, and the server checks every file anyway
   }
-  const accept = acceptFor(limits.allowed_content_types);
-  if (accept) $("file-input").accept = accept;
-  else $("file-input").removeAttribute("accept");
+  showProfiles();
   showLimits();
 }
 
-function showLimits() {
-  $("picker-hint").textContent = limitsText(limits, lastUsage);
+/** Fill the "Upload as" selector with the server's profiles, the one chosen last selected; hide it without any. */
+function showProfiles() {
+  const select = $("profile-select");
+  const names = profileNames(limits);
+  $("profile-field").hidden = !hasProfiles(limits);
+  select.replaceChildren(...names.map((name) => new Option(profileLabel(name, limits), name)));
+  const saved = savedProfile();
+  select.value = names.includes(saved) ? saved : names[0];
 }
+
+/** Return the chosen profile's name, or null when the server offers no choice. */
+function chosenProfile() {
+  return limits && hasProfiles(limits) ? $("profile-select").value || null : null;
+}
+
+/** The picker's filter and hint follow the chosen profile: its types, its sizes. */
+function showLimits() {
+  const effective = limits && profileLimits(limits, chosenProfile());
+  if (effective) {
+    const accept = acceptFor(effective.allowed_content_types);
+    if (accept) $("file-input").accept = accept;
+    else $("file-input").removeAttribute("accept");
+  }
+  $("picker-hint").textContent = limitsText(effective, lastUsage);
+}
+
+/** Return the profile chosen on an earlier visit, or null (none, or storage disabled). */
+function savedProfile() {
+  try {
+    return localStorage.getItem(PROFILE_KEY);
+  } catch {
+    return null;
+  }
+}
+
+$("profile-select").addEventListener("change", () => {
+  try {
+    localStorage.setItem(PROFILE_KEY, $("profile-select").value);
+  } catch {
+    // Storage disabled: the choice lasts until the page is left.
+  }
+  showLimits();
+});
 
 // -- choosing files --------------------------------------------------------------------------
 
@@ -162,6 +204,7 @@ function updateButtons() {
   $("clear-button").disabled = busy || queue.length === 0;
   $("file-input").disabled = busy;
   $("folder-input").disabled = busy;
+  $("profile-select").disabled = busy; // a run's files are all of one profile
 }
 
 function displayName(item) {
@@ -375,6 +418,7 @@ $("upload-form").addEventListener("submit", async (event) => {
       partConcurrency: boundedNumber("part-concurrency", 4),
       store: resumeStore,
       limits,
+      profile: chosenProfile(),
       onState: (i, state, detail) => setRowState(todo[i].index, state, detail),
       onProgress: (i, loaded, total) => setRowProgress(todo[i].index, loaded, total),
       onTotalProgress: setOverallProgress,

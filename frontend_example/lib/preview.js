@@ -35,6 +35,7 @@ export function fileDetails(file, { dateFormat = null } = {}) {
   if (inspection.duration_seconds) rows.push(["Duration", formatDuration(inspection.duration_seconds)]);
   if (inspection.pages) rows.push(["Pages", exact.format(inspection.pages)]);
   if (file.folder) rows.push(["Folder", file.folder]);
+  if (file.profile && file.profile !== "default") rows.push(["Profile", file.profile]);
   if (file.created_at && dateFormat) rows.push(["Uploaded", dateFormat.format(new Date(file.created_at))]);
   return rows;
 }

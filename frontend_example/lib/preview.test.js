@@ -45,5 +45,7 @@ describe("fileDetails", () => {
     const video = fileDetails(file("video/mp4", { inspection: { state: "passed", duration_seconds: 75, pages: null } }));
     expect(video).toContainEqual(["Duration", "1 min 15 s"]);
     expect(fileDetails(file("application/pdf", { inspection: { pages: 12 } }))).toContainEqual(["Pages", "12"]);
+    expect(fileDetails(file("image/png", { profile: "avatar" }))).toContainEqual(["Profile", "avatar"]);
+    expect(fileDetails(file("image/png", { profile: "default" })).map(([term]) => term)).not.toContain("Profile");
   });
 });

@@ -7,7 +7,7 @@ import { Limiter, anySignal, chunks, runLimited } from "./concurrency.js";
 import { ApiError, abortError, describeError, toApiError } from "./errors.js";
 import { joinPath, parentOf } from "./folders.js";
 import { HASH_CONCURRENCY, createHasher } from "./hash.js";
-import { precheck } from "./limits.js";
+import { precheck, profileLimits } from "./limits.js";
 import { DEFAULT_PART_CONCURRENCY, SIGN_BATCH, uploadMultipart } from "./multipart.js";
 import { ResumeStore, mayResume } from "./resume-store.js";
 import { DEFAULT_RETRY, sleep } from "./retry.js";
@@ -43,6 +43,8 @@ function normalizeItem(item) {
  *   hasher (hash(blob) → base64 SHA-256, or null for none), store (ResumeStore),
  *   limits (GET /api/files/limits, asked when not given), usage (GET /api/files/usage, asked
  *   when not given; null: unknown) — files they refuse fail before any hashing,
+ *   profile (an upload profile's name, sent as `profile` in every FileSpec; files are checked
+ *     against its effective limits; also taken from extra.profile),
  *   onState(index, state, detail): queued | hashing | signing | checking | uploading |
  *     resuming | retrying | paused | confirming | completing | complete | failed | cancelled
  *   onProgress(index, loaded, total), onTotalProgress(loaded, total).
@@ -64,12 +66,13 @@ export class Uploader {
       signBatch = SIGN_BATCH,
       limits = null,
       usage = undefined,
+      profile = extra.profile ?? null,
       onState = () => {},
       onProgress = () => {},
       onTotalProgress = () => {},
     } = options;
     Object.assign(this, { client, fileConcurrency, partConcurrency, signal, extra, retry, wait, store, signBatch });
-    Object.assign(this, { limits, usage, onState, onProgress, onTotalProgress });
+    Object.assign(this, { limits, usage, profile, onState, onProgress, onTotalProgress });
     this.hasher = "hasher" in options ? options.hasher : createHasher();
     this.running = false;
   }
@@ -86,7 +89,8 @@ export class Uploader {
     try {
       this._start(items);
       this.entries.forEach((_, index) => this.onState(index, "queued"));
-      const [limits, usage] = await Promise.all([this.limits || this.client.limits(), this._usage()]);
+      const [server, usage] = await Promise.all([this.limits || this.client.limits(), this._usage()]);
+      const limits = profileLimits(server, this.profile); // the server's own, narrowed by the profile
       this.serverLimits = limits;
       const big = [];
       const small = [];
@@ -243,9 +247,10 @@ export class Uploader {
 
   /** Return the FileSpec of entry: extra, the entry's own fields, its folder, and the file's name, type, size. */
   _specOf({ file, signal: _signal, folder, ...fields }) {
-    const { extra } = this;
+    const { extra, profile } = this;
     return {
       ...extra,
+      ...(profile ? { profile } : {}),
       ...fields,
       ...(folder || extra.folder ? { folder: folder || extra.folder } : {}),
       file_name: file.name,

@@ -134,6 +134,44 @@ describe("before hashing", () => {
     expect(presign.files.map((spec) => spec.file_name)).toEqual(["a.txt", "c.txt"]);
   });
 
+  it("checks the chosen profile's limits and sends the profile with every file, multipart too", async () => {
+    drive.limits.multipart_threshold = 20; // film.mp4 goes multipart
+    drive.limits.profiles = {
+      default: { max_file_size: 1 << 30, allowed_content_types: ["*/*"] },
+      avatar: { description: "Faces", max_file_size: 30, allowed_content_types: ["image/png", "video/mp4"] },
+    };
+    const client = await signedInClient();
+    const hashed = [];
+    const hasher = async (blob) => {
+      hashed.push(blob.name);
+      return "";
+    };
+    const files = [
+      makeFile("huge.png", 31, { type: "image/png" }),
+      makeFile("cv.pdf", 5, { type: "application/pdf" }),
+      makeFile("me.png", 10, { type: "image/png" }),
+      makeFile("film.mp4", 25, { type: "video/mp4" }),
+    ];
+    const results = await new Uploader(client, options({ hasher, profile: "avatar" })).upload(files);
+    expect(results.map((r) => r.status)).toEqual(["failed", "failed", "complete", "complete"]);
+    expect(results[0].error.message).toBe("File is 31 B; the limit for avatar uploads is 30 B.");
+    expect(results[1].error.message).toBe(
+      "Files of type application/pdf are not allowed for avatar uploads (allowed: image/png, video/mp4).",
+    );
+    expect(hashed).toEqual(["me.png"]);
+    const [, presign] = drive.bodies.find(([call]) => call === "POST /api/files/upload/");
+    expect(presign.files.map((spec) => [spec.file_name, spec.profile])).toEqual([["me.png", "avatar"]]);
+    const [, created] = drive.bodies.find(([call]) => call === "POST /api/files/multipart/");
+    expect(created.profile).toBe("avatar");
+    // extra.profile is the same choice; without one no profile is sent and the server's own limits apply.
+    const viaExtra = await new Uploader(client, options({ hasher, extra: { profile: "avatar" } })).upload([files[1]]);
+    expect(viaExtra[0].error.code).toBe("content_type_not_allowed");
+    drive.bodies.length = 0;
+    const plain = await new Uploader(client, options({ hasher })).upload([files[1]]);
+    expect(plain[0].status).toBe("complete");
+    expect(drive.bodies.find(([call]) => call === "POST /api/files/upload/")[1].files[0]).not.toHaveProperty("profile");
+  });
+
   it("counts what pending uploads reserve, but not an interrupted upload's own reservation", async () => {
     drive.quotaBytes = 60;
     drive.records.set("other", { id: "other", file_name: "x", file_size: 30, status: "pending" });

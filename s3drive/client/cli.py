@@ -1,4 +1,5 @@
-"""The s3drive-client command line: login, upload, ls, info, download, rm, share, shares, unshare, usage, logout.
+"""The s3drive-client command line: login, upload, ls, info, download, rm, share, shares, unshare, usage, profiles,
+logout.
 
 Exit codes: 0 success, 1 an error (API, network, local file; one line `error: <code>: <message>`),
 2 a usage error, 130 interrupted (Ctrl-C; an interrupted multipart upload resumes on rerun).
@@ -24,6 +25,7 @@ from .api import Api, RetryPolicy, batch_size
 from .download import Downloader
 from .errors import ApiError, ClientError
 from .inspection import inspection_state, inspection_text, not_ready_text
+from .limits import UnknownProfile, profile_limits, profile_names
 from .local_files import collect_files
 from .progress import TransferProgress
 from .upload import FileOutcome, Uploader, UploadOptions
@@ -153,6 +155,11 @@ def cmd_upload(args: argparse.Namespace) -> int:
         raise ClientError("nothing_to_upload", "No files found in the paths given.")
     api = logged_in_api(args)
     limits = api.limits()
+    if args.profile is not None:
+        try:
+            profile_limits(limits, args.profile)
+        except UnknownProfile as error:
+            raise UsageError(str(error)) from None
     options = UploadOptions(
         tier=args.tier,
         tags=args.tag or [],
@@ -160,6 +167,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
         part_size=args.part_size,
         limit_rate=args.limit_rate,
         policy=retry_policy(args),
+        profile=args.profile,
     )
     total = sum(f.size for f in files)
     with TransferProgress(stderr_console(), total, len(files), label="upload") as progress:
@@ -219,6 +227,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         "folder": args.folder,
         "q": args.query,
         "tag": args.tag,
+        "profile": args.profile,
         "sort": args.sort,
         "limit": args.limit,
         "cursor": args.cursor,
@@ -309,6 +318,7 @@ def describe_file(record: dict) -> str:
         ("size", f"{human_size(size)} ({size} bytes)"),
         ("type", record.get("content_type")),
         ("tier", record.get("tier")),
+        ("profile", record.get("profile")),
         ("status", record.get("status")),
         ("created", record.get("created_at")),
         ("tags", ", ".join(record.get("tags") or [])),
@@ -530,6 +540,64 @@ def cmd_usage(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_profiles(args: argparse.Namespace) -> int:
+    """Show the server's upload profiles and the effective limits of each."""
+    if args.url:
+        api = Api(args.url, policy=retry_policy(args), timeout=args.timeout)
+    else:
+        try:
+            api = logged_in_api(args)
+        except ClientError as error:
+            if error.code != "not_logged_in":
+                raise
+            raise UsageError("name the server with --url, or log in first") from None
+    limits = api.limits()
+    profiles = {name: profile_limits(limits, name) for name in profile_names(limits)}
+    if args.json:
+        print_json(profiles)
+        return EXIT_OK
+    stdout_console().print(profiles_table(profiles), highlight=False, markup=False)
+    return EXIT_OK
+
+
+def profiles_table(profiles: dict[str, dict]) -> Table:
+    """Return the table `profiles` prints: one row per profile, its effective limits in words."""
+    table = new_table(
+        ("NAME", {"no_wrap": True}),
+        ("DESCRIPTION", {"overflow": "fold"}),
+        ("MAX SIZE", {"justify": "right", "no_wrap": True}),
+        ("TYPES", {"overflow": "fold"}),
+        ("SIDES", {"no_wrap": True}),
+        ("SECONDS", {"no_wrap": True}),
+    )
+    for name, limits in profiles.items():
+        size = limits.get("max_file_size")
+        table.add_row(
+            name,
+            str(limits.get("description") or ""),
+            human_size(int(size)) if size is not None else "",
+            ", ".join(limits.get("allowed_content_types") or []),
+            span_text(limits.get("min_image_side"), limits.get("max_image_side"), " px"),
+            span_text(limits.get("min_media_seconds"), limits.get("max_media_seconds"), " s"),
+        )
+    return table
+
+
+def span_text(low, high, unit: str) -> str:
+    """Return a range in words: "100–4096 px", "≤ 180 s", "≥ 1 s", or "" when neither end is set."""
+
+    def number(value) -> str:
+        return f"{float(value):g}"
+
+    if low is not None and high is not None:
+        return f"{number(low)}–{number(high)}{unit}"
+    if high is not None:
+        return f"≤ {number(high)}{unit}"
+    if low is not None:
+        return f"≥ {number(low)}{unit}"
+    return ""
+
+
 # -- parser and entry point -----------------------------------------------------------------
 
 
@@ -549,23 +617,14 @@ def build_parser() -> Parser:
     logout = commands.add_parser("logout", help="revoke and forget the stored tokens")
     logout.set_defaults(handler=cmd_logout)
 
-    upload = commands.add_parser("upload", help="upload files and directories (recursively)")
-    upload.add_argument("paths", nargs="+", metavar="PATH")
-    upload.add_argument("--folder", help="virtual folder to upload into (directories keep their structure below it)")
-    upload.add_argument("--flat", action="store_true", help="put every file straight into --folder")
-    upload.add_argument("--tier", choices=TIERS, help="storage tier (default: the server's, standard)")
-    upload.add_argument("--tag", action="append", help="tag the files (repeatable)")
-    upload.add_argument("--concurrency", type=positive_int, default=4, help="files at once; parts at once (default 4)")
-    upload.add_argument("--part-size", type=parse_size, help="multipart part size, e.g. 16M (min 5M)")
-    upload.add_argument("--limit-rate", type=parse_size, help="cap upload bandwidth, bytes per second, e.g. 10M")
-    upload.add_argument("--json", action="store_true", help="print the result as JSON")
-    upload.set_defaults(handler=cmd_upload)
+    add_upload_command(commands)
 
     ls = commands.add_parser("ls", help="list files")
     ls.add_argument("--status", help="complete (default), pending, uploading, rejected, expired, aborted, deleted")
     ls.add_argument("--folder", help="only this folder")
     ls.add_argument("-q", "--query", help="match the name or title")
     ls.add_argument("--tag", help="only files with this tag")
+    ls.add_argument("--profile", metavar="NAME", help="only files uploaded with this profile")
     ls.add_argument(
         "--sort", help="created_at, file_name or size; - first for descending: --sort=-size (default -created_at)"
     )
@@ -591,7 +650,28 @@ def build_parser() -> Parser:
     usage = commands.add_parser("usage", help="show used bytes and quota")
     usage.add_argument("--json", action="store_true", help="print JSON")
     usage.set_defaults(handler=cmd_usage)
+
+    profiles = commands.add_parser("profiles", help="show the server's upload profiles and their limits")
+    profiles.add_argument("--url", help="the server (default: the one logged in to)")
+    profiles.add_argument("--json", action="store_true", help="print JSON ({name: effective limits})")
+    profiles.set_defaults(handler=cmd_profiles)
     return parser
+
+
+def add_upload_command(commands) -> None:
+    """Add the upload command and its options."""
+    upload = commands.add_parser("upload", help="upload files and directories (recursively)")
+    upload.add_argument("paths", nargs="+", metavar="PATH")
+    upload.add_argument("--folder", help="virtual folder to upload into (directories keep their structure below it)")
+    upload.add_argument("--flat", action="store_true", help="put every file straight into --folder")
+    upload.add_argument("--tier", choices=TIERS, help="storage tier (default: the server's, standard)")
+    upload.add_argument("--tag", action="append", help="tag the files (repeatable)")
+    upload.add_argument("--concurrency", type=positive_int, default=4, help="files at once; parts at once (default 4)")
+    upload.add_argument("--part-size", type=parse_size, help="multipart part size, e.g. 16M (min 5M)")
+    upload.add_argument("--limit-rate", type=parse_size, help="cap upload bandwidth, bytes per second, e.g. 10M")
+    upload.add_argument("--profile", metavar="NAME", help="upload profile of the files (see `profiles`)")
+    upload.add_argument("--json", action="store_true", help="print the result as JSON")
+    upload.set_defaults(handler=cmd_upload)
 
 
 def add_paging_options(command: argparse.ArgumentParser, noun: str) -> None:

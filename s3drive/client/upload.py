@@ -26,6 +26,7 @@ from ..parts import DEFAULT_PART_SIZE, fitting_part_size, part_length, part_rang
 from .api import Api, RetryPolicy, batch_size
 from .config import read_json, uploads_dir, write_private
 from .errors import ApiError, ClientError
+from .limits import policy_problem, profile_limits
 from .local_files import LocalFile, sha256_file
 from .progress import TransferProgress
 from .transport import Stop, Ticket, Transfer, Transport
@@ -74,6 +75,7 @@ class UploadOptions:
     part_size: int | None = None
     limit_rate: float | None = None  # bytes per second, all transfers together
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    profile: str | None = None  # the server's upload profile (None: its default)
 
 
 class Uploader:
@@ -91,11 +93,15 @@ class Uploader:
     # Public entry point ----------------------------------------------------------------------
 
     def run(self, files: list[LocalFile]) -> list[FileOutcome]:
-        """Upload the files (small ones in batches, then large ones part by part); return outcomes."""
+        """Upload the files (small ones in batches, then large ones part by part); return outcomes.
+
+        Files the limits already refuse (too big, a refused type) fail first, without being hashed.
+        """
         threshold = int(self.limits["multipart_threshold"])
         outcomes = {id(f): FileOutcome(f) for f in files}
-        small = [f for f in files if f.size <= threshold]
-        large = [f for f in files if f.size > threshold]
+        allowed = self._allowed(files, outcomes)
+        small = [f for f in allowed if f.size <= threshold]
+        large = [f for f in allowed if f.size > threshold]
         try:
             for batch in chunked(small, batch_size(self.limits)):
                 self._upload_batch(batch, outcomes)
@@ -106,6 +112,18 @@ class Uploader:
             self.cancel.set()
             raise
         return [outcomes[id(f)] for f in files]
+
+    def _allowed(self, files: list[LocalFile], outcomes: dict[int, FileOutcome]) -> list[LocalFile]:
+        """Fail the files the limits (the profile's, with one) refuse; return the others."""
+        limits = profile_limits(self.limits, self.options.profile)
+        allowed = []
+        for f in files:
+            problem = policy_problem(f, limits, self.options.profile)
+            if problem:
+                self._fail(outcomes[id(f)], problem)
+            else:
+                allowed.append(f)
+        return allowed
 
     # Small files ---------------------------------------------------------------------------
 
@@ -120,6 +138,8 @@ class Uploader:
             spec["tier"] = self.options.tier
         if self.options.tags:
             spec["tags"] = self.options.tags
+        if self.options.profile:
+            spec["profile"] = self.options.profile
         return spec
 
     def _upload_batch(self, files: list[LocalFile], outcomes: dict[int, FileOutcome]) -> None:
@@ -220,8 +240,13 @@ class Uploader:
         return fitting_part_size(size, wanted)
 
     def state_path(self, f: LocalFile) -> Path:
-        """Return the resume state file of a local file (same path, size and mtime => same file)."""
+        """Return the resume state file of a local file (same path, size and mtime => same file).
+
+        An upload under a profile is another upload of the file: its record carries the profile.
+        """
         key = f"{self.api.base_url}\0{f.path}\0{f.size}\0{f.mtime_ns}"
+        if self.options.profile:
+            key += f"\0{self.options.profile}"
         return uploads_dir() / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
 
     def _run_multipart(self, f: LocalFile, outcome: FileOutcome, created: dict | None = None) -> None:

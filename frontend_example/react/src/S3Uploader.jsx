@@ -20,8 +20,9 @@ export function stateLabel(row) {
  * Upload files to s3drive straight from the browser.
  *
  * Props: client (an S3DriveClient, signed in), folder (target folder), fileConcurrency,
- * partConcurrency, extra (FileSpec fields for every file, e.g. {tier, tags}),
- * allowFolders (default true), onComplete(results) after each run, resumeStore.
+ * partConcurrency, extra (FileSpec fields for every file, e.g. {tier, tags}), profile (an
+ * upload profile's name: sent with every file, whose size and type are checked against its
+ * limits before hashing), allowFolders (default true), onComplete(results) after each run, resumeStore.
  */
 export function S3Uploader({
   client,
@@ -29,6 +30,7 @@ export function S3Uploader({
   fileConcurrency = DEFAULT_FILE_CONCURRENCY,
   partConcurrency = DEFAULT_PART_CONCURRENCY,
   extra = {},
+  profile = null,
   allowFolders = true,
   onComplete = () => {},
   resumeStore = null,
@@ -91,6 +93,7 @@ export function S3Uploader({
         fileConcurrency,
         partConcurrency,
         extra,
+        profile: profile ?? extra.profile ?? null,
         store,
         onState: (i, state, detail) =>
           update(todo[i].index, () => ({ state, error: state === "failed" ? detail : null })),
