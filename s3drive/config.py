@@ -173,8 +173,7 @@ def _as_list(value: Any) -> list[str]:
     return [str(item).strip() for item in value if str(item).strip()]
 
 
-def as_bool(name: str, value: Any) -> bool:
-    """Return a true/false setting (1/0, true/false, yes/no, on/off); raise ConfigError naming S3DRIVE_<name>."""
+def _as_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -202,7 +201,7 @@ def normalize(config: dict[str, Any]) -> None:
     for name in LIST_SETTINGS:
         config[name] = _as_list(config[name])
     for name in BOOL_SETTINGS:
-        config[name] = as_bool(name, config[name])
+        config[name] = _as_bool(name, config[name])
     for name in (
         "S3_BUCKET",
         "JWT_SECRET_KEY",

@@ -523,9 +523,6 @@ PAGE_STACK_SETTINGS = {
     # These uploads are random bytes under media names, which inspection rightly refuses: the page's
     # inspection display has its own test, with real files (test_frontend_inspection.py).
     "S3DRIVE_INSPECT": "false",
-    # No upload profiles (the dev stack's example ones check sides and seconds on the bytes, which
-    # S3DRIVE_INSPECT=false cannot: it would not start). Stacks with inspection on may name a file.
-    "S3DRIVE_UPLOAD_PROFILES_FILE": "",
 }
 
 

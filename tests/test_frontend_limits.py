@@ -34,8 +34,6 @@ LIMITED = {
     "S3DRIVE_MAX_FILE_SIZE": str(50 * MIB),
     "S3DRIVE_DEFAULT_QUOTA_BYTES": str(100 * MIB),
     "S3DRIVE_ALLOWED_CONTENT_TYPES": ALLOWED,
-    # The dev stack's example profiles need inspection on, and would not fit these limits: none here.
-    "S3DRIVE_UPLOAD_PROFILES_FILE": "",
 }
 
 # Notes the name of every file the page hands to a hash worker (hash.js posts {id, blob}).

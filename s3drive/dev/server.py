@@ -26,7 +26,6 @@ from typing import Any
 
 from flask import Blueprint, Flask, send_from_directory
 
-from ..config import as_bool
 from . import ministack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -268,13 +267,9 @@ def app_config(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         "BROKER_URL": "sqla+sqlite:///" + str(args.data_dir / "broker.sqlite3"),
         # MiniStack with AUTH=true enforces signed headers, so a listing confirms a batch.
         "S3_CONFIRM": "list",
+        # The example profiles (avatar, document, video): the page offers them.
+        "UPLOAD_PROFILES_FILE": str(EXAMPLE_PROFILES),
     }
-    # The example profiles (avatar, document, video), which the page offers: they check images and
-    # media on the bytes, so a stack without content inspection runs without them.
-    if as_bool("INSPECT", os.environ.get("S3DRIVE_INSPECT", "true")):
-        defaults["UPLOAD_PROFILES_FILE"] = str(EXAMPLE_PROFILES)
-    elif "S3DRIVE_UPLOAD_PROFILES_FILE" not in os.environ:
-        notes.append("upload profiles: the example's are not loaded (S3DRIVE_INSPECT=false)")
     for name, value in defaults.items():
         if f"S3DRIVE_{name}" not in os.environ:
             config[name] = value
@@ -358,9 +353,18 @@ def register_frontend(app: Flask, directory: Path = FRONTEND_DIR) -> None:
 def build_app(args: argparse.Namespace) -> tuple[Flask, dict[str, str], list[str]]:
     """Create the configured app with the frontend attached and the database ready."""
     from .. import create_app  # keep `--help` fast
+    from ..config import ConfigError
 
     config, notes = app_config(args)
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except ConfigError as error:
+        if config.get("UPLOAD_PROFILES_FILE") != str(EXAMPLE_PROFILES) or str(EXAMPLE_PROFILES) not in str(error):
+            raise
+        # The example profiles do not fit the settings given (inspection off, a lower size limit): the
+        # stack runs without them rather than not at all. A profiles file of the user's own must fit.
+        app = create_app({**config, "UPLOAD_PROFILES_FILE": None})
+        notes.append(f"upload profiles: the example's are left out: {str(error).split(': ', 1)[1]}")
     if FRONTEND_DIR.is_dir():
         register_frontend(app)
     else:
