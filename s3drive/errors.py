@@ -5,7 +5,10 @@ Pure Python (no Flask): api/errors.py renders them in the API's envelope.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from .sizes import distinct_sizes
 
 
 class AppError(Exception):
@@ -81,6 +84,31 @@ class BatchTooLarge(AppError):
 
 class ContentTypeNotAllowed(AppError):
     status, code = 415, "content_type_not_allowed"
+
+
+# The refusals of a file by size and by type, in the one wording the server and the CLI both use.
+# `profile`: the upload profile whose limit it is (None or "default": the global policy, not named).
+
+
+def file_too_large(size: int, limit: int, profile: str | None = None) -> FileTooLarge:
+    """Return the refusal of a file over the per-file limit: "File is 6 GiB; the limit is 5 GiB."."""
+    size_text, limit_text = distinct_sizes(size, limit)
+    details: dict[str, Any] = {"file_size": size, "max_file_size": limit}
+    whose = ""
+    if profile not in (None, "default"):
+        details["profile"] = profile
+        whose = f" for {profile} uploads"
+    return FileTooLarge(f"File is {size_text}; the limit{whose} is {limit_text}.", details=details)
+
+
+def content_type_refused(content_type: str, profile: str | None = None, allowed: Sequence[str] = ()) -> AppError:
+    """Return the refusal of a file by its type (naming the profile's allowed types, under one)."""
+    if profile in (None, "default"):
+        return ContentTypeNotAllowed(f"Content type {content_type} is not allowed.")
+    return ContentTypeNotAllowed(
+        f"Content type {content_type} is not allowed for {profile} uploads (they take {', '.join(allowed)}).",
+        details={"profile": profile, "allowed_content_types": list(allowed)},
+    )
 
 
 class ValidationFailed(AppError):

@@ -14,9 +14,8 @@ from typing import Any
 from flask import Flask, current_app
 
 from .contenttypes import content_type_allowed
-from .errors import AppError, ContentTypeNotAllowed, FileTooLarge, ValidationFailed
+from .errors import AppError, ContentTypeNotAllowed, ValidationFailed, content_type_refused, file_too_large
 from .parts import choose_part_size
-from .sizes import distinct_sizes
 
 MAX_NAME_BYTES = 255
 MAX_FOLDER_LENGTH = 1024
@@ -357,26 +356,14 @@ class UploadPolicy:
             raise ValidationFailed("content_type must be a MIME type like image/jpeg.", field="content_type")
         refuse_denied_extension(file_name)
         if not content_type_allowed(ctype, profile.allowed_content_types):
-            if profile.name == DEFAULT_PROFILE:
-                raise ContentTypeNotAllowed(f"Content type {ctype} is not allowed.")
-            raise ContentTypeNotAllowed(
-                f"Content type {ctype} is not allowed for {profile.name} uploads"
-                f" (they take {', '.join(profile.allowed_content_types)}).",
-                details={"profile": profile.name, "allowed_content_types": list(profile.allowed_content_types)},
-            )
+            raise content_type_refused(ctype, profile.name, profile.allowed_content_types)
         return ctype
 
     def check_size(self, size: int, profile: Profile | None = None) -> None:
         """Raise file_too_large when a file exceeds the per-file limit (of its profile)."""
         profile = profile or self.profiles[DEFAULT_PROFILE]
         if size > profile.max_file_size:
-            size_text, limit_text = distinct_sizes(size, profile.max_file_size)
-            details: dict[str, Any] = {"file_size": size, "max_file_size": profile.max_file_size}
-            whose = ""
-            if profile.name != DEFAULT_PROFILE:
-                details["profile"] = profile.name
-                whose = f" for {profile.name} uploads"
-            raise FileTooLarge(f"File is {size_text}; the limit{whose} is {limit_text}.", details=details)
+            raise file_too_large(size, profile.max_file_size, profile.name)
 
 
 def init_app(app: Flask, profiles: Mapping[str, Profile] | None = None) -> None:

@@ -10,7 +10,7 @@ profile's are its effective limits, already narrowed by the server).
 from __future__ import annotations
 
 from ..contenttypes import content_type_allowed
-from ..sizes import distinct_sizes
+from ..errors import AppError, content_type_refused, file_too_large
 from .errors import ClientError
 from .local_files import LocalFile
 
@@ -43,24 +43,18 @@ def profile_limits(limits: dict, profile: str | None) -> dict:
 def policy_problem(file: LocalFile, limits: dict, profile: str | None = None) -> ClientError | None:
     """Return the error the server would answer for a file too big or of a refused type, or None.
 
-    limits is a limits object (profile_limits'); with a profile other than `default` the message
-    names it, in the server's words (s3drive/policy.py: "the limit for avatar uploads is 10 MiB").
+    limits is a limits object (profile_limits'); the refusal is worded as the server words it
+    (s3drive/errors.py: "the limit for avatar uploads is 10 MiB"), naming a profile but `default`.
     """
-    named = profile not in (None, DEFAULT_PROFILE)
     max_size = limits.get("max_file_size")
     if max_size is not None and file.size > int(max_size):
-        size, limit = distinct_sizes(file.size, int(max_size))
-        details = {"file_size": file.size, "max_file_size": int(max_size), **({"profile": profile} if named else {})}
-        whose = f" for {profile} uploads" if named else ""
-        return ClientError(
-            "file_too_large", f"File is {size}; the limit{whose} is {limit}.", status=413, details=details
-        )
+        return _client_error(file_too_large(file.size, int(max_size), profile))
     allowed = limits.get("allowed_content_types")
     content_type = file.content_type.strip().lower()
     if allowed and not content_type_allowed(content_type, tuple(allowed)):
-        if not named:
-            return ClientError("content_type_not_allowed", f"Content type {content_type} is not allowed.", status=415)
-        message = f"Content type {content_type} is not allowed for {profile} uploads (they take {', '.join(allowed)})."
-        details = {"profile": profile, "allowed_content_types": list(allowed)}
-        return ClientError("content_type_not_allowed", message, status=415, details=details)
+        return _client_error(content_type_refused(content_type, profile, allowed))
     return None
+
+
+def _client_error(error: AppError) -> ClientError:
+    return ClientError(error.code, error.message, status=error.status, details=error.details)
