@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..errors import DatabaseUnavailable
 from ..extensions import db
-from ..services import watcher
+from ..services import watcher as upload_watcher
 from ..storage import get_storage
 
 # Seconds a task may run before the worker stops it (soft: an exception it can clean up after).
@@ -83,7 +83,11 @@ def init_app(app: Flask) -> Celery:
         beat_schedule={
             "sweep": {"task": "s3drive.sweep", "schedule": timedelta(seconds=app.config["SWEEP_INTERVAL"])},
             # A run that waited longer than a few ticks in the queue is dropped: a later one does its work.
-            "watch": {"task": watcher.TASK_NAME, "schedule": watcher.WATCH_INTERVAL, "options": {"expires": 10}},
+            "watch": {
+                "task": upload_watcher.TASK_NAME,
+                "schedule": upload_watcher.WATCH_INTERVAL,
+                "options": {"expires": 10},
+            },
         },
         beat_schedule_filename=str(Path(app.instance_path) / "celerybeat-schedule"),
         include=["s3drive.tasks.sweeper", "s3drive.tasks.inspection", "s3drive.tasks.watcher"],
