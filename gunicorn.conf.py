@@ -1,6 +1,7 @@
 """gunicorn's settings for s3drive (`gunicorn wsgi:app` reads this file; the Procfile's flags override it)."""
 
 import os
+import sys
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -61,3 +62,11 @@ def post_worker_init(worker):
 
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def post_fork(server, worker):
+    """In a worker forked with the app already loaded (--preload): no exporter connections of the parent's."""
+    # Only when the app was loaded before the fork; importing it here would precede gevent's patching.
+    tracing = sys.modules.get("s3drive.tracing")
+    if tracing is not None:
+        tracing.after_fork()

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.pool import Pool
 
-from . import api, commands, policy, profiles, storage, tasks
+from . import api, commands, policy, profiles, storage, tasks, tracing
 from . import config as settings
 from .api import auth as api_auth
 from .api import errors as api_errors
@@ -77,6 +77,7 @@ def register_extensions(app: Flask) -> None:
     storage.init_app(app)
     policy.init_app(app, profiles.load_profiles(app.config))
     tasks.init_app(app)
+    tracing.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
