@@ -22,9 +22,12 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from celery.signals import worker_process_init
 from flask import Flask
+
+from .accesslog import redact
 
 if TYPE_CHECKING:
     import requests
@@ -143,7 +146,9 @@ def _instrument_app(app: Flask, process: _Process) -> None:
 
     from .extensions import db
 
-    FlaskInstrumentor.instrument_app(app, tracer_provider=process.provider, excluded_urls=EXCLUDED_URLS)
+    FlaskInstrumentor.instrument_app(
+        app, tracer_provider=process.provider, excluded_urls=EXCLUDED_URLS, response_hook=_redact_request
+    )
     process.apps.append(app)
     tracer = process.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
     # The connection-usage metric EngineTracer wants: a no-op meter, s3drive exports no OTel metrics.
@@ -156,6 +161,33 @@ def _instrument_app(app: Flask, process: _Process) -> None:
     # send, when the instrumentation drops them (a slow broker would not show). Register the tasks.
     for module in app.extensions["celery"].conf.include:
         importlib.import_module(module)
+
+
+# The span attributes that may hold the request's path (older and newer HTTP semantic conventions).
+PATH_ATTRIBUTES = ("http.target", "http.url", "url.path", "url.full")
+
+
+def _redact_request(span, status: str, response_headers: list) -> None:
+    """Leave Uppy session tokens and share tokens out of a request's span, as out of the access log.
+
+    A response hook: the instrumentation sets the request's attributes after its request hook runs.
+    """
+    attributes = getattr(span, "attributes", None) or {}
+    for key in PATH_ATTRIBUTES:
+        value = attributes.get(key)
+        if isinstance(value, str):
+            hidden = _redact_url(value)
+            if hidden != value:
+                span.set_attribute(key, hidden)
+
+
+def _redact_url(value: str) -> str:
+    """Return a path or URL with redact() applied to its path and query."""
+    parts = urlsplit(value)
+    if not parts.scheme:
+        return redact(value)
+    target = redact(urlunsplit(("", "", parts.path, parts.query, "")))
+    return urlunsplit((parts.scheme, parts.netloc, "", "", "")) + target
 
 
 def _after_worker_fork(**kwargs) -> None:

@@ -189,3 +189,22 @@ def test_with_a_collector_the_spans_are_posted_to_it_over_otlp_http(tmp_path):
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("sending:")]
     (sending,) = json.loads(line.removeprefix("sending:"))
     assert spans["apply_async/s3drive.inspect"].end_time_unix_nano > sending
+
+
+def test_a_share_links_token_and_an_uppy_session_token_stay_out_of_spans(make_app, spans):
+    app = make_app()
+    tracing.init_app(app, exporter=spans)
+    client = app.test_client()
+    auth = register_and_login(client, "tracy")
+    spans.clear()
+    session = client.post("/api/uppy/session", headers=auth).get_json()["companion_endpoint"].rsplit("/", 1)[1]
+    client.get(f"/uppy/{session}/s3/params?filename=a.txt&type=text/plain")
+    share_token = "s" * 43
+    client.get(f"/s/{share_token}?download=1")
+    client.post(f"/s/{share_token}", json={"password": "x"})
+    served = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert len(served) == 4, [s.name for s in served]
+    for span in served:
+        text = json.dumps(dict(span.attributes)) + span.name
+        assert session not in text and share_token not in text, span.attributes
+    assert any("/s/[token]" in json.dumps(dict(s.attributes)) for s in served)
