@@ -23,6 +23,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from flask import Flask, g, has_request_context, request
 from pythonjsonlogger.orjson import OrjsonFormatter
 from werkzeug.wsgi import ClosingIterator
@@ -114,13 +115,20 @@ def redact(text: str) -> str:
     return text
 
 
+_SECRET_KEY = re.compile(rf"(?i)(?:{_SECRET_NAMES})")
+
+
 def _redact_value(value: Any, depth: int = 0) -> Any:
+    """Redact a field's value: strings, and dicts and lists of them; a secret's name hides its value."""
     if isinstance(value, str):
         return redact(value)
     if depth > 4 or value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, dict):
-        return {key: _redact_value(item, depth + 1) for key, item in value.items()}
+        return {
+            key: REDACTED if _SECRET_KEY.fullmatch(str(key)) else _redact_value(item, depth + 1)
+            for key, item in value.items()
+        }
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_redact_value(item, depth + 1) for item in value]
     return redact(repr(value))
@@ -139,8 +147,9 @@ class RedactSecrets(logging.Filter):
         record.msg = redact(record.getMessage())
         record.args = None
         for name, value in list(record.__dict__.items()):
-            if name not in _RECORD_ATTRS and not isinstance(value, (bool, int, float)) and value is not None:
-                setattr(record, name, _redact_value(value))
+            if name in _RECORD_ATTRS or value is None or isinstance(value, (bool, int, float)):
+                continue
+            setattr(record, name, REDACTED if _SECRET_KEY.fullmatch(name) else _redact_value(value))
         if record.exc_info:
             # Formatted once, redacted, and kept as text: formatters use exc_text when exc_info is gone.
             record.exc_text = self._formatter.formatException(record.exc_info)
@@ -358,6 +367,7 @@ def init_celery(celery) -> None:
     signals.task_prerun.connect(_task_started, weak=False, dispatch_uid="s3drive.logs")
     signals.task_postrun.connect(_task_ended, weak=False, dispatch_uid="s3drive.logs")
     if _state["format"] == "json":
+        _say_shutdown_in_json()
         # `celery beat` prints a banner before it sets up logging: in JSON, every line is a log line.
         beat = celery.Beat
 
@@ -366,6 +376,27 @@ def init_celery(celery) -> None:
             return beat(*args, **kwargs)
 
         celery.Beat = quiet_beat
+
+
+def _say_shutdown_in_json() -> None:
+    """Have the worker's signal handlers write their notices ("worker: Warm shutdown") as JSON lines.
+
+    Celery writes them from the signal handler straight to the file descriptor (no logging: its locks
+    may be held by the code the signal interrupted); this does the same, with a line already encoded.
+    """
+    from celery.apps import worker as celery_worker
+
+    write = getattr(celery_worker, "_original_os_write", os.write)
+
+    def say(message: str, stream=sys.__stderr__) -> None:
+        record = {"time": _utc_iso(time.time()), "level": "INFO", "logger": "celery.apps.worker", "message": message}
+        try:
+            write(stream.fileno(), orjson.dumps(record) + b"\n")
+        except (OSError, ValueError, AttributeError):
+            pass  # as Celery's: a lost notice never stops a shutdown
+
+    if hasattr(celery_worker, "safe_say"):
+        celery_worker.safe_say = say
 
 
 def _celery_setup_logging(loglevel=None, logfile=None, **kwargs) -> None:
