@@ -20,8 +20,12 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 # the bound keeps a dead dependency from piling up requests. The app reads it at import.
 if threads > 1:
     os.environ.setdefault("S3DRIVE_MAX_IN_FLIGHT", str(threads - 1))
-accesslog = "-"
-# The default format at a fraction of gunicorn's cost, without Uppy session tokens (s3drive/accesslog.py).
+# S3DRIVE_LOG_FORMAT=json (the default): the app writes one JSON line per request, with its route, request
+# id and user (s3drive/logs.py, RequestLog), so gunicorn's access line would be a second one: off. text:
+# gunicorn's combined line, at a fraction of gunicorn's cost, without Uppy session or share link tokens.
+# Either way gunicorn's own lines come in the format, through the same redaction (s3drive/accesslog.py).
+_log_format = os.environ.get("S3DRIVE_LOG_FORMAT", "json").strip().lower()
+accesslog = "-" if _log_format == "text" else None
 logger_class = "s3drive.accesslog.AccessLogger"
 # Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new connections
 # over them. With one shared socket, a burst of keep-alive connections (a proxy's pool, a browser,

@@ -19,9 +19,10 @@ warnings.filterwarnings(
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# Interpret the config file for Python logging, unless the app set up the process's logs already
+# (s3drive/logs.py: `flask db upgrade`, the dev stack): those stay, in S3DRIVE_LOG_FORMAT, redacted.
+if not logging.getLogger().handlers:
+    fileConfig(config.config_file_name)
 logger = logging.getLogger("alembic.env")
 
 

@@ -9,6 +9,11 @@ holds; a custom `access_log_format` still gets gunicorn's own formatting.
 Both leave out the token of an Uppy session (`/uppy/<token>/s3/...`): it authenticates uploads
 for as long as it lives, and logs are read by more people than the users who hold them. And the
 token of a share link (`/s/<token>`), which opens its file for anyone.
+
+With S3DRIVE_LOG_FORMAT=json (the default) gunicorn's own lines (start-up, workers booted or
+killed) are JSON objects like the app's, through the same handler filters (s3drive/logs.py); so is
+the access line, if the access log is turned on (gunicorn.conf.py turns it off in JSON: the app
+writes the request line, with its route and user).
 """
 
 from __future__ import annotations
@@ -19,23 +24,9 @@ from typing import Any
 from gunicorn.config import AccessLogFormat
 from gunicorn.glogging import Logger
 
+from .logs import ENVIRON_KEY, format_from_environ, prepare_handler, redact_target
+
 COMBINED = AccessLogFormat.default
-SESSION_PREFIX = "/uppy/"
-HIDDEN = "[session]"
-# A share link's token opens its file for anyone who has it; the database keeps only its hash.
-SHARE_PREFIX = "/s/"
-HIDDEN_SHARE = "[token]"
-
-
-def redact(uri: str) -> str:
-    """Return the request target without an Uppy session token or a share link's token."""
-    if uri.startswith(SHARE_PREFIX):
-        token, query_mark, query = uri[len(SHARE_PREFIX) :].partition("?")
-        return f"{SHARE_PREFIX}{HIDDEN_SHARE}{query_mark}{query}" if token else uri
-    if not uri.startswith(SESSION_PREFIX) or uri.startswith("/uppy/s3/"):
-        return uri
-    token, slash, rest = uri[len(SESSION_PREFIX) :].partition("/")
-    return f"{SESSION_PREFIX}{HIDDEN}{slash}{rest}" if token else uri
 
 
 def _quoted(value: str) -> str:
@@ -46,15 +37,27 @@ class AccessLogger(Logger):
     """gunicorn's Logger with a fast path for the default access log format (gunicorn.conf.py's logger_class)."""
 
     _clock: tuple[int, str] = (-1, "")
+    json = False
+
+    def setup(self, cfg) -> None:
+        """Set up gunicorn's handlers, then give them s3drive's format and filters."""
+        super().setup(cfg)
+        self.json = format_from_environ() == "json"
+        if self.json:
+            for log in (self.error_log, self.access_log):
+                for handler in log.handlers:
+                    prepare_handler(handler, "json")
 
     def access(self, resp, req, environ: dict[str, Any], request_time) -> None:
         if not self.access_log_enabled:
             return
+        if self.json:
+            return self.access_json(resp, environ, request_time)
         if self.cfg.access_log_format != COMBINED:
             return super().access(resp, req, environ, request_time)
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
         sent = getattr(resp, "sent", None)
-        request_line = f"{environ['REQUEST_METHOD']} {redact(environ['RAW_URI'])} {environ['SERVER_PROTOCOL']}"
+        request_line = f"{environ['REQUEST_METHOD']} {redact_target(environ['RAW_URI'])} {environ['SERVER_PROTOCOL']}"
         line = (
             f"{environ.get('REMOTE_ADDR', '-')} - {self._get_user(environ) or '-'} {self.now()}"
             f' "{_quoted(request_line)}" {status} {sent if sent is not None else "-"}'
@@ -65,12 +68,33 @@ class AccessLogger(Logger):
         except Exception:  # as gunicorn's: a failed log line never fails the request
             self.exception("Failed to write the access log")
 
+    def access_json(self, resp, environ: dict[str, Any], request_time) -> None:
+        """Write the access line as the app's request line: the same fields, in JSON."""
+        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        noted = environ.get(ENVIRON_KEY) or {}
+        method, path = environ["REQUEST_METHOD"], redact_target(environ.get("PATH_INFO", ""))
+        fields = {
+            "method": method,
+            "route": noted.get("route"),
+            "path": path,
+            "status": int(status),
+            "duration_ms": round(request_time.total_seconds() * 1000, 1),
+            "request_id": noted.get("request_id"),
+            "user_id": noted.get("user_id"),
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "bytes": getattr(resp, "sent", None),
+        }
+        try:
+            self.access_log.info("%s %s %s", method, noted.get("route") or path, status, extra=fields)
+        except Exception:  # as gunicorn's: a failed log line never fails the request
+            self.exception("Failed to write the access log")
+
     def atoms(self, resp, req, environ: dict[str, Any], request_time) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)
-        atoms["r"] = f"{environ['REQUEST_METHOD']} {redact(environ['RAW_URI'])} {environ['SERVER_PROTOCOL']}"
+        atoms["r"] = f"{environ['REQUEST_METHOD']} {redact_target(environ['RAW_URI'])} {environ['SERVER_PROTOCOL']}"
         for key in ("U", "{raw_uri}e", "{path_info}e"):
             if isinstance(atoms.get(key), str):
-                atoms[key] = redact(atoms[key])
+                atoms[key] = redact_target(atoms[key])
         return atoms
 
     def now(self) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.pool import Pool
 
-from . import api, commands, policy, profiles, storage, tasks, tracing
+from . import api, commands, logs, policy, profiles, storage, tasks, tracing
 from . import config as settings
 from .api import auth as api_auth
 from .api import errors as api_errors
@@ -32,6 +32,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Create the app: defaults, then S3DRIVE_* variables, then `config`; validate; wire up."""
     app = Flask(__name__, instance_relative_config=True)
     load_settings(app, config)
+    register_logging(app)
     register_extensions(app)
     register_blueprints(app)
     register_errors(app)
@@ -57,6 +58,11 @@ def load_settings(app: Flask, config: dict[str, Any] | None) -> None:
     settings.normalize(app.config)
     settings.validate(app.config)
     _derive_flask_settings(app)
+
+
+def register_logging(app: Flask) -> None:
+    """Write the process's logs in S3DRIVE_LOG_FORMAT, a line per request, secrets left out."""
+    logs.init_app(app)
 
 
 def register_extensions(app: Flask) -> None:

@@ -37,6 +37,9 @@ DEFAULT_ALLOWED_CONTENT_TYPES = [
     "application/octet-stream",
 ]
 
+# S3DRIVE_LOG_FORMAT: one JSON object per line for log pipelines, or text for people (s3drive/logs.py).
+LOG_FORMATS = ("json", "text")
+
 # Keys are the names without the S3DRIVE_ prefix, as Flask stores them.
 DEFAULTS: dict[str, Any] = {
     "DATABASE_URL": None,
@@ -114,6 +117,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_IN_FLIGHT": 0,
     # A TOML file of named upload profiles (profiles.py); none: only the built-in `default`.
     "UPLOAD_PROFILES_FILE": None,
+    # json: one object per line (time, level, logger, message, request id, user id ...); the dev stack: text.
+    "LOG_FORMAT": "json",
     # Set by the dev stack (`s3drive dev`) and by tests: they may run without a
     # bucket or JWT secret of the operator's.
     "DEV_STACK": False,
@@ -218,6 +223,7 @@ def normalize(config: dict[str, Any]) -> None:
     config["S3_KEY_PREFIX"] = str(config.get("S3_KEY_PREFIX") or "")
     config["S3_REGION"] = str(config["S3_REGION"])
     config["S3_CONFIRM"] = str(config["S3_CONFIRM"]).lower()
+    config["LOG_FORMAT"] = str(config["LOG_FORMAT"]).strip().lower()
     config["S3_ADDRESSING_STYLE"] = str(config["S3_ADDRESSING_STYLE"]).lower()
     config["ALLOWED_CONTENT_TYPES"] = [t.lower() for t in config["ALLOWED_CONTENT_TYPES"]]
 
@@ -237,6 +243,8 @@ def validate(config: dict[str, Any]) -> None:
         raise ConfigError("S3DRIVE_S3_ADDRESSING_STYLE must be auto, path or virtual")
     if config["S3_CONFIRM"] not in ("list", "head"):
         raise ConfigError("S3DRIVE_S3_CONFIRM must be list or head")
+    if config["LOG_FORMAT"] not in LOG_FORMATS:
+        raise ConfigError(f"S3DRIVE_LOG_FORMAT must be json or text, got {config['LOG_FORMAT']!r}")
     if config["SSE"] not in (None, "AES256", "aws:kms"):
         raise ConfigError("S3DRIVE_SSE must be AES256 or aws:kms")
     if config["SSE_KMS_KEY_ID"] and config["SSE"] != "aws:kms":

@@ -182,7 +182,7 @@ def test_several_workers_with_in_memory_rate_limits_are_reported(tmp_path):
 
 
 def test_the_access_log_is_gunicorns_combined_format_without_session_or_share_tokens(tmp_path):
-    """gunicorn.conf.py's AccessLogger writes gunicorn's default line (Apache's combined format),
+    """With text logs, gunicorn.conf.py's AccessLogger writes gunicorn's default line (Apache's combined format),
     quotes escaped as gunicorn escapes them, and never the token of an Uppy session or a share link."""
     session = "SECRET-uppy-session-token"
     share = "SECRET-share-link-token-0123456789abcdefghijk"
@@ -196,7 +196,7 @@ def test_the_access_log_is_gunicorns_combined_format_without_session_or_share_to
         requests.get(f"{base}/s/{share}?download=1", timeout=10)
         requests.head(f"{base}/s/{share}", timeout=10)
 
-    log = start_gunicorn(tmp_path, {}, calls)
+    log = start_gunicorn(tmp_path, {"S3DRIVE_LOG_FORMAT": "text"}, calls)
     stamp = r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
     healthz = (
         rf'^127\.0\.0\.1 - - {stamp} "GET /healthz HTTP/1\.1" 200 \d+ "https://app\.example/" "probe \\"quoted\\""$'

@@ -232,7 +232,7 @@ def test_the_task_queue_worker_runs_beside_the_api(server):
     text = log.read_text()
     assert "beat: Starting" in text and "s3drive.sweep" in text  # the scheduler, and the task it schedules
     assert workers_of(server.data_dir)
-    assert "Worker:" in server.log()
+    assert "Worker:" in server.log_path.read_text()  # the banner; log() is only the last lines
 
 
 def test_second_server_on_same_data_dir_is_refused(server):

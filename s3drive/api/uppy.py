@@ -16,6 +16,7 @@ from flask_jwt_extended import current_user, get_jwt, verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException, NoAuthorizationError, RevokedTokenError
 from jwt.exceptions import ExpiredSignatureError, PyJWTError
 
+from .. import logs
 from ..errors import Unauthorized
 from ..schemas import (
     BaseSchema,
@@ -82,7 +83,9 @@ def companion_route(rule: str, endpoint: str, methods: list[str]):
 def caller_id(token: str | None) -> str:
     """Return the id of the user behind the request: the session token's, or the Bearer header's."""
     if token is not None:
-        return uppy.session_user(token).id
+        user_id = uppy.session_user(token).id
+        logs.note_user(user_id)  # no JWT here: the request's log lines learn the user from the session
+        return user_id
     try:
         verify_jwt_in_request()
     except NoAuthorizationError:

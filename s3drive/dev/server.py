@@ -269,6 +269,8 @@ def app_config(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         "S3_CONFIRM": "list",
         # The example profiles (avatar, document, video): the page offers them.
         "UPLOAD_PROFILES_FILE": str(EXAMPLE_PROFILES),
+        # Read by people in a terminal and data/worker.log; deployments default to json.
+        "LOG_FORMAT": "text",
     }
     for name, value in defaults.items():
         if f"S3DRIVE_{name}" not in os.environ:
@@ -403,6 +405,7 @@ WORKER_SETTINGS = (
     "JWT_SECRET_KEY",
     "BROKER_URL",
     "UPLOAD_PROFILES_FILE",
+    "LOG_FORMAT",
 )
 
 

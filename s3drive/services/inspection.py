@@ -216,7 +216,9 @@ def reject(held: Held, rejected: Rejected) -> Outcome:
         # A crash before this leaves the object to the sweeper's purge (a rejected record's key). A preview an
         # earlier inspection made (re-inspected after a policy change) goes in the same request.
         storage.discard([key, preview_key(key)], "object of a rejected upload")
-        current_app.logger.info("inspection rejected %s: %s", file_id, rejected.code)
+        current_app.logger.info(
+            "inspection rejected %s: %s", file_id, rejected.code, extra={"file_id": file_id, "outcome": "rejected"}
+        )
         return Outcome.REJECTED
     if kept is not None:
         storage.discard([kept], "quarantine copy of a file settled meanwhile")

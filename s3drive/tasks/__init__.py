@@ -21,6 +21,7 @@ from celery.signals import worker_process_init
 from flask import Flask
 from sqlalchemy.exc import OperationalError
 
+from .. import logs
 from ..errors import DatabaseUnavailable
 from ..extensions import db
 from ..services import watcher as upload_watcher
@@ -93,6 +94,7 @@ def init_app(app: Flask) -> Celery:
         include=["s3drive.tasks.sweeper", "s3drive.tasks.inspection", "s3drive.tasks.watcher"],
     )
     celery.set_default()
+    logs.init_celery(celery)
     app.extensions["celery"] = celery
 
     return celery

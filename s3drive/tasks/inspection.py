@@ -11,6 +11,7 @@ from collections import Counter
 from celery import shared_task
 from flask import current_app
 
+from .. import logs
 from ..errors import DatabaseUnavailable, StorageUnavailable
 from ..services.inspection import inspect_file
 from ..services.inspection_queue import TASK_NAME
@@ -25,6 +26,11 @@ from ..services.inspection_queue import TASK_NAME
 )
 def inspect(ids: list[str]) -> dict[str, int]:
     """Inspect each file of `ids` that is still waiting for it; return how many ended how."""
+    logs.bind(file_ids=ids)  # on every line of this task
     outcomes = Counter(str(inspect_file(file_id)) for file_id in ids)
-    current_app.logger.info("inspect: %s", " ".join(f"{name}={count}" for name, count in sorted(outcomes.items())))
+    current_app.logger.info(
+        "inspect: %s",
+        " ".join(f"{name}={count}" for name, count in sorted(outcomes.items())),
+        extra={"outcome": dict(outcomes)},
+    )
     return dict(outcomes)
