@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from celery.signals import worker_process_init
 from flask import Flask
 
-from .accesslog import redact
+from .logs import redact_target
 
 if TYPE_CHECKING:
     import requests
@@ -182,11 +182,11 @@ def _redact_request(span, status: str, response_headers: list) -> None:
 
 
 def _redact_url(value: str) -> str:
-    """Return a path or URL with redact() applied to its path and query."""
+    """Return a path or URL with redact_target() applied to its path and query."""
     parts = urlsplit(value)
     if not parts.scheme:
-        return redact(value)
-    target = redact(urlunsplit(("", "", parts.path, parts.query, "")))
+        return redact_target(value)
+    target = redact_target(urlunsplit(("", "", parts.path, parts.query, "")))
     return urlunsplit((parts.scheme, parts.netloc, "", "", "")) + target
 
 
