@@ -214,7 +214,19 @@ class AddContext(logging.Filter):
         for name, value in context.items():
             if name not in record.__dict__:
                 setattr(record, name, value)
+        _add_trace(record)
         return True
+
+
+def _add_trace(record: logging.LogRecord) -> None:
+    """Add the current span's trace and span ids, so a line leads to its trace (only when tracing is on)."""
+    otel = sys.modules.get("opentelemetry.trace")  # loaded by s3drive/tracing.py only with a collector
+    if otel is None:
+        return
+    span_context = otel.get_current_span().get_span_context()
+    if span_context.is_valid:
+        record.trace_id = format(span_context.trace_id, "032x")
+        record.span_id = format(span_context.span_id, "016x")
 
 
 # -- formats ---------------------------------------------------------------------------------------
@@ -238,7 +250,7 @@ class JsonFormatter(OrjsonFormatter):
 class TextFormatter(logging.Formatter):
     """One line for humans (the dev stack): time, level, logger, message, then the context in brackets."""
 
-    CONTEXT = ("request_id", "user_id", "task", "task_id", "attempt", "file_ids")
+    CONTEXT = ("request_id", "user_id", "task", "task_id", "attempt", "file_ids", "trace_id")
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")

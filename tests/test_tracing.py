@@ -5,6 +5,7 @@ really POSTed to an OTLP/HTTP collector when one is configured."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -208,3 +209,32 @@ def test_a_share_links_token_and_an_uppy_session_token_stay_out_of_spans(make_ap
         text = json.dumps(dict(span.attributes)) + span.name
         assert session not in text and share_token not in text, span.attributes
     assert any("/s/[token]" in json.dumps(dict(s.attributes)) for s in served)
+
+
+def test_a_log_line_written_under_a_span_names_its_trace(spans):
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from s3drive.logs import AddContext
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep()
+    handler.addFilter(AddContext())
+    logger = logging.getLogger("test_tracing.log_line")
+    logger.setLevel(logging.INFO)
+    logger.disabled = False
+    logger.addHandler(handler)
+    try:
+        with TracerProvider().get_tracer(__name__).start_as_current_span("work") as span:
+            logger.warning("inside")
+        logger.warning("outside")
+    finally:
+        logger.removeHandler(handler)
+    inside, outside = records
+    assert inside.trace_id == format(span.get_span_context().trace_id, "032x")
+    assert inside.span_id == format(span.get_span_context().span_id, "016x")
+    assert not hasattr(outside, "trace_id")
