@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "SSE": None,
     "SSE_KMS_KEY_ID": None,
     "JWT_SECRET_KEY": None,
+    # Secrets tokens were signed with before a rotation: still accepted until those tokens expire.
+    "JWT_PREVIOUS_SECRET_KEYS": [],
     "ACCESS_TOKEN_EXPIRES": 900,
     "REFRESH_TOKEN_EXPIRES": 2592000,
     "URL_EXPIRES_IN": 3600,
@@ -151,7 +153,7 @@ INT_SETTINGS = (
     "AUTH_CACHE_SECONDS",
 )
 ZERO_ALLOWED = ("DEFAULT_QUOTA_BYTES", "SWEEP_GRACE_SECONDS", "MAX_IN_FLIGHT", "AUTH_CACHE_SECONDS")
-LIST_SETTINGS = ("ALLOWED_CONTENT_TYPES", "CORS_ORIGINS", "TRUSTED_HOSTS")
+LIST_SETTINGS = ("ALLOWED_CONTENT_TYPES", "CORS_ORIGINS", "TRUSTED_HOSTS", "JWT_PREVIOUS_SECRET_KEYS")
 BOOL_SETTINGS = (
     "ALLOW_REGISTRATION",
     "CHECK_DATABASE",
@@ -239,6 +241,9 @@ def validate(config: dict[str, Any]) -> None:
             f"S3DRIVE_JWT_SECRET_KEY is required and must be at least {MIN_JWT_SECRET_BYTES} bytes"
             ' (generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))")'
         )
+    for previous in config["JWT_PREVIOUS_SECRET_KEYS"]:
+        if len(previous.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ConfigError(f"S3DRIVE_JWT_PREVIOUS_SECRET_KEYS: each is at least {MIN_JWT_SECRET_BYTES} bytes")
     if config["S3_ADDRESSING_STYLE"] not in ("auto", "path", "virtual"):
         raise ConfigError("S3DRIVE_S3_ADDRESSING_STYLE must be auto, path or virtual")
     if config["S3_CONFIRM"] not in ("list", "head"):

@@ -6,10 +6,12 @@ from datetime import timedelta
 
 import jwt as pyjwt
 import pytest
-from conftest import make_test_app, register_and_login
+from conftest import empty_tables, make_test_app, register_and_login
 from flask_jwt_extended import create_access_token
 
+from s3drive import ConfigError
 from s3drive.api.auth import LIMITED_ENDPOINTS
+from s3drive.app import close_app
 from s3drive.extensions import db
 from s3drive.models import RevokedToken, User
 
@@ -204,3 +206,44 @@ def test_only_routes_with_a_rate_limit_go_through_the_limiter(make_app):
     assert app.extensions[LIMITED_ENDPOINTS] == {"auth.login", "auth.register", "public_shares.open_protected_share"}
     body = {"username": "nobody", "password": "wrong password"}
     assert [client.post("/api/auth/login", json=body).status_code for _ in range(3)] == [401, 401, 429]
+
+
+def test_rotating_the_jwt_secret_logs_nobody_out(database_url, s3):
+    old, new = "old-secret-" + "o" * 40, "new-secret-" + "n" * 40
+    before = make_test_app(database_url, JWT_SECRET_KEY=old)
+    empty_tables(before)
+    client = before.test_client()
+    client.post("/api/auth/register", json={"username": "rota", "password": "correct horse battery"})
+    tokens = client.post("/api/auth/login", json={"username": "rota", "password": "correct horse battery"}).get_json()
+    close_app(before)
+
+    rotated = make_test_app(database_url, JWT_SECRET_KEY=new, JWT_PREVIOUS_SECRET_KEYS=[old])
+    client = rotated.test_client()
+    # The access and refresh tokens signed before the rotation still work...
+    assert client.get("/api/auth/me", headers=bearer(tokens["access_token"])).status_code == 200
+    refreshed = client.post("/api/auth/refresh", headers=bearer(tokens["refresh_token"]))
+    assert refreshed.status_code == 200
+    # ...and what is issued now is signed with the new secret only.
+    fresh = refreshed.get_json()["access_token"]
+    assert pyjwt.decode(fresh, new, algorithms=["HS256"])["type"] == "access"
+    with pytest.raises(pyjwt.InvalidSignatureError):
+        pyjwt.decode(fresh, old, algorithms=["HS256"])
+    forged = pyjwt.encode({**pyjwt.decode(fresh, new, algorithms=["HS256"]), "jti": "x"}, "f" * 48, "HS256")
+    assert client.get("/api/auth/me", headers=bearer(forged)).get_json()["error"]["code"] == "invalid_token"
+    close_app(rotated)
+
+    # Once the previous secret is dropped (after the refresh lifetime), its tokens stop.
+    after = make_test_app(database_url, JWT_SECRET_KEY=new)
+    client = after.test_client()
+    assert client.get("/api/auth/me", headers=bearer(tokens["access_token"])).status_code == 401
+    assert client.get("/api/auth/me", headers=bearer(fresh)).status_code == 200
+    close_app(after)
+
+
+def test_a_previous_jwt_secret_must_be_long_enough(database_url):
+    with pytest.raises(ConfigError, match="S3DRIVE_JWT_PREVIOUS_SECRET_KEYS"):
+        make_test_app(database_url, JWT_SECRET_KEY="n" * 48, JWT_PREVIOUS_SECRET_KEYS=["short"])
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}

@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,6 +35,7 @@ import jwt as pyjwt
 from flask import Flask, current_app
 from flask_jwt_extended import JWTManager
 from flask_jwt_extended import view_decorators as jwt_views
+from flask_jwt_extended.config import config as jwt_config
 
 EXTENSION = "s3drive.auth_cache"
 DECODED = "s3drive.decoded_tokens"
@@ -130,14 +132,20 @@ class DecodedTokens:
                 self._claims.popitem(last=False)
 
 
+# The previous secret a token is being verified with (JWT_PREVIOUS_SECRET_KEYS), while one is tried.
+_trying_key: ContextVar[str | None] = ContextVar("s3drive_jwt_trying_key", default=None)
+
+
 class DecodingJWTManager(JWTManager):
-    """flask-jwt-extended's JWTManager, decoding each token's text once per process (DecodedTokens)."""
+    """flask-jwt-extended's JWTManager, decoding each token's text once per process (DecodedTokens), and
+    accepting tokens signed with a previous secret (S3DRIVE_JWT_PREVIOUS_SECRET_KEYS) while they live."""
 
     def init_app(self, app: Flask, add_context_processor: bool = False) -> None:
         super().init_app(app, add_context_processor)
         # After verifying a token, flask-jwt-extended parses its header once more, on every request
         # (utils.get_unverified_jwt_headers, imported by name into view_decorators).
         jwt_views.get_unverified_jwt_headers = unverified_header
+        self.decode_key_loader(_decode_key)
 
     def _decode_jwt_from_config(self, encoded_token: str, csrf_value=None, allow_expired: bool = False) -> dict:
         if csrf_value is not None or allow_expired:  # not ours: decode as the library does
@@ -145,9 +153,33 @@ class DecodingJWTManager(JWTManager):
         decoded = current_app.extensions.setdefault(DECODED, DecodedTokens())
         claims = decoded.get(encoded_token)
         if claims is None:
-            claims = super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
+            claims = self._verify(encoded_token)
             decoded.put(encoded_token, claims)
         return claims
+
+    def _verify(self, encoded_token: str) -> dict:
+        """Return a token's claims, verified with the current secret or else with a previous one.
+
+        Rotating the secret then logs nobody out: tokens signed before keep working until they expire,
+        and every token issued (a refresh included) is signed with the current secret.
+        """
+        try:
+            return super()._decode_jwt_from_config(encoded_token)
+        except pyjwt.InvalidSignatureError:
+            for key in current_app.config["JWT_PREVIOUS_SECRET_KEYS"]:
+                trying = _trying_key.set(key)
+                try:
+                    return super()._decode_jwt_from_config(encoded_token)
+                except pyjwt.InvalidSignatureError:
+                    continue
+                finally:
+                    _trying_key.reset(trying)
+            raise
+
+
+def _decode_key(header: dict, payload: dict) -> str:
+    """Return the secret to verify a token with: a previous one being tried, else the current one."""
+    return _trying_key.get() or jwt_config.decode_key
 
 
 def unverified_header(encoded: str) -> dict:
