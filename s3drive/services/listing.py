@@ -98,7 +98,9 @@ def list_files(
 
     statement = select(*LISTED_COLUMNS).where(*file_filters(user_id, status, folder, q, tag, dialect))
     if profile is not None:
-        statement = statement.where(File.profile == profile)
+        # Inlined, as the status is: ix_files_listing_profile (WHERE profile <> 'default') serves
+        # only a plan that can prove the profile is not 'default', which a generic plan cannot.
+        statement = statement.where(File.profile == bindparam("profile", profile, literal_execute=True))
     if cursor:
         after = tuple_(key_column, File.id)
         position = decode_listing_cursor(cursor, sort, user_id)
@@ -161,8 +163,11 @@ def file_filters(user_id: str, status: str, folder: str | None, q: str | None, t
 def has_tag(tag: str, dialect: str):
     """Return a condition true when the file's tag list holds exactly `tag`."""
     if dialect == "postgresql":
-        # jsonb containment compares whole array elements: "a" never matches "ab".
-        return cast(File.tags, JSONB).contains([tag])
+        # jsonb containment compares whole array elements: "a" never matches "ab". The tag is
+        # inlined, as `q` is: a generic plan would not know a rare tag (read ix_files_tags_gin)
+        # from a common one (walk the sort index and filter).
+        wanted = cast(bindparam("tag_json", json.dumps([tag]), literal_execute=True), JSONB)
+        return cast(File.tags, JSONB).op("@>", is_comparison=True)(wanted)
     if dialect == "sqlite":
         element = func.json_each(File.tags).table_valued("value", joins_implicitly=True)
         return exists().where(element.c.value == tag)
