@@ -137,7 +137,7 @@ def test_registration_closed(make_app):
 
 
 def test_login_rate_limited(make_app):
-    app = make_app(LOGIN_RATE_LIMIT="3 per minute")
+    app = make_app(LOGIN_RATE_LIMIT="3 per hour")
     client = app.test_client()
     statuses = [client.post("/api/auth/login", json={"username": "x", "password": "y"}).status_code for _ in range(4)]
     assert statuses == [401, 401, 401, 429]
@@ -172,7 +172,7 @@ def test_rate_limit_is_shared_through_redis(make_app):
     settings = {
         "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/15",
         "RATELIMIT_KEY_PREFIX": f"s3drive-test-{uuid.uuid4().hex}",
-        "LOGIN_RATE_LIMIT": "3 per minute",
+        "LOGIN_RATE_LIMIT": "3 per hour",
     }
     first, second = make_app(**settings).test_client(), make_app(**settings).test_client()
     bad = {"username": "x", "password": "wrong-password"}
@@ -184,7 +184,7 @@ def test_rate_limit_is_shared_through_redis(make_app):
 
 def test_an_unreachable_rate_limit_store_never_fails_a_login(make_app, s3):
     """Redis down: logins and registrations work, limits still hold (in memory), /readyz says so."""
-    app = make_app(RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0", LOGIN_RATE_LIMIT="3 per minute")
+    app = make_app(RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0", LOGIN_RATE_LIMIT="3 per hour")
     client = app.test_client()
     body = {"username": "bob", "password": "longenough1"}
     assert client.post("/api/auth/register", json=body).status_code == 201

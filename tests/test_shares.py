@@ -299,7 +299,7 @@ def test_in_a_browser_the_page_downloads_the_exact_bytes(database_url):
 
 
 def test_wrong_passwords_are_rate_limited_per_link_and_per_address(make_app):
-    app = make_app(INSPECT=True, SHARE_PASSWORD_RATE_LIMIT="3 per minute")
+    app = make_app(INSPECT=True, SHARE_PASSWORD_RATE_LIMIT="3 per hour")
     client = app.test_client()
     auth = register_and_login(client, "alice")
     file = inspected(app, client, auth)
