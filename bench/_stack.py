@@ -256,13 +256,21 @@ def run_load(base_url: str, items: list[dict], connections: int, duration: float
     if bad or errors:
         first = items[0]
         sample = requests.request(
-            first["method"], base_url + first["path"], headers=first.get("headers"), data=first.get("body"), timeout=30
+            first["method"], base_url + first["path"], headers=_headers(first), data=first.get("body"), timeout=30
         )
         sys.exit(
             f"load run had failures against {base_url}{first['path']}:\n{output}\n"
             f"one such request now answers {sample.status_code}: {sample.text[:500]}"
         )
     return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+
+
+def _headers(item: dict) -> dict:
+    """Return a load item's headers, with the JSON type its body has (as the wrk script sends it)."""
+    headers = dict(item.get("headers") or {})
+    if item.get("body"):
+        headers["Content-Type"] = "application/json"
+    return headers
 
 
 def _python_load(base_url: str, items: list[dict], connections: int, duration: float) -> float:
@@ -278,7 +286,7 @@ def _python_load(base_url: str, items: list[dict], connections: int, duration: f
                 item = items[position % len(items)]
                 position += 1
                 response = session.request(
-                    item["method"], base_url + item["path"], headers=item.get("headers"), data=item.get("body")
+                    item["method"], base_url + item["path"], headers=_headers(item), data=item.get("body")
                 )
                 if response.status_code >= 300:
                     failures.append(f"{response.status_code} {response.text[:300]}")
